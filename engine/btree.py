@@ -1,0 +1,373 @@
+"""The B+ tree: get, put, delete with merge-or-redistribute, range chunks,
+single-root creation, overflow chains for large values.
+
+Threads. The scheme is one reader/writer latch per database (readers share
+it, a writer holds it alone) plus the buffer pool's own mutex and frame
+latches. Why not latch crabbing (BusTub): under the GIL only one thread runs
+Python at a time, so crabbing's finer latches buy parallelism only during
+I/O, which the shared mode already gives readers (a read that misses releases
+the GIL in `preadv` while other readers go on). A writer alone on the tree
+never sees a half-split node, a batch across trees is isolated for free, and
+the durability fsync happens after the latch is released, so committers still
+overlap there (group commit). Readers never block each other.
+
+Structure. Leaves hold keys and values (or an `Overflow` reference to a chain
+of pages for values over `MAX_LEAF_CELL`), chained both ways for scans.
+Internal node i separates child i (keys < keys[i]) from child i+1
+(keys >= keys[i]). After each change `_fix` walks up the path: a node over a
+page is split (balanced by bytes); a non-root node under its minimum fill
+borrows from or merges with a sibling under the same parent; an internal root
+left with one child is replaced by it, so the tree shrinks as it empties.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+
+from engine import syncpoints
+from engine.codec import (
+    INTERNAL_MIN_FILL,
+    LEAF_MIN_FILL,
+    USABLE,
+    Node,
+    Overflow,
+    decode_node,
+    inline_fits,
+    internal_split_point,
+    leaf_cell_size,
+    split_point,
+)
+from engine.bufferpool import BufferPool
+from engine.txn import Txn, overflow_pages, read_overflow
+
+__all__ = ["get", "put", "delete", "chunk", "read_node", "walk_pages", "levels", "create_root"]
+
+
+def read_node(pool: BufferPool, page_id: int) -> Node:
+    """Decoded node of `page_id` for a reader (pinned only while fetched:
+    no writer runs while readers hold the latch, so the node cannot change)."""
+    frame = pool.fetch(page_id)
+    try:
+        node = frame.obj
+        if node is None:
+            node = frame.obj = decode_node(frame.buf, page_id)
+        return node
+    finally:
+        pool.unpin(frame)
+
+
+def _value(pool: BufferPool, v):
+    return read_overflow(pool, v) if type(v) is Overflow else v
+
+
+def get(pool: BufferPool, root: int, key: bytes) -> bytes | None:
+    if not root:
+        return None
+    node = read_node(pool, root)
+    while not node.leaf:
+        node = read_node(pool, node.children[bisect_right(node.keys, key)])
+    keys = node.keys
+    i = bisect_left(keys, key)
+    if i < len(keys) and keys[i] == key:
+        return _value(pool, node.vals[i])
+    return None
+
+
+# -- writes ---------------------------------------------------------------------
+
+def create_root(txn: Txn, name: str) -> int:
+    pid, _ = txn.new_node(True)
+    txn.entry(name).root = pid
+    return pid
+
+
+def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int, Node]:
+    path = []
+    pid = root
+    node = txn.node(pid)
+    while not node.leaf:
+        i = bisect_right(node.keys, key)
+        path.append((pid, node, i))
+        pid = node.children[i]
+        node = txn.node(pid)
+    return path, pid, node
+
+
+def put(txn: Txn, name: str, key: bytes, value: bytes) -> bool:
+    """Insert or overwrite; True when the key is new."""
+    entry = txn.entry(name)
+    val = value if inline_fits(len(key), len(value)) else txn.write_overflow(value)
+    root = entry.root or create_root(txn, name)
+    path, pid, leaf = _descend(txn, root, key)
+    keys = leaf.keys
+    i = bisect_left(keys, key)
+    txn.modify(pid)
+    if i < len(keys) and keys[i] == key:
+        old = leaf.vals[i]
+        if type(old) is Overflow:
+            txn.free_overflow(old)
+        leaf.size += leaf_cell_size(key, val) - leaf_cell_size(key, old)
+        leaf.vals[i] = val
+        added = False
+    else:
+        keys.insert(i, key)
+        leaf.vals.insert(i, val)
+        leaf.size += leaf_cell_size(key, val)
+        entry.count += 1
+        added = True
+    if leaf.size > USABLE or leaf.size < LEAF_MIN_FILL:
+        _fix(txn, name, path, pid, leaf)
+    return added
+
+
+def delete(txn: Txn, name: str, key: bytes) -> bool:
+    entry = txn.entry(name)
+    if not entry.root:
+        return False
+    path, pid, leaf = _descend(txn, entry.root, key)
+    keys = leaf.keys
+    i = bisect_left(keys, key)
+    if i == len(keys) or keys[i] != key:
+        return False
+    txn.modify(pid)
+    old = leaf.vals[i]
+    if type(old) is Overflow:
+        txn.free_overflow(old)
+    leaf.size -= leaf_cell_size(key, old)
+    del keys[i]
+    del leaf.vals[i]
+    entry.count -= 1
+    if leaf.size < LEAF_MIN_FILL:
+        _fix(txn, name, path, pid, leaf)
+    return True
+
+
+def drop(txn: Txn, name: str) -> None:
+    """Free every page of the tree and remove it."""
+    entry = txn.entry(name)
+    if entry.root:
+        for pid in walk_pages(txn.pool, entry.root):
+            txn.free(pid)
+    txn.drop_tree_entry(name)
+
+
+def _fix(txn: Txn, name: str, path: list, pid: int, node: Node) -> None:
+    """Restore size bounds from `node` up to the root."""
+    while True:
+        if node.size > USABLE:
+            sep, rpid = _split(txn, pid, node)
+            if not path:
+                new_pid, root = txn.new_node(False)
+                root.keys = [sep]
+                root.children = [pid, rpid]
+                root.size = 8 + len(sep)
+                txn.entry(name).root = new_pid
+                return
+            ppid, parent, idx = path.pop()
+            txn.modify(ppid)
+            parent.keys.insert(idx, sep)
+            parent.children.insert(idx + 1, rpid)
+            parent.size += 8 + len(sep)
+            pid, node = ppid, parent
+            continue
+        if not path:
+            if not node.leaf and not node.keys:  # root with one child: shrink the tree
+                txn.entry(name).root = node.children[0]
+                txn.free(pid)
+            return
+        if node.size >= (LEAF_MIN_FILL if node.leaf else INTERNAL_MIN_FILL):
+            return
+        ppid, parent, idx = path.pop()
+        txn.modify(ppid)
+        _rebalance(txn, parent, idx, pid, node)
+        pid, node = ppid, parent
+
+
+def _split(txn: Txn, pid: int, node: Node) -> tuple[bytes, int]:
+    syncpoints.reach("btree.split")
+    rpid, right = txn.new_node(node.leaf)
+    if node.leaf:
+        sizes = list(map(leaf_cell_size, node.keys, node.vals))
+        i = split_point(sizes)
+        right.keys, node.keys = node.keys[i:], node.keys[:i]
+        right.vals, node.vals = node.vals[i:], node.vals[:i]
+        right.size = sum(sizes[i:])
+        node.size -= right.size
+        right.next, right.prev = node.next, pid
+        if node.next:
+            nxt = txn.node(node.next)
+            txn.modify(node.next)
+            nxt.prev = rpid
+        node.next = rpid
+        return right.keys[0], rpid
+    sizes = [8 + len(k) for k in node.keys]
+    m = internal_split_point(sizes)
+    sep = node.keys[m]
+    right.keys, node.keys = node.keys[m + 1 :], node.keys[:m]
+    right.children, node.children = node.children[m + 1 :], node.children[: m + 1]
+    right.size = sum(sizes[m + 1 :])
+    node.size -= right.size + sizes[m]
+    return sep, rpid
+
+
+def _rebalance(txn: Txn, parent: Node, idx: int, pid: int, node: Node) -> None:
+    """`node` (child `idx` of `parent`) is under its minimum: merge it with a
+    sibling when both fit in one page, else move cells to balance them."""
+    syncpoints.reach("btree.merge")
+    if idx > 0:
+        s = idx - 1  # separator between left and right
+        lpid, rpid = parent.children[s], pid
+        left = txn.node(lpid)
+        txn.modify(lpid)
+        right = node
+    else:
+        s = 0
+        lpid, rpid = pid, parent.children[1]
+        left = node
+        right = txn.node(rpid)
+        txn.modify(rpid)
+    sep = parent.keys[s]
+    if left.leaf:
+        if left.size + right.size <= USABLE:
+            left.keys += right.keys
+            left.vals += right.vals
+            left.size += right.size
+            left.next = right.next
+            if right.next:
+                nxt = txn.node(right.next)
+                txn.modify(right.next)
+                nxt.prev = lpid
+            _remove_separator(parent, s)
+            txn.free(rpid)
+            return
+        keys = left.keys + right.keys
+        vals = left.vals + right.vals
+        sizes = list(map(leaf_cell_size, keys, vals))
+        i = split_point(sizes)
+        left.keys, right.keys = keys[:i], keys[i:]
+        left.vals, right.vals = vals[:i], vals[i:]
+        left.size = sum(sizes[:i])
+        right.size = sum(sizes[i:])
+        new_sep = right.keys[0]
+    else:
+        if left.size + 8 + len(sep) + right.size <= USABLE:
+            left.keys += [sep] + right.keys
+            left.children += right.children
+            left.size += 8 + len(sep) + right.size
+            _remove_separator(parent, s)
+            txn.free(rpid)
+            return
+        keys = left.keys + [sep] + right.keys
+        children = left.children + right.children
+        sizes = [8 + len(k) for k in keys]
+        m = internal_split_point(sizes)
+        left.keys, right.keys = keys[:m], keys[m + 1 :]
+        left.children, right.children = children[: m + 1], children[m + 1 :]
+        left.size = sum(sizes[:m])
+        right.size = sum(sizes[m + 1 :])
+        new_sep = keys[m]
+    parent.keys[s] = new_sep
+    parent.size += len(new_sep) - len(sep)
+
+
+def _remove_separator(parent: Node, s: int) -> None:
+    parent.size -= 8 + len(parent.keys[s])
+    del parent.keys[s]
+    del parent.children[s + 1]
+
+
+# -- reads over ranges -------------------------------------------------------------
+
+def chunk(pool: BufferPool, root: int, lo: bytes | None, hi: bytes | None, after: bytes | None,
+          reverse: bool, limit: int = 256) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """Up to `limit` (key, value) pairs in [lo, hi), strictly after `after` in
+    the walk's direction; `done` is True when nothing follows them."""
+    out: list[tuple[bytes, bytes]] = []
+    if not root:
+        return out, True
+    node = read_node(pool, root)
+    if not reverse:
+        seek = after if after is not None else lo
+        while not node.leaf:
+            node = read_node(pool, node.children[bisect_right(node.keys, seek) if seek is not None else 0])
+        if after is not None:
+            i = bisect_right(node.keys, after)
+        else:
+            i = bisect_left(node.keys, lo) if lo is not None else 0
+        while True:
+            keys = node.keys
+            n = len(keys)
+            while i < n:
+                k = keys[i]
+                if hi is not None and k >= hi:
+                    return out, True
+                out.append((k, _value(pool, node.vals[i])))
+                i += 1
+                if len(out) >= limit:
+                    return out, (i == n and not node.next)
+            if not node.next:
+                return out, True
+            node = read_node(pool, node.next)
+            i = 0
+    seek = after if after is not None else hi
+    while not node.leaf:
+        node = read_node(pool, node.children[bisect_left(node.keys, seek) if seek is not None else len(node.keys)])
+    i = (bisect_left(node.keys, seek) if seek is not None else len(node.keys)) - 1
+    while True:
+        keys = node.keys
+        while i >= 0:
+            k = keys[i]
+            if lo is not None and k < lo:
+                return out, True
+            out.append((k, _value(pool, node.vals[i])))
+            i -= 1
+            if len(out) >= limit:
+                return out, (i < 0 and not node.prev)
+        if not node.prev:
+            return out, True
+        node = read_node(pool, node.prev)
+        i = len(node.keys) - 1
+
+
+def edge(pool: BufferPool, root: int, last: bool) -> tuple[bytes, bytes] | None:
+    if not root:
+        return None
+    node = read_node(pool, root)
+    while not node.leaf:
+        node = read_node(pool, node.children[-1 if last else 0])
+    while not node.keys:  # only an empty root leaf has no keys
+        return None
+    i = -1 if last else 0
+    return node.keys[i], _value(pool, node.vals[i])
+
+
+# -- whole-tree walks (check, drop, show) ------------------------------------------
+
+def walk_pages(pool: BufferPool, root: int) -> list[int]:
+    """Every page of the tree: nodes and overflow pages."""
+    out = []
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        node = read_node(pool, pid)
+        if node.leaf:
+            for v in node.vals:
+                if type(v) is Overflow:
+                    out += overflow_pages(pool, v)
+        else:
+            stack += node.children
+    return out
+
+
+def levels(pool: BufferPool, root: int) -> list[list[tuple[int, Node]]]:
+    """Nodes level by level, root first, left to right."""
+    if not root:
+        return []
+    out = []
+    level = [root]
+    while level:
+        nodes = [(pid, read_node(pool, pid)) for pid in level]
+        out.append(nodes)
+        level = [c for _, n in nodes if not n.leaf for c in n.children]
+    return out

@@ -1,0 +1,338 @@
+"""The buffer pool: fixed frames over one aligned mmap, a page table, pins,
+dirty flags, an LRU replacer, per-frame read/write latches and guards.
+
+Rules (checked by `check_invariants`):
+
+1. The page table is injective: a page is in at most one frame, and a frame
+   in the table says so in `frame.page_id`.
+2. A frame is either free (`page_id is None`, on the free list, pin 0) or in
+   the table, never both.
+3. Pins never go negative; a frame with pin > 0 is never evicted.
+4. A frame whose bytes (or decoded node) differ from the backing store is
+   dirty; eviction writes a dirty frame back before reuse.
+5. If that write-back fails the victim stays in its frame, still dirty, the
+   table is unchanged and no mutex is held (the seed's eviction bug).
+
+Frame states and the function making each transition::
+
+    FREE --fetch/new_page--> PINNED --unpin--> CACHED --evict--> FREE
+                               ^                  |
+                               +-----fetch--------+
+    (discard: CACHED/PINNED-by-caller -> FREE without write-back)
+
+Decoded nodes: `frame.obj` caches the decoded page; `frame.obj_dirty` means
+the object is newer than the bytes, so the bytes are re-encoded only when
+they must reach the store (eviction, flush): encoding is deferred to
+write-back.
+
+Concurrency: one mutex guards the table, pins and replacer. A miss reads
+outside the mutex into a reserved frame, then installs it after checking the
+table again (double-checked fetch), so two threads missing on one page never
+create two frames. `debug_double_check=False` removes that check: only the
+fault layer's tests set it, to show the race.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+from engine import syncpoints
+from engine.codec import PAGE_SIZE, encode_node
+from engine.disk import aligned_buffer
+from engine.errors import BufferPoolFullError
+from engine.replacer import LRUReplacer
+
+__all__ = ["BufferPool", "Frame", "PageStore"]
+
+
+class PageStore(Protocol):
+    """Where the pool's pages live: the pager, or the log-spilling store."""
+
+    def read_page(self, page_id: int, buf: memoryview) -> None: ...
+    def write_page(self, page_id: int, buf: memoryview) -> None: ...
+
+
+class Frame:
+    __slots__ = ("frame_id", "page_id", "buf", "pin", "dirty", "obj", "obj_dirty", "readers", "writer")
+
+    def __init__(self, frame_id: int, buf: memoryview) -> None:
+        self.frame_id = frame_id
+        self.page_id: int | None = None
+        self.buf = buf
+        self.pin = 0
+        self.dirty = False
+        self.obj = None  # decoded node cache
+        self.obj_dirty = False  # obj newer than buf
+        self.readers = 0
+        self.writer = False
+
+    def sync_bytes(self) -> None:
+        """Bring `buf` up to date with the decoded node."""
+        if self.obj_dirty:
+            encode_node(self.obj, self.buf)
+            self.obj_dirty = False
+
+
+class BufferPool:
+    def __init__(self, store: PageStore, n_frames: int) -> None:
+        assert n_frames >= 1, "BufferPool: need at least one frame"
+        self.store = store
+        self.n_frames = n_frames
+        self._mem = aligned_buffer(n_frames * PAGE_SIZE)
+        view = memoryview(self._mem)
+        self.frames = [Frame(i, view[i * PAGE_SIZE : (i + 1) * PAGE_SIZE]) for i in range(n_frames)]
+        self._free = list(reversed(self.frames))
+        self._table: dict[int, Frame] = {}
+        self._replacer = LRUReplacer()
+        self._mutex = threading.Lock()
+        self._latch_cond = threading.Condition(self._mutex)
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.debug_double_check = True
+
+    # -- pin / unpin --------------------------------------------------------
+
+    def fetch(self, page_id: int) -> Frame:
+        """Pin the frame holding `page_id`, reading it on a miss."""
+        with self._mutex:
+            frame = self._table.get(page_id)
+            if frame is not None:
+                frame.pin += 1
+                self._replacer.touch(frame.frame_id)
+                self.hits += 1
+                return frame
+        return self._fetch_miss(page_id)
+
+    def _fetch_miss(self, page_id: int) -> Frame:
+        syncpoints.reach("bufferpool.fetch.miss")
+        with self._mutex:
+            if self.debug_double_check:
+                frame = self._table.get(page_id)
+                if frame is not None:  # another thread brought it in meanwhile
+                    frame.pin += 1
+                    self._replacer.touch(frame.frame_id)
+                    self.hits += 1
+                    return frame
+            frame = self._reserve()
+            self.misses += 1
+        try:
+            self.store.read_page(page_id, frame.buf)
+        except BaseException:
+            with self._mutex:
+                frame.pin = 0
+                self._free.append(frame)
+            raise
+        syncpoints.reach("bufferpool.fetch.install")
+        with self._mutex:
+            other = self._table.get(page_id) if self.debug_double_check else None
+            if other is not None:
+                frame.pin = 0
+                self._free.append(frame)
+                other.pin += 1
+                self._replacer.touch(other.frame_id)
+                return other
+            frame.page_id = page_id
+            self._table[page_id] = frame
+            self._replacer.touch(frame.frame_id)
+            return frame
+
+    def new_page(self, page_id: int) -> Frame:
+        """Pin a frame for a freshly allocated page without reading it.
+        The caller fills it; the frame starts dirty with zeroed bytes."""
+        with self._mutex:
+            frame = self._table.get(page_id)
+            if frame is None:
+                frame = self._reserve()
+                frame.page_id = page_id
+                self._table[page_id] = frame
+            else:
+                frame.pin += 1
+            self._replacer.touch(frame.frame_id)
+            frame.buf[:] = bytes(PAGE_SIZE)
+            frame.obj = None
+            frame.obj_dirty = False
+            frame.dirty = True
+            return frame
+
+    def unpin(self, frame: Frame, dirty: bool = False) -> None:
+        with self._mutex:
+            assert frame.pin > 0, "unpin: frame is not pinned"
+            frame.pin -= 1
+            if dirty:
+                frame.dirty = True
+
+    def _reserve(self) -> Frame:
+        """A pinned frame outside the table (caller holds the mutex)."""
+        if self._free:
+            frame = self._free.pop()
+            frame.pin = 1
+            return frame
+        fid = self._replacer.victim(lambda i: self.frames[i].pin > 0)
+        if fid is None:
+            raise BufferPoolFullError(f"all {self.n_frames} frames are pinned")
+        victim = self.frames[fid]
+        syncpoints.reach("bufferpool.evict")
+        if victim.dirty:
+            victim.sync_bytes()
+            self.store.write_page(victim.page_id, victim.buf)  # raises: victim untouched, mutex released by `with`
+            victim.dirty = False
+        del self._table[victim.page_id]
+        self._replacer.remove(fid)
+        self.evictions += 1
+        victim.page_id = None
+        victim.obj = None
+        victim.obj_dirty = False
+        victim.pin = 1
+        return victim
+
+    def discard(self, page_id: int) -> None:
+        """Forget a freed page without writing it back (pin must be 0)."""
+        with self._mutex:
+            frame = self._table.pop(page_id, None)
+            if frame is None:
+                return
+            assert frame.pin == 0, "discard: page is pinned"
+            self._replacer.remove(frame.frame_id)
+            frame.page_id = None
+            frame.obj = None
+            frame.obj_dirty = frame.dirty = False
+            self._free.append(frame)
+
+    def cached(self, page_id: int) -> Frame | None:
+        """The frame holding `page_id`, if any, without pinning (for checks)."""
+        return self._table.get(page_id)
+
+    # -- guards -------------------------------------------------------------
+
+    @contextmanager
+    def read(self, page_id: int) -> Iterator[Frame]:
+        """Pin and share-latch `page_id`; unpin on every exit path."""
+        frame = self.fetch(page_id)
+        try:
+            self._latch(frame, write=False)
+        except BaseException:
+            self.unpin(frame)
+            raise
+        try:
+            yield frame
+        finally:
+            self._unlatch(frame, write=False, dirty=False)
+
+    @contextmanager
+    def write(self, page_id: int) -> Iterator[Frame]:
+        """Pin and exclusively latch `page_id`; the frame is dirty on release."""
+        frame = self.fetch(page_id)
+        try:
+            self._latch(frame, write=True)
+        except BaseException:
+            self.unpin(frame)
+            raise
+        try:
+            yield frame
+        finally:
+            self._unlatch(frame, write=True, dirty=True)
+
+    def _latch(self, frame: Frame, write: bool) -> None:
+        with self._mutex:
+            while frame.writer or (write and frame.readers):
+                if syncpoints.installed():
+                    self._mutex.release()
+                    try:
+                        syncpoints.reach("latch.wait")
+                    finally:
+                        self._mutex.acquire()
+                else:
+                    self._latch_cond.wait()
+            if write:
+                frame.writer = True
+            else:
+                frame.readers += 1
+
+    def _unlatch(self, frame: Frame, write: bool, dirty: bool) -> None:
+        with self._mutex:
+            if write:
+                frame.writer = False
+            else:
+                frame.readers -= 1
+            frame.pin -= 1
+            if dirty:
+                frame.dirty = True
+            self._latch_cond.notify_all()
+
+    # -- write-back ---------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write every dirty frame to the store; returns how many."""
+        n = 0
+        with self._mutex:
+            for frame in self._table.values():
+                if frame.dirty:
+                    frame.sync_bytes()
+                    self.store.write_page(frame.page_id, frame.buf)
+                    frame.dirty = False
+                    n += 1
+        return n
+
+    def dirty_frames(self) -> list[Frame]:
+        with self._mutex:
+            return [f for f in self._table.values() if f.dirty]
+
+    def mark_clean(self, frames: list[Frame]) -> None:
+        with self._mutex:
+            for f in frames:
+                f.dirty = False
+
+    def pinned(self) -> list[int]:
+        """Page ids whose frames are pinned now."""
+        with self._mutex:
+            return [pid for pid, f in self._table.items() if f.pin]
+
+    def page_ids(self) -> list[int]:
+        with self._mutex:
+            return list(self._table)
+
+    def close(self) -> None:
+        for f in self.frames:
+            f.buf.release()
+        self._mem.close()
+
+    def check_invariants(self, expect_unpinned: bool = False) -> list[str]:
+        """Problems with the pool's rules, one string each:
+        page table injective and consistent with frame.page_id;
+        free frames hold no page, are unpinned and not in the table;
+        pins non-negative (and zero when `expect_unpinned`);
+        replacer tracks exactly the frames in the table;
+        latches released when unpinned.
+        """
+        out = []
+        with self._mutex:
+            seen: dict[int, int] = {}
+            for pid, f in self._table.items():
+                if f.page_id != pid:
+                    out.append(f"page table: page {pid} -> frame {f.frame_id} holding {f.page_id}")
+                if f.frame_id in seen:
+                    out.append(f"page table: frame {f.frame_id} holds pages {seen[f.frame_id]} and {pid}")
+                seen[f.frame_id] = pid
+            free_ids = {f.frame_id for f in self._free}
+            if len(free_ids) != len(self._free):
+                out.append("free list holds a frame twice")
+            for f in self._free:
+                if f.page_id is not None or f.pin or f.frame_id in seen:
+                    out.append(f"free frame {f.frame_id} is in use")
+            if len(seen) + len(free_ids) + sum(1 for f in self.frames if f.frame_id not in seen and f.frame_id not in free_ids) != self.n_frames:
+                out.append("frame count mismatch")
+            for f in self.frames:
+                if f.pin < 0:
+                    out.append(f"frame {f.frame_id} pin {f.pin} < 0")
+                if expect_unpinned and f.pin:
+                    out.append(f"frame {f.frame_id} (page {f.page_id}) still pinned ({f.pin})")
+                if f.pin == 0 and (f.writer or f.readers):
+                    out.append(f"frame {f.frame_id} latched while unpinned")
+                if f.frame_id not in seen and f.frame_id not in free_ids and not f.pin:
+                    out.append(f"frame {f.frame_id} is neither free, cached nor reserved")
+            out += self._replacer.check_invariants(set(seen))
+        return out

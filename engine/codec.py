@@ -1,0 +1,585 @@
+"""Page formats: pure functions over bytes, no I/O (sans-I/O).
+
+Every page is 4096 bytes and starts with the same 32-byte header::
+
+    offset size field        why this width
+    0      4    crc32        zlib CRC-32 of bytes 4..4095 (detects torn/flipped pages)
+    4      1    page_type    META=1 LEAF=2 INTERNAL=3 OVERFLOW=4 FREELIST=5
+    5      1    flags        reserved, 0
+    6      2    slot_count   at most (4096-32)/2 slots fit, so u16 suffices
+    8      2    free_start   end of the slot array (u16: offsets < 4096)
+    10     2    free_end     start of the cell area
+    12     2    garbage      bytes of dead cells not yet compacted away
+    14     2    reserved     0
+    16     8    lsn          log sequence number of the page's last change
+    24     4    next         leaf: right sibling; overflow/freelist: next page (u32 page ids: 16 TiB files)
+    28     4    prev         leaf: left sibling; internal: leftmost child (child 0)
+
+A slotted node page (leaf or internal)::
+
+    +--------+-----------------+---- free ----+-----------------------+
+    | header | slot0 slot1 ... |              | ...cellN ... cell1    |
+    +--------+-----------------+--------------+-----------------------+
+    0        32          free_start       free_end                 4096
+
+Slot i holds the u16 offset of the cell with the i-th smallest key.
+
+    leaf cell:      klen u16 | kind u8 | vlen u32 | key | value (kind 0, inline)
+                                                      | first overflow page u32 (kind 1)
+    internal cell:  klen u16 | child u32 | key      (child holds keys >= key)
+
+Free-space accounting is exact: 32 + 2*slot_count + (live cell bytes) +
+garbage + (free_end - free_start) == 4096.
+
+Metadata page (page 0), after the header::
+
+    32 magic b"DRAGONDB" | 40 version u32 | 44 page_size u32 | 48 page_count u32
+    52 freelist_head u32 | 56 free_count u32 | 60 tree_count u16 | 62 reserved u16
+    64 checkpoint_lsn u64 | 72 trees: name_len u8 | name | root u32 | count u64 | ...
+
+Overflow page: header (free_start = payload bytes used) then up to 4064 payload bytes.
+Free-list trunk page: header (slot_count = ids held, next = next trunk) then u32 page ids.
+
+Node operations here work on decoded nodes (`Node`) and return plans; the
+B+ tree applies them. Size rules (bytes include the 2-byte slot):
+
+- a leaf cell is at most `MAX_LEAF_CELL`, so a leaf holds at least 3;
+  a larger value moves to an overflow chain;
+- a non-root leaf holds at least `LEAF_MIN_FILL` bytes, a non-root internal
+  node at least `INTERNAL_MIN_FILL`; split and redistribute provably restore
+  these bounds (see `split_point`).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from bisect import bisect_left
+
+from engine.errors import CorruptionError
+
+__all__ = [
+    "PAGE_SIZE", "HEADER_SIZE", "USABLE", "MAX_KEY_SIZE", "MAX_LEAF_CELL", "MAX_INTERNAL_CELL",
+    "LEAF_MIN_FILL", "INTERNAL_MIN_FILL", "OVERFLOW_PAYLOAD", "FREELIST_CAPACITY",
+    "META", "LEAF", "INTERNAL", "OVERFLOW", "FREELIST", "MAGIC", "FORMAT_VERSION",
+    "Overflow", "Node", "Meta", "seal", "verify", "page_type", "page_lsn", "set_lsn",
+    "leaf_cell_size", "internal_cell_size", "inline_fits", "encode_node", "decode_node",
+    "encode_meta", "decode_meta", "encode_overflow", "decode_overflow", "encode_freelist",
+    "decode_freelist", "split_point", "internal_split_point", "init_slotted", "slotted_search",
+    "slotted_insert", "slotted_delete", "slotted_compact", "slotted_cells", "free_space",
+    "accounting_ok",
+]
+
+PAGE_SIZE = 4096  # one page: the unit of I/O, caching and checksums
+HEADER_SIZE = 32
+USABLE = PAGE_SIZE - HEADER_SIZE  # 4064 bytes for slots and cells
+MAX_KEY_SIZE = 1024  # API promise: keys of 1..1024 bytes
+MAX_LEAF_CELL = 1354  # 3 * 1354 <= 4064: a leaf always holds three cells
+MAX_INTERNAL_CELL = 6 + MAX_KEY_SIZE + 2  # 1032: an internal node holds three cells
+LEAF_MIN_FILL = (USABLE - MAX_LEAF_CELL) // 2  # 1355
+INTERNAL_MIN_FILL = (USABLE - 2 * MAX_INTERNAL_CELL) // 2  # 1000
+OVERFLOW_PAYLOAD = USABLE  # 4064 value bytes per overflow page
+FREELIST_CAPACITY = USABLE // 4  # 1016 page ids per trunk page
+
+META, LEAF, INTERNAL, OVERFLOW, FREELIST = 1, 2, 3, 4, 5
+MAGIC = b"DRAGONDB"
+FORMAT_VERSION = 1
+
+_HEADER = struct.Struct("<IBBHHHHHQII")
+_BODY = struct.Struct("<BBHHHHHQII")  # the header without its CRC, packed at offset 4
+_LEAF_CELL = struct.Struct("<HBI")  # 7 bytes
+_INTERNAL_CELL = struct.Struct("<HI")  # 6 bytes
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_CRC = struct.Struct("<I")
+_LSN = struct.Struct("<Q")
+_META_FIXED = struct.Struct("<8sIIIIIHHQ")  # at offset 32, 40 bytes
+_TREE_ENTRY = struct.Struct("<IQ")
+
+
+class Overflow:
+    """A leaf value stored in an overflow chain: first page and total length."""
+
+    __slots__ = ("page", "length")
+
+    def __init__(self, page: int, length: int) -> None:
+        self.page = page
+        self.length = length
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Overflow) and (self.page, self.length) == (other.page, other.length)
+
+    def __repr__(self) -> str:
+        return f"Overflow(page={self.page}, length={self.length})"
+
+
+def leaf_cell_size(key: bytes, value: bytes | Overflow) -> int:
+    """Bytes a leaf entry takes, slot included."""
+    if type(value) is Overflow:
+        return 13 + len(key)
+    return 9 + len(key) + len(value)  # type: ignore[arg-type]
+
+
+def internal_cell_size(key: bytes) -> int:
+    """Bytes an internal entry takes, slot included."""
+    return 8 + len(key)
+
+
+def inline_fits(key_len: int, value_len: int) -> bool:
+    """True when a value of `value_len` stays in the leaf beside its key.
+
+    pre: 1 <= key_len <= MAX_KEY_SIZE and value_len >= 0
+    post: __return__ == (9 + key_len + value_len <= MAX_LEAF_CELL)
+    """
+    return 9 + key_len + value_len <= MAX_LEAF_CELL
+
+
+class Node:
+    """A decoded leaf or internal page.
+
+    Leaf: `keys[i]` maps to `vals[i]` (bytes or `Overflow`); `next`/`prev` link leaves.
+    Internal: `children` has len(keys) + 1 entries; child i+1 holds keys >= keys[i].
+    `size` is the byte count of slots and cells (header excluded), kept exact.
+    """
+
+    __slots__ = ("leaf", "keys", "vals", "children", "next", "prev", "size", "lsn")
+
+    def __init__(self, leaf: bool, keys: list[bytes] | None = None, vals: list | None = None,
+                 children: list[int] | None = None, next: int = 0, prev: int = 0, lsn: int = 0) -> None:
+        self.leaf = leaf
+        self.keys = keys if keys is not None else []
+        self.vals = vals if vals is not None else []
+        self.children = children if children is not None else []
+        self.next = next
+        self.prev = prev
+        self.lsn = lsn
+        self.size = self.compute_size()
+
+    def compute_size(self) -> int:
+        if self.leaf:
+            return sum(map(leaf_cell_size, self.keys, self.vals))
+        return sum(8 + len(k) for k in self.keys)
+
+    def copy(self) -> Node:
+        n = Node.__new__(Node)
+        n.leaf = self.leaf
+        n.keys = self.keys[:]
+        n.vals = self.vals[:]
+        n.children = self.children[:]
+        n.next, n.prev, n.size, n.lsn = self.next, self.prev, self.size, self.lsn
+        return n
+
+    def problems(self) -> list[str]:
+        """Invariants of one node, each violated one reported:
+        keys strictly ascending; size equals the sum of cell sizes and fits the page;
+        leaf: len(vals) == len(keys); internal: len(children) == len(keys) + 1, no child 0.
+        """
+        out = []
+        if any(a >= b for a, b in zip(self.keys, self.keys[1:])):
+            out.append("keys not strictly ascending")
+        if self.size != self.compute_size():
+            out.append(f"size {self.size} != computed {self.compute_size()}")
+        if self.size > USABLE:
+            out.append(f"size {self.size} exceeds page")
+        if self.leaf and len(self.vals) != len(self.keys):
+            out.append("leaf keys/vals length mismatch")
+        if not self.leaf:
+            if len(self.children) != len(self.keys) + 1:
+                out.append("internal children != keys + 1")
+            if 0 in self.children:
+                out.append("internal node points at page 0")
+        return out
+
+
+# -- header and checksum ------------------------------------------------------
+
+def seal(page: bytearray | memoryview) -> None:
+    """Store the CRC of bytes 4.. at offset 0."""
+    _CRC.pack_into(page, 0, zlib.crc32(page[4:PAGE_SIZE]))
+
+
+def verify(page: bytes | bytearray | memoryview) -> bool:
+    """True when the stored CRC matches the page.
+
+    post: __return__ == (int.from_bytes(page[0:4], 'little') == zlib.crc32(page[4:4096]))
+    """
+    return _CRC.unpack_from(page, 0)[0] == zlib.crc32(page[4:PAGE_SIZE])
+
+
+def page_type(page: bytes | bytearray | memoryview) -> int:
+    return page[4]
+
+
+def page_lsn(page: bytes | bytearray | memoryview) -> int:
+    return _LSN.unpack_from(page, 16)[0]
+
+
+def set_lsn(page: bytearray | memoryview, lsn: int) -> None:
+    """Set the page LSN and re-seal."""
+    _LSN.pack_into(page, 16, lsn)
+    seal(page)
+
+
+def _check(page: bytes | memoryview, expect: int, page_id: int) -> None:
+    if not verify(page):
+        raise CorruptionError(f"page {page_id}: checksum mismatch")
+    if page[4] != expect:
+        raise CorruptionError(f"page {page_id}: type {page[4]}, expected {expect}")
+
+
+# -- nodes ----------------------------------------------------------------------
+
+def encode_node(node: Node, page: bytearray | memoryview) -> None:
+    """Write `node` compactly (no garbage) into `page` and seal it."""
+    n = len(node.keys)
+    pos = PAGE_SIZE
+    offsets = []
+    cells = []
+    append_cell, append_off = cells.append, offsets.append
+    if node.leaf:
+        pack = _LEAF_CELL.pack
+        for k, v in zip(node.keys, node.vals):
+            if type(v) is bytes:
+                cell = pack(len(k), 0, len(v)) + k + v
+            else:
+                cell = pack(len(k), 1, v.length) + k + _U32.pack(v.page)
+            pos -= len(cell)
+            append_off(pos)
+            append_cell(cell)
+        link0 = node.prev
+    else:
+        pack = _INTERNAL_CELL.pack
+        for k, c in zip(node.keys, node.children[1:]):
+            cell = pack(len(k), c) + k
+            pos -= len(cell)
+            append_off(pos)
+            append_cell(cell)
+        link0 = node.children[0] if node.children else 0
+    free_start = HEADER_SIZE + 2 * n
+    assert pos >= free_start, "encode_node: node does not fit in a page"
+    cells.reverse()
+    page[pos:PAGE_SIZE] = b"".join(cells)
+    page[free_start:pos] = bytes(pos - free_start)
+    if n:
+        struct.pack_into(f"<{n}H", page, HEADER_SIZE, *offsets)
+    _BODY.pack_into(page, 4, LEAF if node.leaf else INTERNAL, 0, n, free_start, pos, 0, 0,
+                    node.lsn, node.next if node.leaf else 0, link0)
+    seal(page)
+
+
+def decode_node(page: bytes | bytearray | memoryview, page_id: int = -1) -> Node:
+    """Decode a leaf or internal page; `CorruptionError` on any inconsistency."""
+    data = bytes(page)
+    if not verify(data):
+        raise CorruptionError(f"page {page_id}: checksum mismatch")
+    _, ptype, _, n, free_start, free_end, garbage, _, lsn, nxt, prev = _HEADER.unpack_from(data, 0)
+    if ptype not in (LEAF, INTERNAL) or free_start != HEADER_SIZE + 2 * n or free_end < free_start:
+        raise CorruptionError(f"page {page_id}: not a node page (type {ptype})")
+    offsets = struct.unpack_from(f"<{n}H", data, HEADER_SIZE)
+    keys: list[bytes] = []
+    try:
+        if ptype == LEAF:
+            vals: list = []
+            unpack = _LEAF_CELL.unpack_from
+            for off in offsets:
+                klen, kind, vlen = unpack(data, off)
+                kend = off + 7 + klen
+                keys.append(data[off + 7 : kend])
+                if kind == 0:
+                    if kend + vlen > PAGE_SIZE:
+                        raise CorruptionError(f"page {page_id}: cell overruns page")
+                    vals.append(data[kend : kend + vlen])
+                else:
+                    vals.append(Overflow(_U32.unpack_from(data, kend)[0], vlen))
+            node = Node(True, keys, vals, None, nxt, prev, lsn)
+        else:
+            children = [prev]
+            unpack = _INTERNAL_CELL.unpack_from
+            for off in offsets:
+                klen, child = unpack(data, off)
+                keys.append(data[off + 6 : off + 6 + klen])
+                children.append(child)
+            node = Node(False, keys, None, children, 0, 0, lsn)
+    except struct.error as exc:
+        raise CorruptionError(f"page {page_id}: cell overruns page") from exc
+    if any(a >= b for a, b in zip(keys, keys[1:])) or node.size > USABLE:
+        raise CorruptionError(f"page {page_id}: keys out of order or node overfull")
+    return node
+
+
+# -- split planning ---------------------------------------------------------------
+
+def split_point(sizes: list[int]) -> int:
+    """Index i splitting cells into [:i] and [i:] with the two byte totals as
+    equal as possible; both sides non-empty.
+
+    pre: len(sizes) >= 2 and all(s > 0 for s in sizes)
+    post: 1 <= __return__ <= len(sizes) - 1
+    post: abs(2 * sum(sizes[:__return__]) - sum(sizes)) <= max(sizes)
+    """
+    total = sum(sizes)
+    acc = 0
+    best_i, best_gap = 1, None
+    for i in range(1, len(sizes)):
+        acc += sizes[i - 1]
+        gap = abs(2 * acc - total)
+        if best_gap is None or gap < best_gap:
+            best_i, best_gap = i, gap
+    return best_i
+
+
+def internal_split_point(sizes: list[int]) -> int:
+    """Index m of the cell that moves up when splitting an internal node: left
+    keeps [:m], right keeps [m+1:], both non-empty, totals balanced.
+
+    pre: len(sizes) >= 3 and all(s > 0 for s in sizes)
+    post: 1 <= __return__ <= len(sizes) - 2
+    post: abs(sum(sizes[:__return__]) - sum(sizes[__return__ + 1:])) <= 2 * max(sizes)
+    """
+    total = sum(sizes)
+    acc = sizes[0]
+    best_m, best_gap = 1, None
+    for m in range(1, len(sizes) - 1):
+        gap = abs(acc - (total - acc - sizes[m]))
+        if best_gap is None or gap < best_gap:
+            best_m, best_gap = m, gap
+        acc += sizes[m]
+    return best_m
+
+
+# -- metadata page ------------------------------------------------------------------
+
+class Meta:
+    """The decoded metadata page: counts, free-list head and named tree roots."""
+
+    __slots__ = ("page_count", "freelist_head", "free_count", "checkpoint_lsn", "trees")
+
+    def __init__(self, page_count: int = 1, freelist_head: int = 0, free_count: int = 0,
+                 checkpoint_lsn: int = 0, trees: dict[str, tuple[int, int]] | None = None) -> None:
+        self.page_count = page_count
+        self.freelist_head = freelist_head
+        self.free_count = free_count
+        self.checkpoint_lsn = checkpoint_lsn
+        self.trees = trees if trees is not None else {}  # name -> (root page id, key count)
+
+    @staticmethod
+    def trees_size(trees: dict[str, tuple[int, int]]) -> int:
+        return sum(1 + len(name.encode()) + _TREE_ENTRY.size for name in trees)
+
+
+META_TREES_ROOM = PAGE_SIZE - 72
+
+
+def encode_meta(meta: Meta, page: bytearray | memoryview) -> None:
+    page[:PAGE_SIZE] = bytes(PAGE_SIZE)
+    _BODY.pack_into(page, 4, META, 0, 0, 0, 0, 0, 0, meta.checkpoint_lsn, 0, 0)
+    _META_FIXED.pack_into(page, 32, MAGIC, FORMAT_VERSION, PAGE_SIZE, meta.page_count,
+                          meta.freelist_head, meta.free_count, len(meta.trees), 0, meta.checkpoint_lsn)
+    pos = 72
+    for name in sorted(meta.trees):
+        raw = name.encode()
+        root, count = meta.trees[name]
+        assert pos + 1 + len(raw) + 12 <= PAGE_SIZE, "encode_meta: trees overflow the page"
+        page[pos] = len(raw)
+        page[pos + 1 : pos + 1 + len(raw)] = raw
+        _TREE_ENTRY.pack_into(page, pos + 1 + len(raw), root, count)
+        pos += 1 + len(raw) + 12
+    seal(page)
+
+
+def has_magic(page: bytes | bytearray | memoryview) -> bool:
+    return bytes(page[32:40]) == MAGIC
+
+
+def decode_meta(page: bytes | bytearray | memoryview) -> Meta:
+    data = bytes(page[:PAGE_SIZE])
+    if len(data) < PAGE_SIZE or not has_magic(data):
+        from engine.errors import NotADatabaseError
+        raise NotADatabaseError("not a DragonDB file (bad magic)")
+    _check(data, META, 0)
+    magic, version, psize, count, head, nfree, ntrees, _, ckpt = _META_FIXED.unpack_from(data, 32)
+    if version != FORMAT_VERSION or psize != PAGE_SIZE:
+        from engine.errors import NotADatabaseError
+        raise NotADatabaseError(f"unsupported format version {version} / page size {psize}")
+    trees = {}
+    pos = 72
+    try:
+        for _ in range(ntrees):
+            ln = data[pos]
+            name = data[pos + 1 : pos + 1 + ln].decode()
+            root, kcount = _TREE_ENTRY.unpack_from(data, pos + 1 + ln)
+            trees[name] = (root, kcount)
+            pos += 1 + ln + 12
+    except (struct.error, IndexError, UnicodeDecodeError) as exc:
+        raise CorruptionError("metadata page: tree table is malformed") from exc
+    return Meta(count, head, nfree, ckpt, trees)
+
+
+# -- overflow and free-list pages ----------------------------------------------------
+
+def encode_overflow(payload: bytes | memoryview, next_page: int, page: bytearray | memoryview, lsn: int = 0) -> None:
+    n = len(payload)
+    assert n <= OVERFLOW_PAYLOAD, "encode_overflow: payload larger than a page"
+    _BODY.pack_into(page, 4, OVERFLOW, 0, 0, n, 0, 0, 0, lsn, next_page, 0)
+    page[HEADER_SIZE : HEADER_SIZE + n] = payload
+    if n < OVERFLOW_PAYLOAD:
+        page[HEADER_SIZE + n : PAGE_SIZE] = bytes(OVERFLOW_PAYLOAD - n)
+    seal(page)
+
+
+def decode_overflow(page: bytes | bytearray | memoryview, page_id: int = -1) -> tuple[bytes, int]:
+    """(payload, next page id)."""
+    _check(page, OVERFLOW, page_id)
+    _, _, _, _, n, _, _, _, _, nxt, _ = _HEADER.unpack_from(page, 0)
+    if n > OVERFLOW_PAYLOAD:
+        raise CorruptionError(f"page {page_id}: overflow length {n} too large")
+    return bytes(page[HEADER_SIZE : HEADER_SIZE + n]), nxt
+
+
+def encode_freelist(ids: list[int], next_page: int, page: bytearray | memoryview) -> None:
+    n = len(ids)
+    assert n <= FREELIST_CAPACITY, "encode_freelist: too many ids for one page"
+    page[:PAGE_SIZE] = bytes(PAGE_SIZE)
+    _BODY.pack_into(page, 4, FREELIST, 0, n, 0, 0, 0, 0, 0, next_page, 0)
+    if n:
+        struct.pack_into(f"<{n}I", page, HEADER_SIZE, *ids)
+    seal(page)
+
+
+def decode_freelist(page: bytes | bytearray | memoryview, page_id: int = -1) -> tuple[list[int], int]:
+    """(page ids held, next trunk page id)."""
+    _check(page, FREELIST, page_id)
+    n = _U16.unpack_from(page, 6)[0]
+    if n > FREELIST_CAPACITY:
+        raise CorruptionError(f"page {page_id}: free-list count {n} too large")
+    return list(struct.unpack_from(f"<{n}I", page, HEADER_SIZE)), _U32.unpack_from(page, 24)[0]
+
+
+# -- in-place slotted leaf operations ------------------------------------------------
+# The tree keeps decoded nodes and re-encodes at write-back; these in-place
+# operations are the slotted layout's own algebra (insert, delete leaving
+# garbage, compaction), kept pure so contracts and property tests pin the format.
+
+def init_slotted(page: bytearray, ptype: int = LEAF) -> None:
+    """An empty sealed slotted page."""
+    page[:PAGE_SIZE] = bytes(PAGE_SIZE)
+    _BODY.pack_into(page, 4, ptype, 0, 0, HEADER_SIZE, PAGE_SIZE, 0, 0, 0, 0, 0)
+    seal(page)
+
+
+def _hdr(page: bytes | bytearray) -> tuple[int, int, int, int]:
+    n, fs, fe, garbage = struct.unpack_from("<HHHH", page, 6)
+    return n, fs, fe, garbage
+
+
+def slotted_cells(page: bytes | bytearray) -> list[tuple[bytes, bytes]]:
+    """The (key, inline value) pairs of a slotted leaf page, in slot order."""
+    n = _hdr(page)[0]
+    out = []
+    for i in range(n):
+        off = _U16.unpack_from(page, HEADER_SIZE + 2 * i)[0]
+        klen, _, vlen = _LEAF_CELL.unpack_from(page, off)
+        k = bytes(page[off + 7 : off + 7 + klen])
+        out.append((k, bytes(page[off + 7 + klen : off + 7 + klen + vlen])))
+    return out
+
+
+def _slot_key(page: bytes | bytearray, i: int) -> bytes:
+    off = _U16.unpack_from(page, HEADER_SIZE + 2 * i)[0]
+    klen = _U16.unpack_from(page, off)[0]
+    return bytes(page[off + 7 : off + 7 + klen])
+
+
+def slotted_search(page: bytes | bytearray, key: bytes) -> tuple[bool, int]:
+    """(found, index): the insertion point `bisect_left` would give over the keys.
+
+    post: __return__[1] == bisect_left([k for k, _ in slotted_cells(page)], key)
+    """
+    lo, hi = 0, _hdr(page)[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _slot_key(page, mid) < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    found = lo < _hdr(page)[0] and _slot_key(page, lo) == key
+    return found, lo
+
+
+def free_space(page: bytes | bytearray) -> int:
+    """Bytes available for one more cell and its slot, counting garbage."""
+    n, fs, fe, garbage = _hdr(page)
+    return fe - fs + garbage
+
+
+def accounting_ok(page: bytes | bytearray) -> bool:
+    """header + slots + live cells + garbage + gap == page size."""
+    n, fs, fe, garbage = _hdr(page)
+    live = 0
+    for i in range(n):
+        off = _U16.unpack_from(page, HEADER_SIZE + 2 * i)[0]
+        klen, _, vlen = _LEAF_CELL.unpack_from(page, off)
+        live += 7 + klen + vlen
+    return fs == HEADER_SIZE + 2 * n and HEADER_SIZE + 2 * n + live + garbage + (fe - fs) == PAGE_SIZE
+
+
+def slotted_compact(page: bytearray) -> None:
+    """Rewrite the cells contiguously at the end, dropping garbage; keys and
+    values (and their order) are unchanged."""
+    cells = slotted_cells(page)
+    n = len(cells)
+    pos = PAGE_SIZE
+    for i, (k, v) in enumerate(cells):
+        cell = _LEAF_CELL.pack(len(k), 0, len(v)) + k + v
+        pos -= len(cell)
+        page[pos : pos + len(cell)] = cell
+        _U16.pack_into(page, HEADER_SIZE + 2 * i, pos)
+    fs = HEADER_SIZE + 2 * n
+    page[fs:pos] = bytes(pos - fs)
+    struct.pack_into("<HHHH", page, 6, n, fs, pos, 0)
+    seal(page)
+
+
+def slotted_insert(page: bytearray, key: bytes, value: bytes) -> bool:
+    """Insert or replace `key` in a slotted leaf page in place, compacting if
+    garbage is in the way. False (page unchanged) when it does not fit."""
+    found, idx = slotted_search(page, key)
+    if found:
+        old = slotted_cells(page)[idx]
+        if 9 + len(key) + len(value) > free_space(page) + 9 + len(key) + len(old[1]):
+            return False
+        slotted_delete(page, key)
+        return slotted_insert(page, key, value)
+    need = 9 + len(key) + len(value)
+    if need > free_space(page):
+        return False
+    n, fs, fe, garbage = _hdr(page)
+    if fe - fs < need:
+        slotted_compact(page)
+        n, fs, fe, garbage = _hdr(page)
+    cell = _LEAF_CELL.pack(len(key), 0, len(value)) + key + value
+    fe -= len(cell)
+    page[fe : fe + len(cell)] = cell
+    page[HEADER_SIZE + 2 * (idx + 1) : HEADER_SIZE + 2 * (n + 1)] = page[HEADER_SIZE + 2 * idx : HEADER_SIZE + 2 * n]
+    _U16.pack_into(page, HEADER_SIZE + 2 * idx, fe)
+    struct.pack_into("<HHHH", page, 6, n + 1, fs + 2, fe, garbage)
+    seal(page)
+    return True
+
+
+def slotted_delete(page: bytearray, key: bytes) -> bool:
+    """Remove `key`; its cell bytes become garbage. False when absent."""
+    found, idx = slotted_search(page, key)
+    if not found:
+        return False
+    n, fs, fe, garbage = _hdr(page)
+    off = _U16.unpack_from(page, HEADER_SIZE + 2 * idx)[0]
+    klen, _, vlen = _LEAF_CELL.unpack_from(page, off)
+    page[HEADER_SIZE + 2 * idx : HEADER_SIZE + 2 * (n - 1)] = page[HEADER_SIZE + 2 * (idx + 1) : HEADER_SIZE + 2 * n]
+    page[HEADER_SIZE + 2 * (n - 1) : HEADER_SIZE + 2 * n] = b"\0\0"
+    struct.pack_into("<HHHH", page, 6, n - 1, fs - 2, fe, garbage + 7 + klen + vlen)
+    seal(page)
+    return True
+
+
+_ = bisect_left  # referenced by the slotted_search contract

@@ -1,0 +1,71 @@
+"""In-memory latches (a `latch` is in memory; a `lock` is a file lock).
+
+`RWLatch`: many readers or one writer, writer-preferring so a stream of
+readers cannot starve a writer. While a sync-point scheduler is installed,
+waiting goes through `syncpoints.reach("latch.wait")` instead of blocking, so
+a cooperative scheduler that runs one thread at a time never deadlocks.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from engine import syncpoints
+
+__all__ = ["RWLatch"]
+
+
+class RWLatch:
+    __slots__ = ("_mutex", "_cond", "_readers", "_writer", "_waiting")
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
+        self._readers = 0
+        self._writer: int | None = None  # thread id of the holder
+        self._waiting = 0
+
+    def _wait(self) -> None:
+        if syncpoints.installed():
+            self._mutex.release()
+            try:
+                syncpoints.reach("latch.wait")
+            finally:
+                self._mutex.acquire()
+        else:
+            self._cond.wait()
+
+    def acquire_read(self) -> None:
+        with self._mutex:
+            while self._writer is not None or self._waiting:
+                self._wait()
+            self._readers += 1
+
+    def release_read(self) -> None:
+        with self._mutex:
+            self._readers -= 1
+            if self._readers == 0 and self._waiting:
+                self._cond.notify_all()
+
+    def acquire_write(self) -> None:
+        me = threading.get_ident()
+        with self._mutex:
+            assert self._writer != me, "RWLatch.acquire_write: not reentrant"
+            self._waiting += 1
+            try:
+                while self._writer is not None or self._readers:
+                    self._wait()
+            finally:
+                self._waiting -= 1
+            self._writer = me
+
+    def release_write(self) -> None:
+        with self._mutex:
+            self._writer = None
+            self._cond.notify_all()
+
+    def held_by_me(self) -> bool:
+        return self._writer == threading.get_ident()
+
+    def idle(self) -> bool:
+        return self._writer is None and self._readers == 0

@@ -1,0 +1,136 @@
+"""The pager: page reads and writes on the data file, allocation and the
+free list.
+
+Each page is owned exactly once: by the metadata page (page 0), by a tree
+(as a node or an overflow page), or by the free list (as a free page or a
+free-list trunk page). `check()` proves it by counting.
+
+Allocation reuses the lowest free page first (a heap), so files stay compact,
+and grows the file in extents (1/8 of its size, at least 64 pages) so
+appends do not extend the file one page at a time. The free list lives in
+memory and is written to trunk pages at each checkpoint, so it is not limited
+to what fits in one metadata page.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from engine.codec import FREELIST_CAPACITY, PAGE_SIZE, decode_freelist, encode_freelist, verify
+from engine.disk import BlockFile
+from engine.errors import CorruptionError, StorageIOError
+
+__all__ = ["Pager"]
+
+_MIN_EXTENT = 64  # pages added at least per file growth (256 KiB)
+
+
+class Pager:
+    def __init__(self, file: BlockFile, page_count: int) -> None:
+        self.file = file
+        self.page_count = page_count  # high-water mark: pages 0..page_count-1 exist
+        self._free_heap: list[int] = []
+        self._free_set: set[int] = set()
+        self.reads = 0
+        self.writes = 0
+
+    # -- I/O ------------------------------------------------------------------
+
+    def read(self, page_id: int, buf: memoryview) -> None:
+        """Read `page_id` into `buf`, verifying its checksum."""
+        if not 0 <= page_id < self.page_count:
+            raise CorruptionError(f"page {page_id} is outside the file ({self.page_count} pages)")
+        got = self.file.read_into(page_id * PAGE_SIZE, buf)
+        self.reads += 1
+        if got != PAGE_SIZE:
+            raise CorruptionError(f"page {page_id}: short read ({got} bytes), file truncated?")
+        if not verify(buf):
+            raise CorruptionError(f"page {page_id}: checksum mismatch")
+
+    def write(self, page_id: int, buf: memoryview | bytes) -> None:
+        self.file.write(page_id * PAGE_SIZE, buf)
+        self.writes += 1
+
+    # -- allocation -------------------------------------------------------------
+
+    def allocate(self) -> int:
+        """A page id to use: the lowest free one, else a new one at the end
+        (growing the file by an extent when needed; `StorageIOError` leaves
+        everything as it was)."""
+        if self._free_heap:
+            pid = heapq.heappop(self._free_heap)
+            self._free_set.discard(pid)
+            return pid
+        pid = self.page_count
+        need = (pid + 1) * PAGE_SIZE
+        if self.file.size() < need:
+            extent = max(_MIN_EXTENT, self.page_count // 8) * PAGE_SIZE
+            self.file.extend(need + extent - PAGE_SIZE)
+        self.page_count = pid + 1
+        return pid
+
+    def free(self, page_id: int) -> None:
+        assert 0 < page_id < self.page_count, "free: page id out of range"
+        assert page_id not in self._free_set, "free: page already free"
+        heapq.heappush(self._free_heap, page_id)
+        self._free_set.add(page_id)
+
+    def free_pages(self) -> set[int]:
+        return set(self._free_set)
+
+    @property
+    def free_count(self) -> int:
+        return len(self._free_set)
+
+    # -- the persistent free list -------------------------------------------------
+
+    def load_freelist(self, head: int, expect: int) -> None:
+        """Read the trunk chain from `head`; trunk pages are free pages too."""
+        buf = memoryview(bytearray(PAGE_SIZE))
+        seen: set[int] = set()
+        pid = head
+        while pid:
+            if pid in seen or not 0 < pid < self.page_count:
+                raise CorruptionError(f"free list: bad trunk page {pid}")
+            seen.add(pid)
+            self.read(pid, buf)
+            ids, nxt = decode_freelist(buf, pid)
+            seen.update(ids)
+            pid = nxt
+        if len(seen) != expect or any(not 0 < p < self.page_count for p in seen):
+            raise CorruptionError(f"free list: {len(seen)} pages, metadata says {expect}")
+        self._free_heap = sorted(seen)
+        self._free_set = seen
+
+    def freelist_images(self) -> tuple[int, list[tuple[int, bytes]]]:
+        """Trunk pages describing the current free list: (head, [(page id, image)]).
+        Trunks are chosen among the free pages themselves."""
+        free = sorted(self._free_set)
+        if not free:
+            return 0, []
+        n_trunks = -(-len(free) // (FREELIST_CAPACITY + 1))
+        trunks, rest = free[:n_trunks], free[n_trunks:]
+        images = []
+        for i, tpid in enumerate(trunks):
+            ids = rest[i * FREELIST_CAPACITY : (i + 1) * FREELIST_CAPACITY]
+            page = bytearray(PAGE_SIZE)
+            encode_freelist(ids, trunks[i + 1] if i + 1 < n_trunks else 0, page)
+            images.append((tpid, bytes(page)))
+        return trunks[0], images
+
+    def sync(self) -> None:
+        self.file.sync()
+
+    def check_invariants(self) -> list[str]:
+        """Free ids are distinct, in range, and the heap and set agree."""
+        out = []
+        if set(self._free_heap) != self._free_set or len(self._free_heap) != len(self._free_set):
+            out.append("pager: free heap and free set disagree")
+        if any(not 0 < p < self.page_count for p in self._free_set):
+            out.append("pager: free page out of range")
+        try:
+            if self.file.size() < self.page_count * PAGE_SIZE:
+                out.append("pager: file shorter than page count")
+        except StorageIOError as exc:
+            out.append(f"pager: cannot stat file: {exc}")
+        return out

@@ -1,0 +1,241 @@
+"""A write transaction: the unit that commits or leaves no trace.
+
+Every page a write operation reads for modification stays pinned until the
+transaction ends, and its decoded node is copied before the first change
+(`modify`). On failure (`rollback`) the copies go back into their frames, new
+pages are dropped and returned to the free list, and frees that were only
+planned are never applied, so an operation that raised leaves no half-applied
+change, no leaked page and no pinned frame. Nothing in `rollback` does I/O, so
+it cannot fail.
+
+Frees are deferred to `finish` because a page freed by a merge must still be
+restorable if a later step of the same operation fails.
+
+Between the operations of a batch the pinned pages are released (`release`)
+while their first copies are kept; a rollback then re-fetches a page that
+was evicted meanwhile (from its spilled image in the log). If that read fails
+the database cannot be restored in memory and the caller poisons it.
+"""
+
+from __future__ import annotations
+
+from engine.bufferpool import BufferPool, Frame
+from engine.codec import OVERFLOW_PAYLOAD, Node, Overflow, decode_node, decode_overflow, encode_overflow
+from engine.pager import Pager
+
+__all__ = ["Txn", "TreeEntry"]
+
+_NEW = object()  # snapshot marker: the page was created by this transaction
+
+
+class TreeEntry:
+    """A tree's root page and key count, as held in the metadata page."""
+
+    __slots__ = ("root", "count")
+
+    def __init__(self, root: int = 0, count: int = 0) -> None:
+        self.root = root
+        self.count = count
+
+
+class Txn:
+    __slots__ = ("pool", "pager", "wal", "trees", "_pinned", "_snap", "_new", "_to_free", "_meta", "ops", "overflow_new")
+
+    def __init__(self, pool: BufferPool, pager: Pager, wal, trees: dict[str, TreeEntry]) -> None:
+        self.pool = pool
+        self.pager = pager
+        self.wal = wal
+        self.trees = trees
+        self._pinned: dict[int, Frame] = {}  # page id -> frame pinned by this txn
+        self._snap: dict[int, object] = {}  # page id -> Node copy before first change, or _NEW
+        self._new: list[int] = []  # pages allocated, in order
+        self._to_free: list[int] = []
+        self._meta: dict[str, tuple[int, int] | None] = {}  # tree -> entry before, None if absent
+        self.ops: list = []  # logical operations for the commit record
+
+    # -- nodes --------------------------------------------------------------
+
+    def node(self, page_id: int) -> Node:
+        """The decoded node of `page_id`, pinned until the transaction ends."""
+        frame = self._pinned.get(page_id)
+        if frame is None:
+            frame = self.pool.fetch(page_id)
+            if frame.obj is None:
+                try:
+                    frame.obj = decode_node(frame.buf, page_id)
+                except BaseException:
+                    self.pool.unpin(frame)
+                    raise
+            self._pinned[page_id] = frame
+        return frame.obj
+
+    def modify(self, page_id: int) -> None:
+        """Call before changing the node of `page_id` (already fetched by `node`)."""
+        if page_id not in self._snap:
+            self._snap[page_id] = self._pinned[page_id].obj.copy()
+
+    def new_node(self, leaf: bool) -> tuple[int, Node]:
+        page_id = self.pager.allocate()
+        self._new.append(page_id)
+        frame = self.pool.new_page(page_id)
+        node = Node(leaf)
+        frame.obj = node
+        frame.obj_dirty = True
+        self._pinned[page_id] = frame
+        self._snap[page_id] = _NEW
+        return page_id, node
+
+    def free(self, page_id: int) -> None:
+        """Free `page_id` when the transaction commits."""
+        self._to_free.append(page_id)
+
+    # -- overflow chains ------------------------------------------------------
+
+    def write_overflow(self, value: bytes) -> Overflow:
+        """Store `value` in a chain of new overflow pages."""
+        n = -(-len(value) // OVERFLOW_PAYLOAD)
+        ids = []
+        for _ in range(n):
+            pid = self.pager.allocate()
+            self._new.append(pid)
+            ids.append(pid)
+        view = memoryview(value)
+        for i in range(n - 1, -1, -1):
+            frame = self.pool.new_page(ids[i])
+            encode_overflow(view[i * OVERFLOW_PAYLOAD : (i + 1) * OVERFLOW_PAYLOAD], ids[i + 1] if i + 1 < n else 0, frame.buf)
+            self.pool.unpin(frame, dirty=True)
+        return Overflow(ids[0], len(value))
+
+    def free_overflow(self, ov: Overflow) -> None:
+        """Plan to free every page of the chain (reads the chain now)."""
+        for pid in overflow_pages(self.pool, ov):
+            self._to_free.append(pid)
+
+    # -- tree metadata ----------------------------------------------------------
+
+    def entry(self, name: str) -> TreeEntry:
+        """The tree's entry, remembered before its first change."""
+        if name not in self._meta:
+            e = self.trees.get(name)
+            self._meta[name] = None if e is None else (e.root, e.count)
+        return self.trees[name]
+
+    def create_tree(self, name: str) -> None:
+        if name not in self._meta:
+            e = self.trees.get(name)
+            self._meta[name] = None if e is None else (e.root, e.count)
+        self.trees[name] = TreeEntry()
+
+    def drop_tree_entry(self, name: str) -> None:
+        self.entry(name)
+        del self.trees[name]
+
+    # -- ending -------------------------------------------------------------------
+
+    def touched(self) -> bool:
+        return bool(self._snap or self._new or self._to_free or self._meta)
+
+    def release(self) -> None:
+        """Unpin this transaction's frames (between the operations of a batch),
+        keeping the first copies for a rollback."""
+        for pid, frame in self._pinned.items():
+            if pid in self._snap:
+                frame.obj_dirty = True
+                self.pool.unpin(frame, dirty=True)
+            else:
+                self.pool.unpin(frame)
+        self._pinned.clear()
+
+    def finish(self, lsn: int) -> list[int]:
+        """Commit in memory: mark changed pages dirty with `lsn`, unpin, apply
+        the planned frees. Returns the freed page ids."""
+        for pid in self._snap:
+            frame = self._pinned.get(pid)
+            if frame is not None and frame.obj is not None:
+                frame.obj.lsn = lsn
+        self.release()
+        freed = self._to_free
+        for pid in freed:
+            self.pool.discard(pid)
+            self.wal.forget(pid)
+            self.pager.free(pid)
+        self._snap.clear()
+        self._new.clear()
+        self._to_free = []
+        self._meta.clear()
+        return freed
+
+    def rollback(self) -> None:
+        """Undo everything in memory. Pages released earlier in a batch are
+        fetched again to restore them (may raise; the caller poisons)."""
+        for pid, frame in self._pinned.items():
+            snap = self._snap.get(pid)
+            if snap is not None and snap is not _NEW:
+                frame.obj = snap
+            self.pool.unpin(frame)
+        self._pinned.clear()
+        new = set(self._new)
+        for pid, snap in self._snap.items():
+            if snap is _NEW or pid in new:
+                continue
+            frame = self.pool.cached(pid)
+            if frame is None or frame.obj is not snap:
+                frame = self.pool.fetch(pid)
+                frame.obj = snap
+                frame.obj_dirty = True
+                self.pool.unpin(frame, dirty=True)
+        for pid in self._new:
+            self.pool.discard(pid)
+            self.wal.forget(pid)
+            self.pager.free(pid)
+        for name, before in self._meta.items():
+            if before is None:
+                self.trees.pop(name, None)
+            else:
+                self.trees[name] = TreeEntry(*before)
+        self._snap.clear()
+        self._new.clear()
+        self._to_free = []
+        self._meta.clear()
+
+
+def overflow_pages(pool: BufferPool, ov: Overflow) -> list[int]:
+    """Page ids of an overflow chain, in order."""
+    out = []
+    pid = ov.page
+    remaining = ov.length
+    while remaining > 0:
+        if pid == 0 or len(out) > ov.length // OVERFLOW_PAYLOAD + 1:
+            from engine.errors import CorruptionError
+            raise CorruptionError(f"overflow chain of {ov.length} bytes is cut short at page {pid}")
+        frame = pool.fetch(pid)
+        try:
+            payload, nxt = decode_overflow(frame.buf, pid)
+        finally:
+            pool.unpin(frame)
+        out.append(pid)
+        remaining -= len(payload)
+        pid = nxt
+    return out
+
+
+def read_overflow(pool: BufferPool, ov: Overflow) -> bytes:
+    parts = []
+    pid = ov.page
+    remaining = ov.length
+    while remaining > 0:
+        if pid == 0:
+            from engine.errors import CorruptionError
+            raise CorruptionError(f"overflow chain of {ov.length} bytes is cut short")
+        frame = pool.fetch(pid)
+        try:
+            payload, pid = decode_overflow(frame.buf, -1)
+        finally:
+            pool.unpin(frame)
+        parts.append(payload)
+        remaining -= len(payload)
+    value = b"".join(parts)
+    if len(value) != ov.length:
+        from engine.errors import CorruptionError
+        raise CorruptionError(f"overflow chain holds {len(value)} bytes, cell says {ov.length}")
+    return value

@@ -1,0 +1,389 @@
+"""The write-ahead log: logical commit records over a consistent checkpoint.
+
+Choice of records. A commit record is *logical*: the operations of one
+commit (put, delete, create tree, drop tree) with their keys and values.
+Pages are logged *physically*, as full images, only at checkpoints. Why not
+physiological records as in ARIES: in pure Python a put costs a few
+microseconds, and logging every page a split touches would multiply that;
+a logical record is one small append. Logical redo is only sound on a
+consistent base, so the data file is never written between checkpoints:
+
+Rules (numbered as SQLite's pager.c numbers its own):
+
+1. A commit is durable when its record is in the log and the log is fsynced
+   (`sync="full"`: at every commit; `"normal"`: at checkpoints and on
+   `commit()`; `"off"`: only on `commit()`).
+2. Between checkpoints the data file is not written. A dirty page the pool
+   must evict is *spilled*: appended to the log as an image and read back
+   from there (steal without touching the base). Recovery ignores spills.
+3. A checkpoint appends CKPT_BEGIN, an image of every page that differs from
+   the data file (metadata, free-list trunks, dirty and spilled pages) and
+   CKPT_END, fsyncs the log, then writes the images home and fsyncs the data
+   file, then resets the log (new header, truncate, fsync). A torn home write
+   is therefore always repairable from the log.
+4. Recovery: scan records from the header while the checksum, length and LSN
+   sequence hold (a torn or half-written tail ends the scan); apply the images
+   of the last complete checkpoint (idempotent); redo the commit records after
+   it through the B+ tree; checkpoint. A crash during recovery repeats it.
+5. Records carry consecutive LSNs starting at the header's base LSN + 1, so a
+   stale record left behind a reset never looks valid.
+6. After a failed fsync nothing is known to be durable: `failed` is set and
+   every later operation raises `NeedsRecoveryError` until reopen (the
+   PostgreSQL fsyncgate lesson: never retry the fsync as if nothing happened).
+7. Appends rewrite the log's partial last 512-byte sector whole, so every
+   write is sector-aligned (O_DIRECT-friendly) and a torn write loses at most
+   that write's own new bytes.
+
+Record layout: length u32 (payload bytes) | crc32 u32 (of lsn..payload) |
+lsn u64 | type u8 | payload. Log header (first 512 bytes): magic
+b"DRGNWAL1" | base_lsn u64 | crc32 u32.
+
+States of the log, and who moves it::
+
+    CLEAN --append (commit/spill)--> ACTIVE --checkpoint--> CLEAN
+      \\---------------- failed sync ---------------------> FAILED (until reopen)
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import zlib
+
+from engine import syncpoints
+from engine.codec import PAGE_SIZE, verify
+from engine.disk import SECTOR, BlockFile, aligned_buffer
+from engine.errors import CorruptionError, NeedsRecoveryError, StorageIOError
+
+__all__ = [
+    "Wal", "LoggedStore", "RecoveryPlan", "encode_ops", "decode_ops", "scan",
+    "COMMIT", "SPILL", "CKPT_BEGIN", "CKPT_IMAGE", "CKPT_END",
+    "OP_PUT", "OP_DELETE", "OP_CREATE", "OP_DROP",
+]
+
+HEADER_BYTES = SECTOR  # the header owns the first sector, so records start aligned
+_MAGIC = b"DRGNWAL1"
+_HDR = struct.Struct("<8sQI")
+_REC = struct.Struct("<IIQB")  # 17 bytes
+_PID = struct.Struct("<I")
+
+COMMIT, SPILL, CKPT_BEGIN, CKPT_IMAGE, CKPT_END = 1, 2, 3, 4, 5
+OP_PUT, OP_DELETE, OP_CREATE, OP_DROP = 1, 2, 3, 4
+_OP_HEAD = struct.Struct("<BB")
+_LEN = struct.Struct("<I")
+
+
+# -- pure encoding -------------------------------------------------------------
+
+def encode_ops(ops: list[tuple[int, str, bytes | None, bytes | None]]) -> bytes:
+    """Serialize (op, tree, key, value) tuples into a commit payload."""
+    parts = []
+    for op, tree, key, value in ops:
+        name = tree.encode()
+        parts.append(_OP_HEAD.pack(op, len(name)))
+        parts.append(name)
+        if op in (OP_PUT, OP_DELETE):
+            parts.append(_LEN.pack(len(key)))
+            parts.append(key)
+        if op == OP_PUT:
+            parts.append(_LEN.pack(len(value)))
+            parts.append(value)
+    return b"".join(parts)
+
+
+def decode_ops(payload: bytes) -> list[tuple[int, str, bytes | None, bytes | None]]:
+    """Inverse of `encode_ops`; `CorruptionError` on malformed input.
+
+    post: encode_ops(__return__) == payload
+    """
+    ops = []
+    pos = 0
+    n = len(payload)
+    try:
+        while pos < n:
+            op, ln = _OP_HEAD.unpack_from(payload, pos)
+            pos += 2
+            tree = payload[pos : pos + ln].decode()
+            pos += ln
+            key = value = None
+            if op in (OP_PUT, OP_DELETE):
+                (kl,) = _LEN.unpack_from(payload, pos)
+                key = payload[pos + 4 : pos + 4 + kl]
+                pos += 4 + kl
+            if op == OP_PUT:
+                (vl,) = _LEN.unpack_from(payload, pos)
+                value = payload[pos + 4 : pos + 4 + vl]
+                pos += 4 + vl
+            if op not in (OP_PUT, OP_DELETE, OP_CREATE, OP_DROP) or pos > n:
+                raise CorruptionError("log: malformed commit record")
+            ops.append((op, tree, key, value))
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise CorruptionError("log: malformed commit record") from exc
+    return ops
+
+
+def _record(lsn: int, rtype: int, payload: bytes | memoryview) -> bytes:
+    body = struct.pack("<QB", lsn, rtype)
+    crc = zlib.crc32(payload, zlib.crc32(body))
+    return _REC.pack(len(payload), crc, lsn, rtype) + bytes(payload)
+
+
+def _header(base_lsn: int) -> bytes:
+    raw = _MAGIC + struct.pack("<Q", base_lsn)
+    return (raw + struct.pack("<I", zlib.crc32(raw))).ljust(HEADER_BYTES, b"\0")
+
+
+class Record:
+    __slots__ = ("lsn", "rtype", "pos", "length")
+
+    def __init__(self, lsn: int, rtype: int, pos: int, length: int) -> None:
+        self.lsn, self.rtype, self.pos, self.length = lsn, rtype, pos, length
+
+    @property
+    def payload_at(self) -> int:
+        return self.pos + _REC.size
+
+
+def scan(data: bytes | memoryview) -> tuple[int | None, list[Record], int]:
+    """(base_lsn or None when the header is invalid, valid records, end offset)."""
+    if len(data) < _HDR.size:
+        return None, [], HEADER_BYTES
+    magic, base, crc = _HDR.unpack_from(data, 0)
+    if magic != _MAGIC or zlib.crc32(bytes(data[:16])) != crc:
+        return None, [], HEADER_BYTES
+    records = []
+    pos = HEADER_BYTES
+    expect = base + 1
+    size = len(data)
+    while pos + _REC.size <= size:
+        length, crc, lsn, rtype = _REC.unpack_from(data, pos)
+        end = pos + _REC.size + length
+        if lsn != expect or end > size:
+            break
+        if zlib.crc32(data[pos + _REC.size : end], zlib.crc32(data[pos + 8 : pos + 17])) != crc:
+            break
+        records.append(Record(lsn, rtype, pos, length))
+        expect += 1
+        pos = end
+    return base, records, pos
+
+
+class RecoveryPlan:
+    """What recovery must do, computed purely from the log's bytes and its
+    scanned records: `images`, (page id, offset of the page bytes) of the last
+    complete checkpoint, and `commits`, the commit records after it."""
+
+    __slots__ = ("images", "commits")
+
+    def __init__(self, data: bytes | memoryview, records: list[Record]) -> None:
+        self.images: list[tuple[int, int]] = []
+        start = 0
+        pending: list[tuple[int, int]] | None = None
+        for i, rec in enumerate(records):
+            if rec.rtype == CKPT_BEGIN:
+                pending = []
+            elif rec.rtype == CKPT_IMAGE and pending is not None:
+                at = rec.payload_at
+                pending.append((_PID.unpack_from(data, at)[0], at + _PID.size))
+            elif rec.rtype == CKPT_END and pending is not None:
+                if _PID.unpack_from(data, rec.payload_at)[0] == len(pending):
+                    self.images = pending
+                    start = i + 1
+                pending = None
+        self.commits = [r for r in records[start:] if r.rtype == COMMIT]
+
+
+# -- the log ---------------------------------------------------------------------
+
+class Wal:
+    """The log file: appends, group commit, spills, checkpoints, recovery scan."""
+
+    def __init__(self, file: BlockFile, sync: str) -> None:
+        self.file = file
+        self.sync_mode = sync
+        self._mutex = threading.Lock()  # append position, tail, spill index
+        self._sync_mutex = threading.Lock()  # one fsync at a time; followers ride along
+        self.base_lsn = 0
+        self.lsn = 0  # last appended
+        self.durable_lsn = 0
+        self.end = HEADER_BYTES
+        self._tail_start = HEADER_BYTES
+        self._tail = bytearray()
+        self._staging = aligned_buffer(2 * PAGE_SIZE)
+        self.spilled: dict[int, int] = {}  # page id -> offset of its latest image
+        self.failed = False
+        self.syncs = 0
+        self.commits = 0
+
+    # -- opening ---------------------------------------------------------------
+
+    def read_all(self) -> bytes:
+        size = self.file.size()
+        buf = bytearray(size)
+        got = self.file.read_into(0, memoryview(buf)) if size else 0
+        return bytes(buf[:got])
+
+    def start(self, base_lsn: int, end: int | None = None, last_lsn: int | None = None, data: bytes = b"") -> None:
+        """Continue appending after the valid records (or at a fresh header)."""
+        if end is None:
+            self.reset(base_lsn, sync=False)
+            return
+        self.base_lsn = base_lsn
+        self.lsn = self.durable_lsn = last_lsn if last_lsn is not None else base_lsn
+        self.end = end
+        self._tail_start = end - end % SECTOR
+        self._tail = bytearray(data[self._tail_start : end])
+
+    def reset(self, base_lsn: int, sync: bool = True) -> None:
+        """Empty the log: a new header with `base_lsn`, then truncate (rule 3)."""
+        staging = self._stage(HEADER_BYTES)
+        staging[:HEADER_BYTES] = _header(base_lsn)
+        self.file.write(0, memoryview(staging)[:HEADER_BYTES])
+        self.file.truncate(HEADER_BYTES)
+        if sync:
+            self._fsync()
+        self.base_lsn = base_lsn
+        self.lsn = self.durable_lsn = base_lsn
+        self.end = self._tail_start = HEADER_BYTES
+        self._tail = bytearray()
+        self.spilled.clear()
+
+    # -- appending ---------------------------------------------------------------
+
+    def _stage(self, n: int) -> memoryview:
+        need = -(-n // PAGE_SIZE) * PAGE_SIZE
+        have = len(self._staging)
+        if have < need:
+            self._staging.close()
+            self._staging = aligned_buffer(max(need, 2 * have))
+        return self._staging  # type: ignore[return-value]
+
+    def _append(self, rtype: int, payload: bytes | memoryview) -> tuple[int, int]:
+        """Append one record (caller holds `_mutex`); returns (lsn, offset)."""
+        if self.failed:
+            raise NeedsRecoveryError("an earlier log sync failed; reopen the database to recover")
+        lsn = self.lsn + 1
+        rec = _record(lsn, rtype, payload)
+        tail = self._tail
+        keep = len(tail)
+        tail += rec
+        n = len(tail)
+        padded = -(-n // SECTOR) * SECTOR
+        staging = self._stage(padded)
+        staging[:n] = tail
+        staging[n:padded] = bytes(padded - n)
+        try:
+            self.file.write(self._tail_start, memoryview(staging)[:padded])
+        except BaseException:
+            del tail[keep:]
+            raise
+        offset = self._tail_start + keep
+        self.lsn = lsn
+        self.end = self._tail_start + n
+        cut = n - n % SECTOR
+        if cut:
+            self._tail_start += cut
+            del tail[:cut]
+        return lsn, offset
+
+    def commit(self, payload: bytes) -> int:
+        """Append a commit record; returns its LSN (durable after `sync_to`)."""
+        syncpoints.reach("wal.append")
+        with self._mutex:
+            lsn, _ = self._append(COMMIT, payload)
+        self.commits += 1
+        return lsn
+
+    def sync_to(self, lsn: int, force: bool = False) -> None:
+        """Make the log durable up to `lsn` (rule 1); several committers
+        waiting together share one fsync (group commit)."""
+        if not force and self.sync_mode != "full":
+            return
+        if self.durable_lsn >= lsn and not self.failed:
+            return
+        syncpoints.reach("wal.sync")
+        with self._sync_mutex:
+            if self.failed:
+                raise NeedsRecoveryError("an earlier log sync failed; reopen the database to recover")
+            if self.durable_lsn >= lsn:
+                return
+            target = self.lsn
+            self._fsync()
+            self.durable_lsn = target
+
+    def _fsync(self) -> None:
+        try:
+            self.file.sync()
+            self.syncs += 1
+        except StorageIOError as exc:
+            self.failed = True
+            raise NeedsRecoveryError(exc.errno or 5, f"log fsync failed ({exc}); reopen the database to recover") from exc
+
+    # -- spills (rule 2) ---------------------------------------------------------
+
+    def spill(self, page_id: int, buf: memoryview) -> None:
+        with self._mutex:
+            _, offset = self._append(SPILL, _PID.pack(page_id) + bytes(buf))
+            self.spilled[page_id] = offset + _REC.size + _PID.size
+
+    def read_spill(self, page_id: int, buf: memoryview) -> bool:
+        """Fill `buf` with the latest spilled image of `page_id`; False if none."""
+        offset = self.spilled.get(page_id)
+        if offset is None:
+            return False
+        got = self.file.read_into(offset, buf)
+        if got != PAGE_SIZE or not verify(buf):
+            raise CorruptionError(f"page {page_id}: spilled image in the log is damaged")
+        return True
+
+    def forget(self, page_id: int) -> None:
+        """A freed page's spilled image is dead."""
+        self.spilled.pop(page_id, None)
+
+    # -- checkpoints (rule 3) ------------------------------------------------------
+
+    def checkpoint_begin(self, n_images: int) -> None:
+        with self._mutex:
+            self._append(CKPT_BEGIN, _PID.pack(n_images))
+
+    def checkpoint_image(self, page_id: int, image: bytes | memoryview) -> int:
+        """Append one image; returns the log offset of the page bytes."""
+        with self._mutex:
+            _, offset = self._append(CKPT_IMAGE, _PID.pack(page_id) + bytes(image))
+        return offset + _REC.size + _PID.size
+
+    def checkpoint_end(self, n_images: int, durable: bool) -> None:
+        with self._mutex:
+            self._append(CKPT_END, _PID.pack(n_images))
+        if durable:
+            with self._sync_mutex:
+                self._fsync()
+                self.durable_lsn = self.lsn
+
+    def read_image(self, offset: int, buf: memoryview) -> None:
+        got = self.file.read_into(offset, buf)
+        if got != PAGE_SIZE:
+            raise CorruptionError("log: checkpoint image cut short")
+
+    def close(self) -> None:
+        self._staging.close()
+        self.file.close()
+
+
+class LoggedStore:
+    """The pool's page store while a log is attached: reads prefer the latest
+    spilled image, evictions spill to the log instead of writing home."""
+
+    __slots__ = ("pager", "wal")
+
+    def __init__(self, pager, wal: Wal) -> None:
+        self.pager = pager
+        self.wal = wal
+
+    def read_page(self, page_id: int, buf: memoryview) -> None:
+        if page_id in self.wal.spilled and self.wal.read_spill(page_id, buf):
+            return
+        self.pager.read(page_id, buf)
+
+    def write_page(self, page_id: int, buf: memoryview) -> None:
+        self.wal.spill(page_id, buf)
