@@ -1,0 +1,46 @@
+"""Shared fixtures. Every database a fixture opens is checked on teardown."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import engine
+
+sys.path.insert(0, os.path.dirname(__file__))  # tests/strategies.py
+
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+settings.register_profile(
+    "long", deadline=None, max_examples=2000, suppress_health_check=list(HealthCheck)
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return str(tmp_path / "test.db")
+
+
+@pytest.fixture
+def open_db(db_path):
+    """`open_db(**options)` opens the test database; all are closed and
+    checked (no leaks, no pins, shape, CRCs) when the test ends."""
+    opened = []
+
+    def _open(path=None, **kw):
+        kw.setdefault("sync", "off")
+        db = engine.open(path or db_path, **kw)
+        opened.append(db)
+        return db
+
+    yield _open
+    for db in opened:
+        if not db.closed:
+            report = db.check()
+            db.close()
+            assert report.ok, report.problems
