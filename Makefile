@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 tests
+	$(PY) -m pytest -n 2 -m "not slow" tests
 	$(MAKE) --no-print-directory verify-quick
 
 lint: $(STAMP)

@@ -34,8 +34,9 @@ _hook: Callable[[str], None] | None = None
 
 def reach(name: str) -> None:
     """Mark a racy place; a no-op unless a scheduler is installed."""
-    if _hook is not None:
-        _hook(name)
+    hook = _hook  # read once: uninstall may run concurrently
+    if hook is not None:
+        hook(name)
 
 
 def installed() -> bool:

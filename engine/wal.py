@@ -366,7 +366,10 @@ class Wal:
             raise CorruptionError("log: checkpoint image cut short")
 
     def close(self) -> None:
-        self._staging.close()
+        try:
+            self._staging.close()
+        except BufferError:  # a failed write's traceback may still hold a slice; GC frees it
+            pass
         self.file.close()
 
 

@@ -1,0 +1,884 @@
+"""The `dragondb` command: the engine from a shell.
+
+Every database subcommand takes the database path first, then its own
+arguments; `dragondb SUBCOMMAND --help` documents each one. Read-only
+subcommands (get, scan, trees, stats, check, show) open the file with
+`create=False, read_only=True`, so a typo in a path never creates a file.
+
+Keys and values are text (UTF-8) unless `--hex` says they are hex. Output
+shows bytes as text when they are printable UTF-8 and as hex otherwise;
+`--hex-output` forces hex.
+
+Exit status (scripts rely on it):
+
+    0  done
+    1  not found (key or tree), or `check` found problems
+    2  usage error (bad arguments; argparse's own code)
+    3  the engine or the OS refused or failed (NotADatabaseError,
+       DatabaseLockedError, CorruptionError, StorageIOError, ...)
+    4  internal error (a bug; `--verbose` shows the traceback)
+    130 interrupted
+
+An error is one line on stderr, `dragondb: error: <message>`, never a
+traceback. `--verbose` turns on the engine's loguru diagnostics.
+
+`campaign`, `bench`, `serve` and the `remote-*` subcommands dispatch to
+`faults.campaign`, `bench`, `engine.server` and `engine.client`, imported
+only when used so the common subcommands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+from loguru import logger
+
+import engine
+from engine.errors import DragonDBError
+
+__all__ = [
+    "main",
+    "EXIT_OK",
+    "EXIT_NOT_FOUND",
+    "EXIT_USAGE",
+    "EXIT_ERROR",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    "parse_bytes",
+    "format_bytes",
+    "render_levels_text",
+    "render_levels_dot",
+    "render_table",
+]
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1  # also: check found problems
+EXIT_USAGE = 2  # argparse exits with 2 on bad arguments; we keep its code
+EXIT_ERROR = 3
+EXIT_INTERNAL = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+_EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader (e.g. `head`) went away
+
+_PROG = "dragondb"
+_DEFAULT_TREE = "default"
+_CAMPAIGN = "campaign"
+
+_EXIT_CODES_HELP = """\
+exit status: 0 ok; 1 not found or check problems; 2 usage error;
+3 engine or OS error (one line on stderr); 4 internal error; 130 interrupted"""
+
+
+class _Exit(Exception):
+    """A controlled stop with an exit code and one line for stderr."""
+
+    def __init__(self, code: int, message: str, *, label: str = "error") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.label = label
+
+
+# ---------------------------------------------------------------- bytes in/out
+
+
+def parse_bytes(text: str, *, hex_input: bool) -> bytes:
+    """Turn a command-line argument into bytes: UTF-8, or hex with `hex_input`.
+
+    Hex may carry a `0x` prefix and spaces. Raises ValueError on bad hex.
+    """
+    if not hex_input:
+        return text.encode("utf-8", "surrogateescape")
+    digits = text.strip()
+    if digits[:2] in ("0x", "0X"):
+        digits = digits[2:]
+    try:
+        return bytes.fromhex(digits)
+    except ValueError:
+        raise ValueError(f"not valid hex: {text!r}") from None
+
+
+def format_bytes(data: bytes | None, *, hex_output: bool = False) -> str:
+    """Show bytes as text when printable UTF-8, else (or with `hex_output`) as hex."""
+    if data is None:
+        return "-"
+    if not hex_output:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            # Tabs and newlines would break the one-record-per-line output.
+            if text.isprintable():
+                return text
+    return data.hex()
+
+
+def _clip(text: str, width: int) -> str:
+    if width > 3 and len(text) > width:
+        return text[: width - 3] + "..."
+    return text
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _align(rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:
+    """Left-align columns; the last column is not padded."""
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = []
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        cells.append(row[-1])
+        out.append((indent + "  ".join(cells)).rstrip())
+    return out
+
+
+def _fill_bar(fill: float, width: int = 10) -> str:
+    filled = max(0, min(width, round(fill * width)))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def _key_range(info: Any, hex_output: bool, width: int) -> str:
+    if info.first_key is None and info.last_key is None:
+        return "(empty)"
+    first = _clip(format_bytes(info.first_key, hex_output=hex_output), width)
+    last = _clip(format_bytes(info.last_key, hex_output=hex_output), width)
+    return f"{first} .. {last}"
+
+
+def _level_role(depth: int, height: int) -> str:
+    if height == 1:
+        return "root, leaf"
+    if depth == 0:
+        return "root"
+    return "leaves" if depth == height - 1 else "internal"
+
+
+def render_levels_text(
+    tree: str, levels: Sequence[Sequence[Any]], *, hex_output: bool = False, key_width: int = 24
+) -> str:
+    """Draw a tree's pages level by level (root first) as aligned text.
+
+    `levels` is what `Database.tree_levels` returns: lists of PageInfo-like
+    objects with page_id, kind, keys, fill, first_key, last_key, children.
+    """
+    pages = sum(len(level) for level in levels)
+    entries = sum(info.keys for info in levels[-1]) if levels else 0
+    headers, rows = [], []
+    for depth, level in enumerate(levels):
+        noun = "page" if len(level) == 1 else "pages"
+        headers.append(
+            (len(rows), f"level {depth} ({_level_role(depth, len(levels))}): {len(level)} {noun}")
+        )
+        for info in level:
+            children = " ".join(str(c) for c in info.children)
+            rows.append(
+                [
+                    f"page {info.page_id}",
+                    info.kind,
+                    f"{info.keys} keys",
+                    f"{_fill_bar(info.fill)} {info.fill:4.0%}",
+                    _key_range(info, hex_output, key_width),
+                    f"-> {children}" if children else "",
+                ]
+            )
+    # One alignment for every level, so columns line up down the whole drawing.
+    body = _align(rows, indent="  ")
+    for at, header in reversed(headers):
+        body.insert(at, header)
+    if not levels:
+        body = ["(no pages: an empty tree gets its root page on the first put)"]
+    return "\n".join(
+        [f"tree {tree!r}: height {len(levels)}, {pages} pages, {entries} entries", *body]
+    )
+
+
+def _dot_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def render_levels_dot(
+    tree: str, levels: Sequence[Sequence[Any]], *, hex_output: bool = False, key_width: int = 24
+) -> str:
+    """Draw a tree's pages as a Graphviz digraph: one rank per level, child
+    edges solid, the leaf chain dashed. Pipe it to `dot -Tsvg`."""
+    lines = [
+        f"digraph {_dot_quote('dragondb ' + tree)} {{",
+        f"  graph [rankdir=TB, labelloc=t, label={_dot_quote(f'tree {tree!r}')}];",
+        '  node [shape=box, style="rounded,filled", fontname="monospace", fontsize=10];',
+    ]
+    colours = {"leaf": "#fff2cc", "internal": "#cfe2f3"}
+    for depth, level in enumerate(levels):
+        lines.append(f"  // level {depth} ({_level_role(depth, len(levels))})")
+        for info in level:
+            label = "\n".join(
+                [
+                    f"page {info.page_id} ({info.kind})",
+                    f"{info.keys} keys, fill {info.fill:.0%}",
+                    _key_range(info, hex_output, key_width),
+                ]
+            )
+            colour = colours.get(info.kind, "#eeeeee")
+            lines.append(
+                f"  p{info.page_id} [label={_dot_quote(label)}, fillcolor={_dot_quote(colour)}];"
+            )
+        same = " ".join(f"p{info.page_id};" for info in level)
+        lines.append(f"  {{ rank=same; {same} }}")
+    for level in levels:
+        for info in level:
+            for child in info.children:
+                lines.append(f"  p{info.page_id} -> p{child};")
+    if not levels:
+        lines.append('  empty [shape=plaintext, style="", label="(empty tree: no pages)"];')
+    else:
+        leaves = levels[-1]
+        # Leaves are listed left to right, which is the leaf chain's order.
+        for left, right in zip(leaves, leaves[1:], strict=False):
+            lines.append(
+                f"  p{left.page_id} -> p{right.page_id} "
+                "[style=dashed, color=gray, constraint=false, arrowhead=open];"
+            )
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _format_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4g}"
+    if isinstance(value, bytes):
+        return format_bytes(value)
+    if isinstance(value, Mapping) and not value:
+        return "(none)"
+    if isinstance(value, list | tuple):
+        return ", ".join(_format_scalar(v) for v in value)
+    return str(value)
+
+
+def _is_matrix(data: Mapping[str, Any]) -> bool:
+    """Every value a dict of scalars: rows x columns."""
+    return bool(data) and all(
+        isinstance(row, Mapping) and not any(isinstance(v, Mapping) for v in row.values())
+        for row in data.values()
+    )
+
+
+def _matrix(data: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    columns: list[str] = []
+    for row in data.values():
+        columns.extend(c for c in row if c not in columns)
+    rows = [["", *columns]]
+    rows += [
+        [str(name), *(_format_scalar(row.get(c, "")) for c in columns)]
+        for name, row in data.items()
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    # Names left-aligned, figures right-aligned so digits line up.
+    return [
+        "  ".join(
+            [r[0].ljust(widths[0])] + [c.rjust(widths[i + 1]) for i, c in enumerate(r[1:])]
+        ).rstrip()
+        for r in rows
+    ]
+
+
+def _table_lines(data: Mapping[str, Any]) -> list[str]:
+    if _is_matrix(data):
+        return _matrix(data)
+    scalars = {k: v for k, v in data.items() if not isinstance(v, Mapping) or not v}
+    lines = _align([[str(k), _format_scalar(v)] for k, v in scalars.items()])
+    for key, value in data.items():
+        if key not in scalars:
+            if lines:
+                lines.append("")
+            lines.append(f"{key}:")
+            lines.extend("  " + line if line else line for line in _table_lines(value))
+    return lines
+
+
+def render_table(data: Mapping[str, Any]) -> str:
+    """A dict as aligned text: `name  value` rows for its scalars, then each
+    nested dict as an indented section under its name; a dict whose values
+    are all dicts of scalars becomes a matrix (rows x their keys)."""
+    return "\n".join(_table_lines(data))
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _usage(args: argparse.Namespace, message: str) -> NoReturn:
+    args.parser.error(message)  # prints usage and raises SystemExit(2)
+
+
+def _input(args: argparse.Namespace, text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        return parse_bytes(text, hex_input=args.hex)
+    except ValueError as exc:
+        _usage(args, str(exc))
+
+
+def _show(args: argparse.Namespace, data: bytes) -> str:
+    return format_bytes(data, hex_output=getattr(args, "hex_output", False))
+
+
+@contextmanager
+def _open(args: argparse.Namespace, *, write: bool, create: bool = False) -> Iterator[Any]:
+    """Open the database of `args.path`; a missing file is an error, never created
+    unless `create`."""
+    logger.debug("opening {} (write={}, create={})", args.path, write, create)
+    try:
+        db = engine.open(args.path, create=create, read_only=not write)
+    except FileNotFoundError:
+        if create:
+            raise  # e.g. a missing directory: the OS's own message says it best
+        raise _Exit(EXIT_ERROR, f"no database at {args.path}") from None
+    with db:
+        yield db
+
+
+def _tree(db: Any, args: argparse.Namespace) -> Any:
+    """The existing tree named by --tree, or a not-found exit."""
+    if args.tree not in db.trees():
+        raise _Exit(EXIT_NOT_FOUND, f"no tree {args.tree!r} in {args.path}", label="not found")
+    return db.tree(args.tree, create=False)
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+# ---------------------------------------------------------------- subcommands
+
+
+def _cmd_put(args: argparse.Namespace) -> int:
+    if len(args.items) % 2:
+        _usage(args, "put takes KEY VALUE pairs; the last key has no value")
+    items = [_input(args, text) for text in args.items]
+    pairs = list(zip(items[::2], items[1::2], strict=True))
+    with _open(args, write=True, create=True) as db:
+        tree = db.tree(args.tree)
+        if len(pairs) == 1:
+            tree.put(*pairs[0])
+        else:
+            with db.batch() as batch:  # several pairs: one atomic commit
+                for key, value in pairs:
+                    batch.put(args.tree, key, value)
+    logger.debug("put {} pair(s) into tree {!r}", len(pairs), args.tree)
+    return EXIT_OK
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    key = _input(args, args.key)
+    with _open(args, write=False) as db:
+        value = _tree(db, args).get(key)
+    if value is None:
+        raise _Exit(
+            EXIT_NOT_FOUND, f"key {_show(args, key)} not in tree {args.tree!r}", label="not found"
+        )
+    if args.raw:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(value)
+        sys.stdout.buffer.flush()
+    else:
+        _out(_show(args, value))
+    return EXIT_OK
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    keys = [_input(args, text) for text in args.keys]
+    with _open(args, write=True) as db:
+        tree = _tree(db, args)
+        present = [key for key in keys if key in tree]
+        if len(present) == 1:
+            tree.delete(present[0])
+        elif present:
+            with db.batch() as batch:  # several keys: one atomic commit
+                for key in present:
+                    batch.delete(args.tree, key)
+    missing = [key for key in keys if key not in present]
+    if missing:
+        shown = ", ".join(_show(args, key) for key in missing)
+        raise _Exit(EXIT_NOT_FOUND, f"not in tree {args.tree!r}: {shown}", label="not found")
+    return EXIT_OK
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 0:
+        _usage(args, "--limit must be >= 0")
+    start, end, prefix = (_input(args, t) for t in (args.start, args.end, args.prefix))
+    with _open(args, write=False) as db:
+        _print_rows(args, _tree(db, args).scan(start, end, reverse=args.reverse, prefix=prefix))
+    return EXIT_OK
+
+
+def _print_rows(args: argparse.Namespace, rows: Iterator[tuple[bytes, bytes]]) -> None:
+    for count, (key, value) in enumerate(rows):
+        if args.limit is not None and count >= args.limit:
+            break
+        _out(_show(args, key) if args.keys_only else f"{_show(args, key)}\t{_show(args, value)}")
+
+
+def _cmd_trees(args: argparse.Namespace) -> int:
+    with _open(args, write=False) as db:
+        names = db.trees()
+        if args.long:
+            for line in _align([[name, str(len(db.tree(name, create=False)))] for name in names]):
+                _out(line)
+        else:
+            for name in names:
+                _out(name)
+    return EXIT_OK
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    with _open(args, write=False) as db:
+        stats = db.stats()
+    _out(json.dumps(stats, indent=2, default=str) if args.json else render_table(stats))
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    with _open(args, write=False) as db:
+        report = db.check()
+    figures = {
+        "pages_allocated": report.pages_allocated,
+        "pages_reachable": report.pages_reachable,
+        "pages_free": report.pages_free,
+        "pages_leaked": report.pages_leaked,
+    }
+    if args.json:
+        _out(json.dumps({"ok": report.ok, **figures, "problems": list(report.problems)}, indent=2))
+    else:
+        summary = (
+            f"{report.pages_allocated} pages allocated, {report.pages_reachable} reachable, "
+            f"{report.pages_free} free, {report.pages_leaked} leaked"
+        )
+        count = len(report.problems)
+        _out(f"ok: {summary}" if report.ok else f"{count} problem{'s' * (count != 1)}: {summary}")
+        for problem in report.problems:
+            _out(f"  {problem}")
+    return EXIT_OK if report.ok else EXIT_NOT_FOUND
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    with _open(args, write=False) as db:
+        _tree(db, args)
+        levels = db.tree_levels(args.tree)
+    render = render_levels_dot if args.format == "dot" else render_levels_text
+    _out(render(args.tree, levels, hex_output=args.hex_output, key_width=args.key_width))
+    return EXIT_OK
+
+
+def _import_bench() -> Any:
+    try:
+        import bench
+    except ImportError:
+        # bench/ sits beside engine/ in a source checkout but is not installed.
+        root = Path(__file__).resolve().parent.parent
+        if not (root / "bench" / "__init__.py").is_file():
+            raise
+        sys.path.insert(0, str(root))
+        import bench
+    return bench
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.n < 1:
+        _usage(args, "-n must be >= 1")
+    try:
+        bench = _import_bench()
+        run = bench.engine_only
+    except (ImportError, AttributeError) as exc:
+        raise _Exit(EXIT_ERROR, f"the benchmark is not available here ({exc})") from None
+    result = run(args.path, args.n)
+    _out(json.dumps(result, indent=2, default=str) if args.json else render_table(result))
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    server = args.server_module
+    if server is None:
+        raise _Exit(EXIT_ERROR, f"the server is not available here ({args.server_missing})")
+
+    def announce(host: str, port: int) -> None:
+        sys.stderr.write(f"{_PROG}: serving {args.path} on {host}:{port}\n")
+        sys.stderr.flush()
+
+    server.serve_from_args(args, announce)
+    return EXIT_OK
+
+
+def _add_serve_arguments(sub: argparse.ArgumentParser, wanted: bool) -> None:
+    """The server's own options (shared with `python -m engine.server`), imported
+    only when `serve` is the subcommand so other subcommands skip asyncio."""
+    server, missing = None, ""
+    if wanted:
+        try:
+            from engine import server
+        except ImportError as exc:
+            missing = str(exc)
+    if server is not None:
+        server.add_serve_arguments(sub)
+    else:
+        sub.add_argument("path", metavar="PATH", help="the database file (created if missing)")
+        sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    sub.set_defaults(server_module=server, server_missing=missing)
+
+
+@contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Any]:
+    try:
+        from engine.client import Client
+    except ImportError as exc:
+        raise _Exit(EXIT_ERROR, f"the network client is not available here ({exc})") from None
+    try:
+        client = Client(args.host, args.port, timeout=args.timeout)
+    except OSError as exc:
+        raise _Exit(EXIT_ERROR, f"cannot connect to {args.host}:{args.port}: {exc}") from None
+    with client:
+        yield client
+
+
+def _cmd_ping(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.ping()
+    _out(f"pong from {args.host}:{args.port}")
+    return EXIT_OK
+
+
+def _cmd_remote_get(args: argparse.Namespace) -> int:
+    key = _input(args, args.key)
+    with _client(args) as client:
+        value = client.get(key)
+    if value is None:
+        raise _Exit(EXIT_NOT_FOUND, f"key {_show(args, key)} not on the server", label="not found")
+    _out(_show(args, value))
+    return EXIT_OK
+
+
+def _cmd_remote_put(args: argparse.Namespace) -> int:
+    key, value = _input(args, args.key), _input(args, args.value)
+    with _client(args) as client:
+        client.insert(key, value)
+    return EXIT_OK
+
+
+def _cmd_remote_delete(args: argparse.Namespace) -> int:
+    key = _input(args, args.key)
+    with _client(args) as client:
+        client.delete(key)  # the protocol does not say whether the key existed
+    return EXIT_OK
+
+
+def _cmd_remote_scan(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 0:
+        _usage(args, "--limit must be >= 0")
+    start, end, prefix = (_input(args, t) for t in (args.start, args.end, args.prefix))
+    with _client(args) as client:
+        rows = client.scan(start, end, reverse=args.reverse, prefix=prefix)
+        _print_rows(args, rows)
+    return EXIT_OK
+
+
+def _cmd_remote_shutdown(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.shutdown()  # RemoteError unless the server runs with --allow-shutdown
+    _out(f"{args.host}:{args.port} is shutting down")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- the parser
+
+# name -> (one-line summary, description for `--help`, epilog or "")
+_HELP: dict[str, tuple[str, str, str]] = {
+    "put": (
+        "store values under keys (several pairs: one atomic batch)",
+        "Insert or overwrite KEY with VALUE, creating the database and the tree if missing.\n"
+        "Several KEY VALUE pairs are written in one atomic batch.",
+        "examples:\n"
+        "  dragondb put my.db apple red\n"
+        "  dragondb put --hex my.db 00ff 0102\n"
+        "  dragondb put my.db $(seq -f 'k%04g v' 500)   # enough keys to split leaves\n"
+        "  dragondb put my.db -- -key- -value-          # `--` before text starting with '-'",
+    ),
+    "get": ("print the value of a key", "Print the value stored under KEY (exit 1 if absent).", ""),
+    "delete": (
+        "delete keys (several: one atomic batch)",
+        "Delete each KEY; several keys go in one atomic batch.\n"
+        "Exit status 1 when any key was absent (the present ones are still deleted).",
+        "",
+    ),
+    "scan": (
+        "print key/value pairs in key order",
+        "Print `key<TAB>value` lines in ascending key order (descending with --reverse).",
+        "",
+    ),
+    "trees": ("list the trees", "List the database's trees, one name a line, sorted.", ""),
+    "stats": ("print statistics", "Print page, buffer-pool and log statistics.", ""),
+    "check": (
+        "verify every invariant of the file",
+        "Walk every tree and check page accounting, tree shape and checksums.\n"
+        "Exit status 0 when all holds, 1 with the problems printed.",
+        "",
+    ),
+    "show": (
+        "draw a tree's pages level by level",
+        "Draw a tree's pages, root level first: page id, type, keys, fill and key range.\n"
+        "--format dot emits Graphviz, to watch splits and merges.",
+        "example:\n  dragondb show my.db --format dot | dot -Tsvg > tree.svg",
+    ),
+    _CAMPAIGN: (
+        "run a fault campaign (`dragondb campaign --help` for its options)",
+        "Seeded workloads x fault plans x interleavings; arguments go to faults.campaign.",
+        "",
+    ),
+    "bench": ("measure the engine on this disk", "Run the engine-only benchmark at PATH.", ""),
+    "serve": (
+        "serve the database over TCP (DragonDB wire protocol)",
+        "Serve PATH over the DragonDB wire protocol until SIGINT or SIGTERM.",
+        "",
+    ),
+    "ping": ("check that a server answers", "Send a ping to a DragonDB server.", ""),
+    "remote-get": ("get a key from a server", "Print a key's value from a server.", ""),
+    "remote-put": ("put a key on a server", "Store VALUE under KEY on a server.", ""),
+    "remote-delete": ("delete a key on a server", "Delete KEY on a server.", ""),
+    "remote-scan": (
+        "print a server's key/value pairs in key order",
+        "Like `scan`, over the wire (the server's `R` extension op-code).",
+        "",
+    ),
+    "remote-shutdown": (
+        "ask a server to stop",
+        "Send the shutdown request; the server obeys only if run with --allow-shutdown.",
+        "",
+    ),
+}
+
+
+def _build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; `command` is the subcommand about to run, if known."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    verbose_help = "show the engine's diagnostics on stderr"
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="DragonDB, a verified B+ tree storage engine. Database subcommands take "
+        "the database path first; `dragondb SUBCOMMAND --help` explains each.",
+        epilog=_EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+
+    # Option groups shared by subcommands, as argparse parent parsers.
+    # SUPPRESS: a subcommand's --verbose must not reset one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help
+    )
+    path = argparse.ArgumentParser(add_help=False)
+    path.add_argument("path", metavar="PATH", help="the database file")
+    tree = argparse.ArgumentParser(add_help=False)
+    tree.add_argument(
+        "-t", "--tree", default=_DEFAULT_TREE, metavar="NAME", help="tree (default: %(default)s)"
+    )
+    hex_in = argparse.ArgumentParser(add_help=False)
+    hex_in.add_argument("--hex", action="store_true", help="KEY/VALUE arguments are hex, not text")
+    hex_out = argparse.ArgumentParser(add_help=False)
+    hex_out.add_argument(
+        "-X", "--hex-output", action="store_true", help="print bytes as hex even when printable"
+    )
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--host", default="127.0.0.1", help="server address (default: %(default)s)")
+    remote.add_argument("--port", type=int, default=8080, help="server port (default: %(default)s)")
+    remote.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds (default: %(default)s)"
+    )
+    scan = argparse.ArgumentParser(add_help=False)
+    scan.add_argument("--start", metavar="KEY", help="first key (inclusive)")
+    scan.add_argument("--end", metavar="KEY", help="stop before this key (exclusive)")
+    scan.add_argument("--prefix", metavar="BYTES", help="only keys starting with these bytes")
+    scan.add_argument("--reverse", action="store_true", help="walk in descending key order")
+    scan.add_argument("--limit", type=int, metavar="N", help="print at most N pairs")
+    scan.add_argument("--keys-only", action="store_true", help="print keys only")
+    subs = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+
+    def add(name: str, func: Any, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        summary, description, epilog = _HELP[name]
+        sub = subs.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=(epilog + "\n\n" if epilog else "") + _EXIT_CODES_HELP,
+            parents=[common, *parents],
+            formatter_class=fmt,
+            usage=_USAGE.get(name),
+        )
+        sub.set_defaults(func=func, parser=sub)
+        return sub
+
+    add("put", _cmd_put, path, tree, hex_in).add_argument("items", nargs="+", metavar="KEY VALUE")
+    sub = add("get", _cmd_get, path, tree, hex_in, hex_out)
+    sub.add_argument("key", metavar="KEY")
+    sub.add_argument("--raw", action="store_true", help="write the value's bytes as they are")
+    add("delete", _cmd_delete, path, tree, hex_in, hex_out).add_argument(
+        "keys", nargs="+", metavar="KEY"
+    )
+    add("scan", _cmd_scan, path, tree, hex_in, hex_out, scan)
+    add("trees", _cmd_trees, path).add_argument(
+        "-l", "--long", action="store_true", help="with key counts"
+    )
+    add("stats", _cmd_stats, path).add_argument("--json", action="store_true", help="print JSON")
+    add("check", _cmd_check, path).add_argument("--json", action="store_true", help="print JSON")
+    sub = add("show", _cmd_show, path, tree, hex_out)
+    sub.add_argument(
+        "--format", choices=("text", "dot"), default="text", help="default: %(default)s"
+    )
+    sub.add_argument(
+        "--key-width", type=int, default=24, metavar="N", help="clip keys to N characters"
+    )
+    add(_CAMPAIGN, None)  # listed for --help only: main() hands its arguments to faults.campaign
+    sub = add("bench", _cmd_bench, path)
+    sub.add_argument(
+        "-n", type=int, default=10_000, metavar="N", help="keys (default: %(default)s)"
+    )
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    _add_serve_arguments(add("serve", _cmd_serve), command == "serve")
+    add("ping", _cmd_ping, remote)
+    add("remote-get", _cmd_remote_get, remote, hex_in, hex_out).add_argument("key", metavar="KEY")
+    sub = add("remote-put", _cmd_remote_put, remote, hex_in)
+    sub.add_argument("key", metavar="KEY")
+    sub.add_argument("value", metavar="VALUE")
+    add("remote-delete", _cmd_remote_delete, remote, hex_in).add_argument("key", metavar="KEY")
+    add("remote-scan", _cmd_remote_scan, remote, hex_in, hex_out, scan)
+    add("remote-shutdown", _cmd_remote_shutdown, remote)
+    return parser
+
+
+# argparse cannot say "pairs" in a usage line by itself.
+_USAGE = {
+    "put": "dragondb put [-h] [-v] [-t NAME] [--hex] PATH KEY VALUE [KEY VALUE ...]",
+}
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("dragondb")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _error(message: str, label: str = "error") -> None:
+    sys.stderr.write(f"{_PROG}: {label}: {message}\n")
+    sys.stderr.flush()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{text} ({type(exc).__name__})" if text else type(exc).__name__
+
+
+def _set_verbose(verbose: bool) -> None:
+    if verbose:
+        # Resolve sys.stderr per message so a redirected stderr (tests) works.
+        logger.remove()
+        logger.add(
+            lambda message: sys.stderr.write(message),
+            level="DEBUG",
+            format="{time:HH:mm:ss.SSS} {level:<7} {name}: {message}",
+            backtrace=False,
+            diagnose=False,  # no variable dumps: keys and values may be large or private
+        )
+        logger.enable("engine")
+    else:
+        logger.disable("engine")
+
+
+def _run_campaign(argv: list[str]) -> int:
+    try:
+        from faults import campaign
+    except ImportError as exc:
+        raise _Exit(EXIT_ERROR, f"the fault campaign is not available here ({exc})") from None
+    code = campaign.main(argv)
+    return EXIT_OK if code is None else int(code)
+
+
+def _split_globals(argv: list[str]) -> tuple[bool, list[str]]:
+    """Leading global flags, and the rest (which starts with the subcommand)."""
+    verbose, rest = False, list(argv)
+    while rest and rest[0] in ("-v", "--verbose"):
+        verbose, rest = True, rest[1:]
+    return verbose, rest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `dragondb` command with `argv` (default: sys.argv[1:]); return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose, rest = _split_globals(argv)
+    try:
+        if rest and rest[0] == _CAMPAIGN:
+            # campaign has its own parser (and its own --help) in faults.campaign.
+            _set_verbose(verbose)
+            return _guard(lambda: _run_campaign(rest[1:]))
+        parser = _build_parser(rest[0] if rest else None)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version, or a usage error
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        _set_verbose(args.verbose)
+        return _guard(lambda: args.func(args))
+    finally:
+        logger.disable("engine")  # the library's default: silent
+
+
+def _guard(run: Any) -> int:
+    """Run a subcommand, turning every exception into an exit status and one line."""
+    try:
+        return run()
+    except SystemExit as exc:  # parser.error() from inside a subcommand
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except _Exit as exc:
+        _error(exc.message, exc.label)
+        return exc.code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return _EXIT_BROKEN_PIPE
+    except (DragonDBError, OSError) as exc:
+        logger.opt(exception=exc).debug("engine error")
+        _error(_describe(exc))
+        return EXIT_ERROR
+    except Exception as exc:
+        logger.opt(exception=exc).error("internal error")
+        _error(f"internal error: {_describe(exc)} (run with --verbose for the traceback)")
+        return EXIT_INTERNAL
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is not a real file (tests): nothing will flush it later
