@@ -46,6 +46,9 @@ __all__ = ["get", "put", "delete", "chunk", "read_node", "walk_pages", "levels",
 def read_node(pool: BufferPool, page_id: int) -> Node:
     """Decoded node of `page_id` for a reader (pinned only while fetched:
     no writer runs while readers hold the latch, so the node cannot change)."""
+    node = pool.peek(page_id)
+    if node is not None:
+        return node
     frame = pool.fetch(page_id)
     try:
         node = frame.obj
@@ -63,9 +66,11 @@ def _value(pool: BufferPool, v):
 def get(pool: BufferPool, root: int, key: bytes) -> bytes | None:
     if not root:
         return None
-    node = read_node(pool, root)
+    peek = pool.peek
+    node = peek(root) or read_node(pool, root)
     while not node.leaf:
-        node = read_node(pool, node.children[bisect_right(node.keys, key)])
+        pid = node.children[bisect_right(node.keys, key)]
+        node = peek(pid) or read_node(pool, pid)
     keys = node.keys
     i = bisect_left(keys, key)
     if i < len(keys) and keys[i] == key:

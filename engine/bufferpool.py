@@ -56,7 +56,7 @@ class PageStore(Protocol):
 
 
 class Frame:
-    __slots__ = ("frame_id", "page_id", "buf", "pin", "dirty", "obj", "obj_dirty", "readers", "writer")
+    __slots__ = ("frame_id", "page_id", "buf", "pin", "dirty", "obj", "obj_dirty", "readers", "writer", "ref")
 
     def __init__(self, frame_id: int, buf: memoryview) -> None:
         self.frame_id = frame_id
@@ -68,6 +68,7 @@ class Frame:
         self.obj_dirty = False  # obj newer than buf
         self.readers = 0
         self.writer = False
+        self.ref = False  # hit on the lock-free read path since the replacer last looked
 
     def sync_bytes(self) -> None:
         """Bring `buf` up to date with the decoded node."""
@@ -95,6 +96,21 @@ class BufferPool:
         self.debug_double_check = True
 
     # -- pin / unpin --------------------------------------------------------
+
+    def peek(self, page_id: int):
+        """The cached decoded node of `page_id`, or None, without pinning or
+        locking. Only for callers that exclude every writer of that node (the
+        database's shared latch): the node object then cannot change, and a
+        concurrent eviction is detected by re-reading `frame.page_id` after
+        `frame.obj` (eviction clears `page_id` before `obj`)."""
+        frame = self._table.get(page_id)
+        if frame is not None:
+            obj = frame.obj
+            if obj is not None and frame.page_id == page_id:
+                frame.ref = True
+                self.hits += 1
+                return obj
+        return None
 
     def fetch(self, page_id: int) -> Frame:
         """Pin the frame holding `page_id`, reading it on a miss."""
@@ -171,7 +187,8 @@ class BufferPool:
             frame = self._free.pop()
             frame.pin = 1
             return frame
-        fid = self._replacer.victim(lambda i: self.frames[i].pin > 0)
+        frames = self.frames
+        fid = self._replacer.victim(lambda i: frames[i].pin > 0, self._take_ref)
         if fid is None:
             raise BufferPoolFullError(f"all {self.n_frames} frames are pinned")
         victim = self.frames[fid]
@@ -188,6 +205,11 @@ class BufferPool:
         victim.obj_dirty = False
         victim.pin = 1
         return victim
+
+    def _take_ref(self, frame_id: int) -> bool:
+        frame = self.frames[frame_id]
+        ref, frame.ref = frame.ref, False
+        return ref
 
     def discard(self, page_id: int) -> None:
         """Forget a freed page without writing it back (pin must be 0)."""

@@ -37,6 +37,9 @@ class RWLatch:
 
     def acquire_read(self) -> None:
         with self._mutex:
+            if self._writer is None and not self._waiting:  # the common, uncontended case
+                self._readers += 1
+                return
             while self._writer is not None or self._waiting:
                 self._wait()
             self._readers += 1
@@ -50,6 +53,9 @@ class RWLatch:
     def acquire_write(self) -> None:
         me = threading.get_ident()
         with self._mutex:
+            if self._writer is None and not self._readers:  # the common, uncontended case
+                self._writer = me
+                return
             assert self._writer != me, "RWLatch.acquire_write: not reentrant"
             self._waiting += 1
             try:

@@ -3,6 +3,11 @@
 `LRUReplacer` keeps every frame that holds a page in least-recently-used
 order; `victim(is_pinned)` returns the oldest frame for which `is_pinned`
 is false. Pure and single-threaded: the pool calls it under its mutex.
+
+Hits on the pool's lock-free read path cannot reorder the list (another
+thread may be walking it), so they set a reference bit instead; `victim`
+gives a referenced frame a second chance (moves it to the young end and
+clears the bit), which is LRU with second chance.
 """
 
 from __future__ import annotations
@@ -30,12 +35,25 @@ class LRUReplacer:
     def remove(self, frame_id: int) -> None:
         self._order.pop(frame_id, None)
 
-    def victim(self, is_pinned: Callable[[int], bool]) -> int | None:
-        """The least recently used frame that is not pinned, or None."""
+    def victim(self, is_pinned: Callable[[int], bool],
+               referenced: Callable[[int], bool] | None = None) -> int | None:
+        """The least recently used frame that is not pinned, or None.
+        `referenced(i)` (which clears the bit) spares a frame once."""
+        spared = []
+        found = None
         for frame_id in self._order:
-            if not is_pinned(frame_id):
-                return frame_id
-        return None
+            if is_pinned(frame_id):
+                continue
+            if referenced is not None and referenced(frame_id):
+                spared.append(frame_id)
+                continue
+            found = frame_id
+            break
+        for frame_id in spared:
+            self._order.move_to_end(frame_id)
+        if found is None and spared:
+            found = spared[0]
+        return found
 
     def __len__(self) -> int:
         return len(self._order)

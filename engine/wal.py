@@ -77,6 +77,11 @@ _LEN = struct.Struct("<I")
 
 def encode_ops(ops: list[tuple[int, str, bytes | None, bytes | None]]) -> bytes:
     """Serialize (op, tree, key, value) tuples into a commit payload."""
+    if len(ops) == 1 and ops[0][0] == OP_PUT:  # the hot case: one put
+        _, tree, key, value = ops[0]
+        name = tree.encode()
+        return b"".join((_OP_HEAD.pack(OP_PUT, len(name)), name, _LEN.pack(len(key)), key,
+                         _LEN.pack(len(value)), value))
     parts = []
     for op, tree, key, value in ops:
         name = tree.encode()

@@ -1,0 +1,415 @@
+"""A small client for the DragonDB TCP protocol, and a load generator.
+
+`Client` is blocking (one socket, one request at a time, or a pipelined
+batch with `insert_many`); it speaks the Go server's byte format, so it
+works against that server too, except for `scan`, which uses the `R`
+extension op-code of this server (docs/protocol.md).
+
+    with Client("127.0.0.1", 8080) as c:
+        c.insert(b"k", b"v")
+        assert c.get(b"k") == b"v"
+
+`bench_load` drives a server with many concurrent asyncio connections and
+reports requests per second and latency percentiles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from engine.errors import DragonDBError
+
+__all__ = [
+    "Client",
+    "LoadResult",
+    "ProtocolError",
+    "RemoteError",
+    "ServerShutdownError",
+    "bench_load",
+    "encode_delete",
+    "encode_get",
+    "encode_insert",
+    "encode_scan",
+]
+
+_U32 = struct.Struct("<I")  # every length on the wire: u32 little-endian
+_SCAN_HEAD = struct.Struct("<IB")  # limit:u32, flags:u8 (bit 0: reverse)
+_SCAN_REPLY_HEAD = struct.Struct("<BI")  # more:u8, count:u32
+NOT_FOUND_MESSAGE = "key not found"  # the server's exact text for a missing key
+_PIPELINE_CHUNK = 128  # requests in flight per insert_many round trip
+
+
+class RemoteError(DragonDBError):
+    """The server answered `E`. The connection is still usable, unless the
+    server closed it (unknown op-code, oversized or truncated request)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ServerShutdownError(DragonDBError, ConnectionError):
+    """The server sent `S` (it is stopping) or closed the connection. The
+    request that saw it may or may not have been applied if no reply came."""
+
+
+class ProtocolError(DragonDBError):
+    """The server sent bytes that are not a valid reply."""
+
+
+# -- request encoders (pure) ----------------------------------------------------
+
+
+def _field(data: bytes) -> bytes:
+    return _U32.pack(len(data)) + data
+
+
+def _request(op: bytes, body: bytes) -> bytes:
+    return op + _U32.pack(len(body)) + body
+
+
+def _as_bytes(name: str, data: object) -> bytes:
+    if isinstance(data, str):
+        raise TypeError(f"{name} must be bytes, not str")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{name} must be bytes-like, not {type(data).__name__}")
+    return bytes(data)
+
+
+def encode_insert(key: bytes, value: bytes) -> bytes:
+    return _request(b"I", _field(key) + _field(value))
+
+
+def encode_get(key: bytes) -> bytes:
+    return _request(b"G", _field(key))
+
+
+def encode_delete(key: bytes) -> bytes:
+    return _request(b"D", _field(key))
+
+
+def encode_scan(
+    start: bytes = b"", end: bytes = b"", prefix: bytes = b"", *, reverse: bool = False, limit: int = 0
+) -> bytes:
+    """`R` (extension): pairs in [start, end) with `prefix`; empty = unbounded."""
+    head = _SCAN_HEAD.pack(limit, 1 if reverse else 0)
+    return _request(b"R", head + _field(start) + _field(end) + _field(prefix))
+
+
+# -- the blocking client ---------------------------------------------------------
+
+
+class Client:
+    """One connection to a DragonDB server. Not thread-safe: use one per thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, timeout: float | None = 30.0) -> None:
+        self._sock = socket.create_connection((host, port), timeout=timeout)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._rfile = self._sock.makefile("rb")
+        self._closed = False
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # operations
+
+    def ping(self) -> None:
+        self._call(b"P")
+        self._expect_ok()
+
+    def insert(self, key: bytes, value: bytes) -> None:
+        """Insert or overwrite; returns once the server acknowledged (durable
+        when the server runs with sync="full")."""
+        self._call(encode_insert(_as_bytes("key", key), _as_bytes("value", value)))
+        self._expect_ok()
+
+    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
+        self._call(encode_get(_as_bytes("key", key)))
+        try:
+            body = self._read_body()
+        except RemoteError as exc:
+            if exc.message == NOT_FOUND_MESSAGE:
+                return default
+            raise
+        key_out, pos = _take(body, 0)
+        value, pos = _take(body, pos)
+        if pos != len(body):
+            raise ProtocolError("get reply has trailing bytes")
+        return value
+
+    def delete(self, key: bytes) -> None:
+        """Delete `key`; deleting a missing key is not an error."""
+        self._call(encode_delete(_as_bytes("key", key)))
+        self._expect_ok()
+
+    def insert_many(self, items: Iterable[tuple[bytes, bytes]]) -> int:
+        """Pipelined inserts, a chunk of requests per round trip; returns the
+        count. Raises the first `RemoteError` after reading its chunk."""
+        count = 0
+        chunk: list[bytes] = []
+        for key, value in items:
+            chunk.append(encode_insert(_as_bytes("key", key), _as_bytes("value", value)))
+            if len(chunk) == _PIPELINE_CHUNK:
+                count += self._pipeline(chunk)
+                chunk = []
+        if chunk:
+            count += self._pipeline(chunk)
+        return count
+
+    def scan(
+        self,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        *,
+        reverse: bool = False,
+        prefix: bytes | None = None,
+        page: int = 1000,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Pairs in ascending (or descending) key order, fetched `page` at a
+        time with the `R` extension. Like `Tree.scan`: start inclusive, end
+        exclusive. Between pages the server may change (no snapshot)."""
+        start = _as_bytes("start", start) if start is not None else b""
+        end = _as_bytes("end", end) if end is not None else b""
+        prefix = _as_bytes("prefix", prefix) if prefix is not None else b""
+        while True:
+            self._call(encode_scan(start, end, prefix, reverse=reverse, limit=page))
+            body = self._read_body()
+            if len(body) < _SCAN_REPLY_HEAD.size:
+                raise ProtocolError("scan reply too short")
+            more, count = _SCAN_REPLY_HEAD.unpack_from(body, 0)
+            pos = _SCAN_REPLY_HEAD.size
+            key = b""
+            for _ in range(count):
+                key, pos = _take(body, pos)
+                value, pos = _take(body, pos)
+                yield key, value
+            if pos != len(body):
+                raise ProtocolError("scan reply has trailing bytes")
+            if not more or not count:
+                return
+            if reverse:
+                end = key  # exclusive: continue below the last key
+            else:
+                start = key + b"\x00"  # the smallest key above the last one
+
+    def close(self) -> None:
+        """Send `C`, wait for the `O`, close the socket. Idempotent."""
+        if self._closed:
+            return
+        try:
+            self._sock.sendall(b"C")
+            self._rfile.read(1)  # O, or S if the server is stopping, or EOF
+        except OSError:
+            pass
+        finally:
+            self._close_socket()
+
+    def shutdown(self) -> None:
+        """Ask the server to stop (`S`). Returns once it acknowledged with
+        `S`; raises `RemoteError` if the server does not allow it."""
+        self._call(b"S")
+        op = self._read_exact(1)
+        if op == b"E":
+            raise RemoteError(self._read_message())
+        if op != b"S":
+            raise ProtocolError(f"unexpected reply {op!r} to S")
+        self._close_socket()
+
+    # wire helpers
+
+    def _pipeline(self, requests: list[bytes]) -> int:
+        self._call(b"".join(requests))
+        first: RemoteError | None = None
+        for _ in requests:
+            try:
+                self._expect_ok()
+            except RemoteError as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+        return len(requests)
+
+    def _call(self, request: bytes) -> None:
+        if self._closed:
+            raise ServerShutdownError("connection is closed")
+        try:
+            self._sock.sendall(request)
+        except OSError as exc:
+            self._close_socket()
+            raise ServerShutdownError(f"connection lost: {exc}") from exc
+
+    def _read_exact(self, n: int) -> bytes:
+        try:
+            data = self._rfile.read(n)
+        except OSError as exc:
+            self._close_socket()
+            raise ServerShutdownError(f"connection lost: {exc}") from exc
+        if len(data) != n:
+            self._close_socket()
+            raise ServerShutdownError("server closed the connection")
+        return data
+
+    def _read_message(self) -> str:
+        (size,) = _U32.unpack(self._read_exact(4))
+        return self._read_exact(size).decode("utf-8", "replace")
+
+    def _reply_op(self) -> bytes:
+        op = self._read_exact(1)
+        if op == b"S":
+            self._close_socket()
+            raise ServerShutdownError("server is shutting down")
+        if op == b"E":
+            raise RemoteError(self._read_message())
+        if op != b"O":
+            self._close_socket()
+            raise ProtocolError(f"unexpected reply byte {op!r}")
+        return op
+
+    def _expect_ok(self) -> None:
+        self._reply_op()
+
+    def _read_body(self) -> bytes:
+        self._reply_op()
+        (size,) = _U32.unpack(self._read_exact(4))
+        return self._read_exact(size)
+
+    def _close_socket(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._rfile.close()
+            self._sock.close()
+
+
+def _take(body: bytes, pos: int) -> tuple[bytes, int]:
+    if len(body) - pos < 4:
+        raise ProtocolError("reply body truncated")
+    (size,) = _U32.unpack_from(body, pos)
+    pos += 4
+    if size > len(body) - pos:
+        raise ProtocolError("reply field runs past the end")
+    return body[pos : pos + size], pos + size
+
+
+# -- load generator -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What `bench_load` measured."""
+
+    op: str
+    clients: int
+    seconds: float  # measured wall time
+    requests: int  # requests answered with O
+    errors: int  # requests answered with E
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+
+
+def bench_load(
+    host: str,
+    port: int,
+    op: str,
+    clients: int,
+    seconds: float,
+    *,
+    key_size: int = 16,
+    value_size: int = 100,
+    keys: int = 10_000,
+    seed: int = 0,
+) -> LoadResult:
+    """Drive the server with `clients` connections, each sending `op`
+    ("get", "insert" or "ping") back to back for `seconds`. For "get",
+    `keys` keys are loaded first (not timed). Run it in another process
+    than the server: both need the GIL."""
+    if op not in ("get", "insert", "ping"):
+        raise ValueError(f"bench_load: op must be get, insert or ping, not {op!r}")
+    if clients < 1 or seconds <= 0:
+        raise ValueError("bench_load: clients >= 1 and seconds > 0")
+    return asyncio.run(_bench(host, port, op, clients, seconds, key_size, value_size, keys, seed))
+
+
+def _bench_key(i: int, key_size: int) -> bytes:
+    return (b"bench%011d" % i).ljust(key_size, b".")[: max(key_size, 16)]
+
+
+async def _bench(
+    host: str,
+    port: int,
+    op: str,
+    clients: int,
+    seconds: float,
+    key_size: int,
+    value_size: int,
+    keys: int,
+    seed: int,
+) -> LoadResult:
+    value = bytes(value_size)
+    if op == "get":
+        await asyncio.to_thread(_preload, host, port, keys, key_size, value)
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    conns = [await asyncio.open_connection(host, port) for _ in range(clients)]
+    for _, writer in conns:
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    begin = time.perf_counter()
+    deadline = begin + seconds
+
+    async def one(n: int) -> None:
+        reader, writer = conns[n]
+        rng = random.Random(seed * 1_000_003 + n)
+        lat = latencies[n]
+        clock = time.perf_counter
+        i = 0
+        while True:
+            if op == "get":
+                request = encode_get(_bench_key(rng.randrange(keys), key_size))
+            elif op == "insert":
+                request = encode_insert(_bench_key(keys + n * 10_000_000 + i, key_size), value)
+            else:
+                request = b"P"
+            i += 1
+            t0 = clock()
+            writer.write(request)
+            head = await reader.readexactly(1)
+            if head == b"E" or (head == b"O" and op == "get"):
+                (size,) = _U32.unpack(await reader.readexactly(4))
+                await reader.readexactly(size)
+            elif head != b"O":
+                raise ProtocolError(f"bench_load: unexpected reply {head!r}")
+            t1 = clock()
+            if head == b"E":
+                errors[n] += 1
+            else:
+                lat.append(t1 - t0)
+            if t1 >= deadline:
+                break
+
+    try:
+        await asyncio.gather(*(one(n) for n in range(clients)))
+    finally:
+        for _, writer in conns:
+            writer.close()
+    elapsed = time.perf_counter() - begin
+    all_lat = sorted(x for lat in latencies for x in lat)
+    done = len(all_lat)
+
+    def pct(q: float) -> float:
+        return all_lat[min(done - 1, int(q * done))] * 1000 if done else 0.0
+
+    return LoadResult(op, clients, elapsed, done, sum(errors), done / elapsed, pct(0.50), pct(0.99))
+
+
+def _preload(host: str, port: int, keys: int, key_size: int, value: bytes) -> None:
+    with Client(host, port) as c:
+        c.insert_many((_bench_key(i, key_size), value) for i in range(keys))
