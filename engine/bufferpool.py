@@ -56,7 +56,7 @@ class PageStore(Protocol):
 
 
 class Frame:
-    __slots__ = ("frame_id", "page_id", "buf", "pin", "dirty", "obj", "obj_dirty", "readers", "writer", "ref")
+    __slots__ = ("frame_id", "page_id", "buf", "pin", "dirty", "obj", "obj_dirty", "readers", "writer", "ref", "loading")
 
     def __init__(self, frame_id: int, buf: memoryview) -> None:
         self.frame_id = frame_id
@@ -69,6 +69,7 @@ class Frame:
         self.readers = 0
         self.writer = False
         self.ref = False  # hit on the lock-free read path since the replacer last looked
+        self.loading = False  # in the table as a placeholder while its page is read
 
     def sync_bytes(self) -> None:
         """Bring `buf` up to date with the decoded node."""
@@ -116,7 +117,7 @@ class BufferPool:
         """Pin the frame holding `page_id`, reading it on a miss."""
         with self._mutex:
             frame = self._table.get(page_id)
-            if frame is not None:
+            if frame is not None and not frame.loading:
                 frame.pin += 1
                 self._replacer.touch(frame.frame_id)
                 self.hits += 1
@@ -124,10 +125,21 @@ class BufferPool:
         return self._fetch_miss(page_id)
 
     def _fetch_miss(self, page_id: int) -> Frame:
+        """Read `page_id` into a reserved frame outside the mutex.
+
+        With the double check (always, outside the fault layer's tests) the
+        reserved frame enters the table at once as a loading placeholder, so
+        a second thread missing on the same page waits for this read instead
+        of reading a second copy, and a write-back of a newer copy cannot
+        race with the install."""
         syncpoints.reach("bufferpool.fetch.miss")
+        check = self.debug_double_check
         with self._mutex:
-            if self.debug_double_check:
+            if check:
                 frame = self._table.get(page_id)
+                while frame is not None and frame.loading:
+                    self._wait()
+                    frame = self._table.get(page_id)
                 if frame is not None:  # another thread brought it in meanwhile
                     frame.pin += 1
                     self._replacer.touch(frame.frame_id)
@@ -135,26 +147,46 @@ class BufferPool:
                     return frame
             frame = self._reserve()
             self.misses += 1
+            if check:
+                frame.page_id = page_id
+                frame.loading = True
+                self._table[page_id] = frame
+                self._replacer.touch(frame.frame_id)
         try:
             self.store.read_page(page_id, frame.buf)
         except BaseException:
             with self._mutex:
+                if check:
+                    del self._table[page_id]
+                    self._replacer.remove(frame.frame_id)
+                    frame.loading = False
+                    self._latch_cond.notify_all()
+                frame.page_id = None
                 frame.pin = 0
                 self._free.append(frame)
             raise
         syncpoints.reach("bufferpool.fetch.install")
         with self._mutex:
-            other = self._table.get(page_id) if self.debug_double_check else None
-            if other is not None:
-                frame.pin = 0
-                self._free.append(frame)
-                other.pin += 1
-                self._replacer.touch(other.frame_id)
-                return other
+            if check:
+                frame.loading = False
+                self._latch_cond.notify_all()
+                return frame
+            # the seed's unchecked install: a concurrent miss makes a second copy
             frame.page_id = page_id
             self._table[page_id] = frame
             self._replacer.touch(frame.frame_id)
             return frame
+
+    def _wait(self) -> None:
+        """Wait for a latch or a load to finish (caller holds the mutex)."""
+        if syncpoints.installed():
+            self._mutex.release()
+            try:
+                syncpoints.reach("latch.wait")
+            finally:
+                self._mutex.acquire()
+        else:
+            self._latch_cond.wait()
 
     def new_page(self, page_id: int) -> Frame:
         """Pin a frame for a freshly allocated page without reading it.
@@ -214,10 +246,11 @@ class BufferPool:
     def discard(self, page_id: int) -> None:
         """Forget a freed page without writing it back (pin must be 0)."""
         with self._mutex:
-            frame = self._table.pop(page_id, None)
+            frame = self._table.get(page_id)
             if frame is None:
                 return
             assert frame.pin == 0, "discard: page is pinned"
+            del self._table[page_id]
             self._replacer.remove(frame.frame_id)
             frame.page_id = None
             frame.obj = None
@@ -261,14 +294,7 @@ class BufferPool:
     def _latch(self, frame: Frame, write: bool) -> None:
         with self._mutex:
             while frame.writer or (write and frame.readers):
-                if syncpoints.installed():
-                    self._mutex.release()
-                    try:
-                        syncpoints.reach("latch.wait")
-                    finally:
-                        self._mutex.acquire()
-                else:
-                    self._latch_cond.wait()
+                self._wait()
             if write:
                 frame.writer = True
             else:

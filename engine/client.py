@@ -55,8 +55,9 @@ class RemoteError(DragonDBError):
 
 
 class ServerShutdownError(DragonDBError, ConnectionError):
-    """The server sent `S` (it is stopping) or closed the connection. The
-    request that saw it may or may not have been applied if no reply came."""
+    """The server sent `S` (it is stopping) or the connection ended. After
+    `S`, a request that got no reply was not applied; after a bare
+    disconnect (a crash, a reset) it may or may not have been."""
 
 
 class ProtocolError(DragonDBError):
@@ -95,7 +96,12 @@ def encode_delete(key: bytes) -> bytes:
 
 
 def encode_scan(
-    start: bytes = b"", end: bytes = b"", prefix: bytes = b"", *, reverse: bool = False, limit: int = 0
+    start: bytes = b"",
+    end: bytes = b"",
+    prefix: bytes = b"",
+    *,
+    reverse: bool = False,
+    limit: int = 0,
 ) -> bytes:
     """`R` (extension): pairs in [start, end) with `prefix`; empty = unbounded."""
     head = _SCAN_HEAD.pack(limit, 1 if reverse else 0)
@@ -108,7 +114,9 @@ def encode_scan(
 class Client:
     """One connection to a DragonDB server. Not thread-safe: use one per thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, timeout: float | None = 30.0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 8080, *, timeout: float | None = 30.0
+    ) -> None:
         self._sock = socket.create_connection((host, port), timeout=timeout)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._rfile = self._sock.makefile("rb")
@@ -343,6 +351,64 @@ def _bench_key(i: int, key_size: int) -> bytes:
     return (b"bench%011d" % i).ljust(key_size, b".")[: max(key_size, 16)]
 
 
+class _LoadConnection(asyncio.Protocol):
+    """One closed-loop load connection: send, wait for the whole reply,
+    record the latency, send the next. A bare Protocol, so the generator
+    spends as little CPU per request as it can (it shares the machine)."""
+
+    def __init__(
+        self, next_request, with_body: bool, deadline: float, done: asyncio.Future
+    ) -> None:
+        self._next = next_request
+        self._with_body = with_body
+        self._deadline = deadline
+        self._done = done
+        self._buf = bytearray()
+        self._t0 = 0.0
+        self.latencies: list[float] = []
+        self.errors = 0
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self._transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._transport.write(self._next())
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        head = buf[0]
+        if head == 0x45 or (head == 0x4F and self._with_body):  # E, or O with a body
+            if len(buf) < 5 or len(buf) < 5 + _U32.unpack_from(buf, 1)[0]:
+                return
+        elif head != 0x4F:
+            self._fail(ProtocolError(f"bench_load: unexpected reply {bytes(buf[:1])!r}"))
+            return
+        t1 = time.perf_counter()
+        if head == 0x45:
+            self.errors += 1
+        else:
+            self.latencies.append(t1 - self._t0)
+        buf.clear()  # closed loop: one request in flight, so one reply
+        if t1 >= self._deadline:
+            if not self._done.done():
+                self._done.set_result(None)
+            return
+        self._t0 = t1
+        self._transport.write(self._next())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._done.done():
+            self._fail(ServerShutdownError(f"bench_load: connection lost: {exc}"))
+
+    def _fail(self, exc: Exception) -> None:
+        if not self._done.done():
+            self._done.set_exception(exc)
+
+
 async def _bench(
     host: str,
     port: int,
@@ -357,57 +423,70 @@ async def _bench(
     value = bytes(value_size)
     if op == "get":
         await asyncio.to_thread(_preload, host, port, keys, key_size, value)
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    errors = [0] * clients
-    conns = [await asyncio.open_connection(host, port) for _ in range(clients)]
-    for _, writer in conns:
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    begin = time.perf_counter()
-    deadline = begin + seconds
-
-    async def one(n: int) -> None:
-        reader, writer = conns[n]
+    loop = asyncio.get_running_loop()
+    conns: list[_LoadConnection] = []
+    waits: list[asyncio.Future] = []
+    for n in range(clients):
         rng = random.Random(seed * 1_000_003 + n)
-        lat = latencies[n]
-        clock = time.perf_counter
-        i = 0
-        while True:
-            if op == "get":
-                request = encode_get(_bench_key(rng.randrange(keys), key_size))
-            elif op == "insert":
-                request = encode_insert(_bench_key(keys + n * 10_000_000 + i, key_size), value)
-            else:
-                request = b"P"
-            i += 1
-            t0 = clock()
-            writer.write(request)
-            head = await reader.readexactly(1)
-            if head == b"E" or (head == b"O" and op == "get"):
-                (size,) = _U32.unpack(await reader.readexactly(4))
-                await reader.readexactly(size)
-            elif head != b"O":
-                raise ProtocolError(f"bench_load: unexpected reply {head!r}")
-            t1 = clock()
-            if head == b"E":
-                errors[n] += 1
-            else:
-                lat.append(t1 - t0)
-            if t1 >= deadline:
-                break
-
+        if op == "get":
+            pool = [encode_get(_bench_key(rng.randrange(keys), key_size)) for _ in range(1024)]
+            make = _cycle(pool)
+        elif op == "insert":
+            make = _inserts(keys + n * 10_000_000, key_size, value)
+        else:
+            make = _cycle([b"P"])
+        done = loop.create_future()
+        _, proto = await loop.create_connection(
+            lambda make=make, done=done: _LoadConnection(make, op == "get", 0.0, done), host, port
+        )
+        conns.append(proto)
+        waits.append(done)
+    begin = time.perf_counter()
+    for proto in conns:
+        proto._deadline = begin + seconds
+        proto.start()
     try:
-        await asyncio.gather(*(one(n) for n in range(clients)))
+        await asyncio.gather(*waits)
     finally:
-        for _, writer in conns:
-            writer.close()
+        for proto in conns:
+            if proto._transport is not None:
+                proto._transport.close()
     elapsed = time.perf_counter() - begin
-    all_lat = sorted(x for lat in latencies for x in lat)
-    done = len(all_lat)
+    all_lat = sorted(x for proto in conns for x in proto.latencies)
+    done_count = len(all_lat)
 
     def pct(q: float) -> float:
-        return all_lat[min(done - 1, int(q * done))] * 1000 if done else 0.0
+        return all_lat[min(done_count - 1, int(q * done_count))] * 1000 if done_count else 0.0
 
-    return LoadResult(op, clients, elapsed, done, sum(errors), done / elapsed, pct(0.50), pct(0.99))
+    errors = sum(proto.errors for proto in conns)
+    return LoadResult(
+        op, clients, elapsed, done_count, errors, done_count / elapsed, pct(0.50), pct(0.99)
+    )
+
+
+def _cycle(pool: list[bytes]):
+    """A request factory that repeats `pool` forever."""
+    n = len(pool)
+    state = [0]
+
+    def make() -> bytes:
+        i = state[0]
+        state[0] = i + 1 if i + 1 < n else 0
+        return pool[i]
+
+    return make
+
+
+def _inserts(base: int, key_size: int, value: bytes):
+    """A request factory of inserts of fresh keys, from `base` up."""
+    state = [base]
+
+    def make() -> bytes:
+        i = state[0]
+        state[0] = i + 1
+        return encode_insert(_bench_key(i, key_size), value)
+
+    return make
 
 
 def _preload(host: str, port: int, keys: int, key_size: int, value: bytes) -> None:

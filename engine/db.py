@@ -20,6 +20,7 @@ from engine import btree, syncpoints
 from engine.bufferpool import BufferPool
 from engine.check import CheckReport, check_database
 from engine.codec import (
+    MAGIC,
     MAX_KEY_SIZE,
     META_TREES_ROOM,
     PAGE_SIZE,
@@ -156,7 +157,10 @@ def _prefix_end(prefix: bytes) -> bytes | None:
 def _tree_name(name) -> str:
     if not isinstance(name, str):
         raise TypeError(f"tree names are str, not {type(name).__name__}")
-    n = len(name.encode())
+    try:
+        n = len(name.encode())
+    except UnicodeEncodeError as exc:
+        raise TreeLimitError("tree names must be encodable as UTF-8") from exc
     if not 0 < n <= 255:
         raise TreeLimitError(f"tree name of {n} bytes; names are 1..255 UTF-8 bytes")
     return name
@@ -191,8 +195,8 @@ class Database:
         self.last_checkpoint_error: BaseException | None = None
         self.recovered_commits = 0
         if opener is None:
-            def opener(p: str, c: bool, _d=direct_io) -> BlockFile:
-                return DirectFile.open(p, c, _d if p == self.path else False)
+            def opener(p: str, c: bool, _d=direct_io, _ro=read_only) -> BlockFile:
+                return DirectFile.open(p, c, _d if p == self.path else False, read_only=_ro)
         self._opener = opener
         try:
             self._open(create)
@@ -218,36 +222,42 @@ class Database:
         head = memoryview(bytearray(PAGE_SIZE))
         got = data.read_into(0, head)
         wal_path = self.path + "-wal"
-        if got < PAGE_SIZE or not has_magic(head):
-            # Only a checkpoint image in our own log may repair page 0.
-            log = self._try_open_log(wal_path)
-            if log is None:
-                raise NotADatabaseError(f"{self.path}: not a DragonDB database")
-            self._wal = Wal(log, self.sync_mode)
-        else:
-            log = self._opener(wal_path, not ro) if not ro else self._try_open_log(wal_path)
-            self._wal = Wal(log, self.sync_mode) if log is not None else None
+        # The log is only opened here, never created, until the data file
+        # has proven to be a database: a failed open leaves no "-wal" behind.
+        log = self._try_open_log(wal_path)
+        if log is None and (got < PAGE_SIZE or not has_magic(head)):
+            self._not_a_database(head, got)
+        self._wal = Wal(log, self.sync_mode) if log is not None else None
         logdata = self._wal.read_all() if self._wal is not None else b""
         base, records, end = scan(logdata)
         plan = RecoveryPlan(logdata, records)
         if got < PAGE_SIZE or not has_magic(head):
             if not any(pid == 0 for pid, _ in plan.images):
-                raise NotADatabaseError(f"{self.path}: not a DragonDB database")
+                if base is not None:
+                    raise CorruptionError(f"{self.path}: metadata page damaged (its log is a DragonDB log)")
+                self._not_a_database(head, got)
         needs_work = bool(plan.images or plan.commits)
         if ro and needs_work:
             raise _NeedsWritableRecovery
         if plan.images:
             for pid, at in plan.images:
                 data.write(pid * PAGE_SIZE, logdata[at : at + PAGE_SIZE])
-            if self.sync_mode != "off":
-                data.sync()
             data.read_into(0, head)
         meta = decode_meta(head)
         self._pager = Pager(data, meta.page_count)
         if data.size() < meta.page_count * PAGE_SIZE:
-            raise CorruptionError(f"{self.path}: file has {data.size()} bytes, metadata needs {meta.page_count} pages")
+            if not plan.images:
+                raise CorruptionError(f"{self.path}: file has {data.size()} bytes, metadata needs {meta.page_count} pages")
+            # the checkpoint's file growth was lost with the crash; its pages were free
+            data.extend(meta.page_count * PAGE_SIZE)
+        if plan.images and self.sync_mode != "off":
+            data.sync()
         self._pager.load_freelist(meta.freelist_head, meta.free_count)
         self._trees = {name: TreeEntry(root, count) for name, (root, count) in meta.trees.items()}
+        if self._wal is None and not ro:
+            self._wal = Wal(self._opener(wal_path, True), self.sync_mode)
+            if os.path.exists(wal_path):
+                fsync_dir(wal_path)
         wal = self._wal
         if wal is None:  # read-only with no log file: nothing to recover
             self._pool = BufferPool(self._pager_store(), self.pool_pages)
@@ -266,6 +276,13 @@ class Database:
         self.recovered_commits = len(plan.commits)
         if not ro and (needs_work or records or end != len(logdata)):
             self._checkpoint_locked()
+
+    def _not_a_database(self, head: memoryview, got: int) -> None:
+        magic = bytes(head[32:40])
+        flipped = sum(bin(a ^ b).count("1") for a, b in zip(magic, MAGIC))
+        if got >= PAGE_SIZE and flipped <= 2:  # our magic with a bit or two flipped
+            raise CorruptionError(f"{self.path}: metadata page damaged (magic has {flipped} flipped bits)")
+        raise NotADatabaseError(f"{self.path}: not a DragonDB database")
 
     def _pager_store(self):
         return self._pager_readonly_store(self._pager)
@@ -705,11 +722,7 @@ class Tree(MutableMapping):
             raise KeyError(key)
 
     def __contains__(self, key) -> bool:
-        if not isinstance(key, (bytes, bytearray, memoryview)):
-            if isinstance(key, str):
-                raise TypeError("keys are bytes, not str")
-            return False
-        return self.get(key) is not None
+        return self.get(key) is not None  # a non-bytes key raises TypeError, as get does
 
     def __len__(self) -> int:
         self._db._check()

@@ -98,17 +98,20 @@ class DirectFile:
         self._closed = False
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], create: bool, direct: bool | str = "auto") -> DirectFile:
-        """Open `path` read-write (creating it when `create`).
+    def open(cls, path: str | os.PathLike[str], create: bool, direct: bool | str = "auto",
+             read_only: bool = False) -> DirectFile:
+        """Open `path` read-write, or read-only (creating it when `create`).
 
         `direct`: True (O_DIRECT or `StorageIOError`), False (buffered),
         "auto" (O_DIRECT where the filesystem allows it).
         A missing file with `create=False` raises `FileNotFoundError`.
         """
         path = os.fspath(path)
-        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
-        if create:
+        flags = (os.O_RDONLY if read_only else os.O_RDWR) | getattr(os, "O_CLOEXEC", 0)
+        created = False
+        if create and not read_only:
             flags |= os.O_CREAT
+            created = not os.path.exists(path)
         fd = cls._open_fd(path, flags, create)
         if direct is False or not hasattr(os, "O_DIRECT"):
             if direct is True:
@@ -120,6 +123,8 @@ class DirectFile:
         except OSError as exc:
             if direct is True:
                 os.close(fd)
+                if created:  # leave nothing behind for a refused open
+                    os.unlink(path)
                 raise StorageIOError(
                     exc.errno or errno.EINVAL, f"open {path}: O_DIRECT refused by the filesystem ({exc.strerror})"
                 ) from exc
@@ -223,8 +228,8 @@ class DirectFile:
                 raise OSError(errno.EIO, "short write")
             done += w
         view.release()
-        if offset + n < start + span and offset + n > end_size:
-            os.ftruncate(self.fd, offset + n)
+        if start + span > max(end_size, offset + n):  # drop the sector padding past the file's end
+            os.ftruncate(self.fd, max(end_size, offset + n))
 
     def sync(self) -> None:
         self._check()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import signal
 import struct
@@ -44,6 +45,8 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from engine.errors import DragonDBError
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -83,13 +86,15 @@ _SCAN_REPLY_HEAD = struct.Struct("<BI")  # more:u8, count:u32
 _MAX_MESSAGE = 4096  # error messages are cut to this many bytes
 
 
-class FramingError(Exception):
+class FramingError(DragonDBError):
     """The request stream cannot be framed any more (unknown op-code,
-    body length above the limit). The connection gets `E` and closes."""
+    body length above the limit). The connection gets `E` and closes;
+    nothing after the bad byte is executed."""
 
 
-class _BodyError(Exception):
-    """A body that framed correctly but does not decode; answered with `E`."""
+class _BodyError(DragonDBError, ValueError):
+    """A body that framed correctly but does not decode. Answered with `E`;
+    the connection continues, the database is untouched."""
 
 
 # -- sans-I/O framing and body codecs ----------------------------------------
@@ -100,8 +105,9 @@ class RequestParser:
 
     `feed` appends bytes; `next_request` returns the next complete request,
     or None when more bytes are needed, or raises `FramingError`. It never
-    buffers more than one request header plus `max_body` bytes beyond what
-    the caller fed, and never returns a request before all its bytes came.
+    returns a request before all its bytes came, and refuses a header that
+    announces more than `max_body` at once, so nobody waits for (or buffers
+    toward) an oversized body.
     """
 
     __slots__ = ("_buf", "_max_body")
@@ -209,6 +215,8 @@ def encode_get(key: bytes, value: bytes) -> bytes:
 
 def _error_text(exc: BaseException) -> str:
     text = str(exc)
+    if isinstance(exc, _BodyError):
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -262,7 +270,9 @@ class _Handlers:
             size = count = 0
             more = 0
             for key, value in it:
-                if count >= limit or (count and size + 8 + len(key) + len(value) > self._scan_bytes):
+                if count >= limit or (
+                    count and size + 8 + len(key) + len(value) > self._scan_bytes
+                ):
                     more = 1
                     break
                 parts += (_U32.pack(len(key)), key, _U32.pack(len(value)), value)
@@ -284,7 +294,11 @@ _ROUND_BUDGET = 64  # inline replies (a 4 KiB page counts as one) per loop turn
 
 class _Connection(asyncio.Protocol):
     """One client. `data_received` frames requests into a queue; one worker
-    task answers them in order, so pipelined replies keep request order."""
+    task answers them in order, so pipelined replies keep request order.
+
+    Backpressure: at most `_QUEUE_HIGH` framed requests wait; past that the
+    socket is paused and further bytes stay unframed in the parser until the
+    worker catches up."""
 
     def __init__(self, server: Server) -> None:
         self._server = server
@@ -296,15 +310,14 @@ class _Connection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._linger: asyncio.TimerHandle | None = None
-        self._reading = True
-        self._framing_dead = False  # no further bytes will be parsed
+        self.reading = True
+        self._framing_dead = False  # no further bytes will be framed
         self._closing = False  # server shutdown: finish the queue, send S
         self._eof = False
         self._lost = False
         self._busy = False  # a request is executing
-        now = self._loop.time()
-        self.last_activity = now
-        self.partial_since: float | None = None
+        self.last_activity = self._loop.time()
+        self.partial_since: float | None = None  # first byte of an incomplete request
         self.write_paused_since: float | None = None
 
     # asyncio.Protocol callbacks
@@ -312,33 +325,28 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport), "connection_made: not a stream"
         self._transport = transport
-        # `_connections` holds live sockets; `_tasks` holds running workers,
-        # which may outlive the socket while an engine call finishes.
+        # `_connections` holds live sockets; `_workers` holds running worker
+        # tasks, which may outlive the socket while an engine call finishes.
         self._server._connections.add(self)
-        self._server._tasks.add(self)
         self._task = self._loop.create_task(self._run())
+        self._server._workers.add(self._task)
+        self._task.add_done_callback(self._server._workers.discard)
         if self._server._stopping:
             self.begin_shutdown()
 
     def data_received(self, data: bytes) -> None:
         if self._framing_dead or self._closing:
-            return
+            return  # closing: input is discarded
         now = self._loop.time()
         self.last_activity = now
-        parser = self._parser
-        parser.feed(data)
-        queue = self._queue
-        try:
-            while (req := parser.next_request()) is not None:
-                queue.append(req)
-        except FramingError as exc:
-            self._kill_framing(str(exc))
-        if parser.pending:
+        self._parser.feed(data)
+        self._frame()
+        if self._parser.pending:
             if self.partial_since is None:
                 self.partial_since = now
         else:
             self.partial_since = None
-        if len(queue) >= _QUEUE_HIGH and self._reading:
+        if len(self._queue) >= _QUEUE_HIGH:
             self._pause_reading()
         self._wake()
 
@@ -346,9 +354,6 @@ class _Connection(asyncio.Protocol):
         self._eof = True
         if self._linger is not None:
             self._transport.close()  # type: ignore[union-attr]
-            return True
-        if self._parser.pending and not self._framing_dead:
-            self._kill_framing("truncated request")
         self._wake()
         return True  # keep the write side open until the queue is answered
 
@@ -374,9 +379,14 @@ class _Connection(asyncio.Protocol):
     # called by the server
 
     def begin_shutdown(self) -> None:
-        """Stop reading; the worker answers what is queued, then sends S."""
+        """Stop reading; the worker answers every request received in full,
+        then sends S. A half-received request is dropped, never applied."""
+        if self._closing:
+            return
+        if not self._framing_dead:
+            self._frame(limit=None)
         self._closing = True
-        self._parser.clear()  # a half-received request is dropped, never applied
+        self._parser.clear()
         self.partial_since = None
         self._pause_reading()
         self._wake()
@@ -396,6 +406,18 @@ class _Connection(asyncio.Protocol):
 
     # internals
 
+    def _frame(self, limit: int | None = _QUEUE_HIGH) -> None:
+        queue = self._queue
+        parser = self._parser
+        try:
+            while limit is None or len(queue) < limit:
+                req = parser.next_request()
+                if req is None:
+                    break
+                queue.append(req)
+        except FramingError as exc:
+            self._kill_framing(str(exc))
+
     def _kill_framing(self, message: str) -> None:
         if self._framing_dead:
             return
@@ -406,9 +428,21 @@ class _Connection(asyncio.Protocol):
         self._pause_reading()
 
     def _pause_reading(self) -> None:
-        if self._reading and self._transport is not None and not self._transport.is_closing():
+        if self.reading and self._transport is not None and not self._transport.is_closing():
             self._transport.pause_reading()
-        self._reading = False
+        self.reading = False
+
+    def _resume_reading(self) -> None:
+        if self.reading or self._framing_dead or self._closing or self._eof:
+            return
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self.reading = True
+        if self._parser.pending:
+            # The client's clock for a partial request restarts: we, not it, paused.
+            self.partial_since = self._loop.time()
+        transport.resume_reading()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -422,18 +456,6 @@ class _Connection(asyncio.Protocol):
             self.last_activity = self._loop.time()
         out.clear()
 
-    def _resume_reading(self) -> None:
-        if self._reading or self._framing_dead or self._closing or self._eof:
-            return
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        self._reading = True
-        if self._parser.pending:
-            # The client's clock for a partial request restarts: we, not it, paused.
-            self.partial_since = self._loop.time()
-        transport.resume_reading()
-
     async def _run(self) -> None:
         try:
             await self._serve_queue()
@@ -441,15 +463,13 @@ class _Connection(asyncio.Protocol):
             self.abort()
         finally:
             self._busy = False
-            self._server._connection_done(self)
 
     async def _serve_queue(self) -> None:
         server = self._server
-        handlers = server._handlers
         pooled = server._pooled
         queue = self._queue
         loop = self._loop
-        inline_get = handlers.get if server.inline_reads else None
+        inline_get = server._handlers.get if server.inline_reads else None
         out: list[bytes] = []
         while True:
             # Inline work is bounded per round, so one pipelining client
@@ -481,7 +501,11 @@ class _Connection(asyncio.Protocol):
                         # Replies so far go out first; S follows from begin_shutdown.
                         server.request_stop()
                     else:
-                        out.append(encode_error("shutdown not allowed (start the server with --allow-shutdown)"))
+                        out.append(
+                            encode_error(
+                                "shutdown not allowed (start the server with --allow-shutdown)"
+                            )
+                        )
                 else:
                     assert op == _CLOSE_NOW, "_serve_queue: unknown queue entry"
                     out.append(encode_error(body))
@@ -495,9 +519,11 @@ class _Connection(asyncio.Protocol):
             if self._drain is not None:
                 await self._drain  # resolved by resume_writing or connection_lost
                 continue
-            if queue:
-                if len(queue) < _QUEUE_LOW:
+            if len(queue) < _QUEUE_LOW and not self._framing_dead and not self._closing:
+                self._frame()  # bytes held back by backpressure
+                if len(queue) < _QUEUE_HIGH:
                     self._resume_reading()
+            if queue:
                 if budget <= 0:
                     await asyncio.sleep(0)  # let other connections run
                 continue
@@ -505,9 +531,11 @@ class _Connection(asyncio.Protocol):
                 self._finish(_SHUTDOWN)
                 return
             if self._eof:
+                if self._parser.pending and not self._framing_dead:
+                    self._kill_framing("truncated request")
+                    continue
                 self._finish(None)
                 return
-            self._resume_reading()
             self._waiter = loop.create_future()
             await self._waiter
             self._waiter = None
@@ -534,7 +562,7 @@ class _Connection(asyncio.Protocol):
         transport.write_eof()
         self._linger = self._loop.call_later(self._server.linger, transport.close)
         transport.resume_reading()
-        self._reading = True
+        self.reading = True
 
 
 # -- the server --------------------------------------------------------------------
@@ -586,16 +614,17 @@ class Server:
             OP_SCAN: self._handlers.scan,
             OP_GET: self._handlers.get,
         }
-        self._workers = workers
+        self._pool_size = workers
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._aserver: asyncio.base_events.Server | None = None
         self._connections: set[_Connection] = set()
-        self._tasks: set[_Connection] = set()
+        self._workers: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
         self._stopped: asyncio.Event | None = None
+        self._stop_error: BaseException | None = None
         self.address: tuple[str, int] | None = None
         # Seconds a closing connection waits for the client's EOF (see _finish).
         self.linger = min(2.0, request_timeout)
@@ -604,7 +633,7 @@ class Server:
         """Listen; returns the bound (host, port) (port 0 picks a free one)."""
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="dragondb-server")
+        self._executor = ThreadPoolExecutor(self._pool_size, thread_name_prefix="dragondb-server")
         self._aserver = await self._loop.create_server(
             lambda: _Connection(self), self.host, self.port, reuse_address=True
         )
@@ -620,15 +649,23 @@ class Server:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def request_stop(self) -> None:
-        """Begin a graceful stop; safe from a signal handler or a callback on
-        the loop. From another thread use `loop.call_soon_threadsafe`."""
+    def request_stop(self, *, escalate: bool = False) -> None:
+        """Begin a graceful stop. With `escalate` (a second SIGTERM/SIGINT)
+        a stop already under way drops every connection at once. Call it on
+        the loop; from another thread use `loop.call_soon_threadsafe`."""
         if self._stop_task is None:
             self._stop_task = self._loop.create_task(self.stop())
+        elif escalate:
+            for conn in list(self._connections):
+                conn.abort()
 
     async def wait_stopped(self) -> None:
+        """Wait until the server stopped; re-raises a failure of the final
+        checkpoint or close."""
         assert self._stopped is not None, "wait_stopped: server not started"
         await self._stopped.wait()
+        if self._stop_error is not None:
+            raise self._stop_error
 
     async def stop(self) -> None:
         """Stop accepting, answer what was received, send S, checkpoint."""
@@ -636,40 +673,51 @@ class Server:
             await self.wait_stopped()
             return
         self._stopping = True
+        assert self._stopped is not None, "stop: server not started"
+        try:
+            await self._drain_connections()
+            # Engine calls cannot be interrupted: wait for the ones in flight.
+            if self._executor is not None:
+                await asyncio.to_thread(self._executor.shutdown, True)
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            await asyncio.to_thread(self._finish_db)
+        except BaseException as exc:
+            self._stop_error = exc
+            raise
+        finally:
+            self._stopped.set()
+
+    async def _drain_connections(self) -> None:
         if self._aserver is not None:
             self._aserver.close()
         for conn in list(self._connections):
             conn.begin_shutdown()
+        workers = list(self._workers)
         grace = max(self.request_timeout, 1.0)
-        tasks = [c._task for c in self._tasks if c._task is not None]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
-            for conn in list(self._tasks):
-                if conn._task in pending:
-                    conn.abort()
+        if workers:
+            _, late = await asyncio.wait(workers, timeout=grace)
+            if late:
+                for conn in list(self._connections):
+                    if conn._task in late:
+                        conn.abort()
+                _, late = await asyncio.wait(late, timeout=grace)
+                for task in late:
+                    task.cancel()  # an engine call it waits for still finishes below
         deadline = self._loop.time() + self.linger + 0.5
         while self._connections and self._loop.time() < deadline:
             await asyncio.sleep(0.01)  # lingering closes: wait for the clients' EOF
         for conn in list(self._connections):
             conn.abort()
-        # Engine calls cannot be interrupted: wait for the ones in flight.
-        if self._executor is not None:
-            await asyncio.to_thread(self._executor.shutdown, True)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        await asyncio.to_thread(self._finish_db)
-        assert self._stopped is not None, "stop: server not started"
-        self._stopped.set()
 
     def _finish_db(self) -> None:
-        checkpoint = getattr(self.db, "checkpoint", None)
-        if checkpoint is not None:
-            checkpoint()
-        if self.close_db:
-            self.db.close()
-
-    def _connection_done(self, conn: _Connection) -> None:
-        self._tasks.discard(conn)
+        try:
+            checkpoint = getattr(self.db, "checkpoint", None)
+            if checkpoint is not None:
+                checkpoint()
+        finally:
+            if self.close_db:
+                self.db.close()
 
     async def _sweep(self) -> None:
         """Close idle connections and time out slow ones, a few times a timeout."""
@@ -683,7 +731,7 @@ class Server:
                 if conn.write_paused_since is not None:
                     if now - conn.write_paused_since > self.request_timeout:
                         conn.abort()  # the client does not read its replies
-                elif conn.partial_since is not None:
+                elif conn.partial_since is not None and conn.reading:
                     if now - conn.partial_since > self.request_timeout:
                         conn.expire_partial()
                 elif conn.idle and now - conn.last_activity > self.idle_timeout:
@@ -756,7 +804,7 @@ async def _serve_async(
     signals: list[int] = []
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, server.request_stop)
+            loop.add_signal_handler(signum, functools.partial(server.request_stop, escalate=True))
             signals.append(signum)
     try:
         if ready is not None:
@@ -772,15 +820,22 @@ async def _serve_async(
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The `serve` options, shared by `python -m engine.server` and `dragondb serve`."""
     parser.add_argument("path", help="database file (created if missing)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    parser.add_argument("--port", type=int, default=8080, help="TCP port, 0 = any free port (default %(default)s)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="TCP port, 0 = any free port (default %(default)s)"
+    )
     parser.add_argument(
         "--allow-shutdown",
         action="store_true",
         help="let a client's S request stop the server (off: S is answered with an error)",
     )
     parser.add_argument(
-        "--max-body", type=int, default=DEFAULT_MAX_BODY, help="largest request body in bytes (default 32 MiB)"
+        "--max-body",
+        type=int,
+        default=DEFAULT_MAX_BODY,
+        help="largest request body in bytes (default 32 MiB)",
     )
     parser.add_argument(
         "--idle-timeout",
@@ -796,15 +851,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tree", default="default", help="tree to serve (default %(default)s)")
     parser.add_argument(
-        "--sync", choices=("full", "normal", "off"), default="full", help="commit durability (default full)"
+        "--sync",
+        choices=("full", "normal", "off"),
+        default="full",
+        help="commit durability (default full)",
     )
-    parser.add_argument("--workers", type=int, default=16, help="engine threads for writes (default %(default)s)")
     parser.add_argument(
-        "--ready-file", default=None, help="once listening, write 'HOST PORT' to this file (for scripts)"
+        "--workers", type=int, default=16, help="engine threads for writes (default %(default)s)"
+    )
+    parser.add_argument(
+        "--ready-file",
+        default=None,
+        help="once listening, write 'HOST PORT' to this file (for scripts)",
     )
 
 
-def serve_from_args(args: argparse.Namespace, ready: Callable[[str, int], None] | None = None) -> None:
+def serve_from_args(
+    args: argparse.Namespace, ready: Callable[[str, int], None] | None = None
+) -> None:
     """Run `serve` with options parsed by `add_serve_arguments`."""
 
     def on_ready(host: str, port: int) -> None:
@@ -834,11 +898,11 @@ def serve_from_args(args: argparse.Namespace, ready: Callable[[str, int], None] 
 def main(argv: list[str] | None = None) -> int:
     """`python -m engine.server PATH [--port N] ...`; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m engine.server", description="Serve a DragonDB database over the DragonDB TCP protocol."
+        prog="python -m engine.server",
+        description="Serve a DragonDB database over the DragonDB TCP protocol.",
     )
     add_serve_arguments(parser)
     args = parser.parse_args(argv)
-    from engine.errors import DragonDBError
 
     def announce(host: str, port: int) -> None:
         sys.stderr.write(f"dragondb: serving {args.path} on {host}:{port}\n")

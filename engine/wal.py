@@ -27,6 +27,11 @@ Rules (numbered as SQLite's pager.c numbers its own):
    it through the B+ tree; checkpoint. A crash during recovery repeats it.
 5. Records carry consecutive LSNs starting at the header's base LSN + 1, so a
    stale record left behind a reset never looks valid.
+5a. Each record also carries the durable LSN at the time it was appended. If
+   the scan breaks at record L but a later valid record says L was already
+   durable when it was written, record L was damaged after it was synced:
+   that is corruption (`CorruptionError`), not a torn tail, and recovery
+   refuses to drop acknowledged commits silently.
 6. After a failed fsync nothing is known to be durable: `failed` is set and
    every later operation raises `NeedsRecoveryError` until reopen (the
    PostgreSQL fsyncgate lesson: never retry the fsync as if nothing happened).
@@ -35,7 +40,7 @@ Rules (numbered as SQLite's pager.c numbers its own):
    that write's own new bytes.
 
 Record layout: length u32 (payload bytes) | crc32 u32 (of lsn..payload) |
-lsn u64 | type u8 | payload. Log header (first 512 bytes): magic
+lsn u64 | durable lsn u64 | type u8 | payload. Log header (first 512 bytes): magic
 b"DRGNWAL1" | base_lsn u64 | crc32 u32.
 
 States of the log, and who moves it::
@@ -64,7 +69,9 @@ __all__ = [
 HEADER_BYTES = SECTOR  # the header owns the first sector, so records start aligned
 _MAGIC = b"DRGNWAL1"
 _HDR = struct.Struct("<8sQI")
-_REC = struct.Struct("<IIQB")  # 17 bytes
+_REC = struct.Struct("<IIQQB")  # 25 bytes
+_REC_BODY = struct.Struct("<QQB")  # the CRC'd part of the record header
+_LSN_BYTES = struct.Struct("<Q")
 _PID = struct.Struct("<I")
 
 COMMIT, SPILL, CKPT_BEGIN, CKPT_IMAGE, CKPT_END = 1, 2, 3, 4, 5
@@ -127,10 +134,10 @@ def decode_ops(payload: bytes) -> list[tuple[int, str, bytes | None, bytes | Non
     return ops
 
 
-def _record(lsn: int, rtype: int, payload: bytes | memoryview) -> bytes:
-    body = struct.pack("<QB", lsn, rtype)
+def _record(lsn: int, durable: int, rtype: int, payload: bytes | memoryview) -> bytes:
+    body = _REC_BODY.pack(lsn, durable, rtype)
     crc = zlib.crc32(payload, zlib.crc32(body))
-    return _REC.pack(len(payload), crc, lsn, rtype) + bytes(payload)
+    return b"".join((struct.pack("<II", len(payload), crc), body, payload))
 
 
 def _header(base_lsn: int) -> bytes:
@@ -149,8 +156,23 @@ class Record:
         return self.pos + _REC.size
 
 
+def _valid_at(data: bytes | memoryview, pos: int) -> tuple[int, int, int, int] | None:
+    """(length, lsn, durable, type) of a record whose checksum holds at `pos`."""
+    if pos < HEADER_BYTES or pos + _REC.size > len(data):
+        return None
+    length, crc, lsn, durable, rtype = _REC.unpack_from(data, pos)
+    end = pos + _REC.size + length
+    if end > len(data) or zlib.crc32(data[pos + _REC.size : end], zlib.crc32(data[pos + 8 : pos + _REC.size])) != crc:
+        return None
+    return length, lsn, durable, rtype
+
+
 def scan(data: bytes | memoryview) -> tuple[int | None, list[Record], int]:
-    """(base_lsn or None when the header is invalid, valid records, end offset)."""
+    """(base_lsn or None when the header is invalid, valid records, end offset).
+
+    Raises `CorruptionError` when a record that was already durable is
+    damaged (rule 5a); a torn or unsynced tail just ends the scan.
+    """
     if len(data) < _HDR.size:
         return None, [], HEADER_BYTES
     magic, base, crc = _HDR.unpack_from(data, 0)
@@ -159,18 +181,33 @@ def scan(data: bytes | memoryview) -> tuple[int | None, list[Record], int]:
     records = []
     pos = HEADER_BYTES
     expect = base + 1
-    size = len(data)
-    while pos + _REC.size <= size:
-        length, crc, lsn, rtype = _REC.unpack_from(data, pos)
-        end = pos + _REC.size + length
-        if lsn != expect or end > size:
+    while True:
+        rec = _valid_at(data, pos)
+        if rec is None or rec[1] != expect:
             break
-        if zlib.crc32(data[pos + _REC.size : end], zlib.crc32(data[pos + 8 : pos + 17])) != crc:
-            break
+        length, lsn, _, rtype = rec
         records.append(Record(lsn, rtype, pos, length))
         expect += 1
-        pos = end
+        pos += _REC.size + length
+    _refuse_damaged_durable(data, pos, expect)
     return base, records, pos
+
+
+def _refuse_damaged_durable(data: bytes | memoryview, pos: int, broken: int) -> None:
+    """Rule 5a: look past the break for a valid later record that vouches
+    for record `broken` having been durable."""
+    raw = bytes(data)
+    for later in range(broken + 1, broken + 65):
+        at = raw.find(_LSN_BYTES.pack(later), pos)
+        while at != -1:
+            rec = _valid_at(raw, at - 8)
+            if rec is not None and rec[1] == later:
+                if rec[2] >= broken:
+                    raise CorruptionError(
+                        f"log: record {broken} at offset {pos} is damaged but was durable "
+                        f"(record {later} says so); refusing to drop acknowledged commits")
+                return
+            at = raw.find(_LSN_BYTES.pack(later), at + 1)
 
 
 class RecoveryPlan:
@@ -268,7 +305,7 @@ class Wal:
         if self.failed:
             raise NeedsRecoveryError("an earlier log sync failed; reopen the database to recover")
         lsn = self.lsn + 1
-        rec = _record(lsn, rtype, payload)
+        rec = _record(lsn, self.durable_lsn, rtype, payload)
         tail = self._tail
         keep = len(tail)
         tail += rec
