@@ -38,9 +38,27 @@ from engine.codec import (
     split_point,
 )
 from engine.bufferpool import BufferPool
+from engine.errors import CorruptionError
 from engine.txn import Txn, overflow_pages, read_overflow
 
 __all__ = ["get", "put", "delete", "chunk", "read_node", "walk_pages", "levels", "create_root"]
+
+MAX_HEIGHT = 48  # fanout >= 2 and 2**32 pages bound a real tree far below this
+
+
+def _too_deep(root: int) -> CorruptionError:
+    return CorruptionError(f"tree at page {root} is deeper than {MAX_HEIGHT} levels: a cycle of child pointers")
+
+
+def _next_leaf(pool: BufferPool, node: Node, pid: int, last_key: bytes | None, forward: bool) -> Node:
+    """Follow a leaf link, refusing links that break the key order (cycles)."""
+    if pid == 0:
+        raise CorruptionError("leaf link to page 0")
+    nxt = read_node(pool, pid)
+    if not nxt.leaf or not nxt.keys or (
+        last_key is not None and (nxt.keys[0] <= last_key if forward else nxt.keys[-1] >= last_key)):
+        raise CorruptionError(f"leaf link to page {pid} breaks the key order")
+    return nxt
 
 
 def read_node(pool: BufferPool, page_id: int) -> Node:
@@ -68,9 +86,13 @@ def get(pool: BufferPool, root: int, key: bytes) -> bytes | None:
         return None
     peek = pool.peek
     node = peek(root) or read_node(pool, root)
+    depth = 0
     while not node.leaf:
         pid = node.children[bisect_right(node.keys, key)]
         node = peek(pid) or read_node(pool, pid)
+        depth += 1
+        if depth > MAX_HEIGHT:
+            raise _too_deep(root)
     keys = node.keys
     i = bisect_left(keys, key)
     if i < len(keys) and keys[i] == key:
@@ -91,6 +113,8 @@ def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int, Node]:
     pid = root
     node = txn.node(pid)
     while not node.leaf:
+        if len(path) > MAX_HEIGHT:
+            raise _too_deep(root)
         i = bisect_right(node.keys, key)
         path.append((pid, node, i))
         pid = node.children[i]
@@ -293,8 +317,12 @@ def chunk(pool: BufferPool, root: int, lo: bytes | None, hi: bytes | None, after
     node = read_node(pool, root)
     if not reverse:
         seek = after if after is not None else lo
+        depth = 0
         while not node.leaf:
             node = read_node(pool, node.children[bisect_right(node.keys, seek) if seek is not None else 0])
+            depth += 1
+            if depth > MAX_HEIGHT:
+                raise _too_deep(root)
         if after is not None:
             i = bisect_right(node.keys, after)
         else:
@@ -312,11 +340,15 @@ def chunk(pool: BufferPool, root: int, lo: bytes | None, hi: bytes | None, after
                     return out, (i == n and not node.next)
             if not node.next:
                 return out, True
-            node = read_node(pool, node.next)
+            node = _next_leaf(pool, node, node.next, out[-1][0] if out else after, True)
             i = 0
     seek = after if after is not None else hi
+    depth = 0
     while not node.leaf:
         node = read_node(pool, node.children[bisect_left(node.keys, seek) if seek is not None else len(node.keys)])
+        depth += 1
+        if depth > MAX_HEIGHT:
+            raise _too_deep(root)
     i = (bisect_left(node.keys, seek) if seek is not None else len(node.keys)) - 1
     while True:
         keys = node.keys
@@ -330,7 +362,7 @@ def chunk(pool: BufferPool, root: int, lo: bytes | None, hi: bytes | None, after
                 return out, (i < 0 and not node.prev)
         if not node.prev:
             return out, True
-        node = read_node(pool, node.prev)
+        node = _next_leaf(pool, node, node.prev, out[-1][0] if out else after, False)
         i = len(node.keys) - 1
 
 
@@ -338,8 +370,12 @@ def edge(pool: BufferPool, root: int, last: bool) -> tuple[bytes, bytes] | None:
     if not root:
         return None
     node = read_node(pool, root)
+    depth = 0
     while not node.leaf:
         node = read_node(pool, node.children[-1 if last else 0])
+        depth += 1
+        if depth > MAX_HEIGHT:
+            raise _too_deep(root)
     while not node.keys:  # only an empty root leaf has no keys
         return None
     i = -1 if last else 0
@@ -351,9 +387,13 @@ def edge(pool: BufferPool, root: int, last: bool) -> tuple[bytes, bytes] | None:
 def walk_pages(pool: BufferPool, root: int) -> list[int]:
     """Every page of the tree: nodes and overflow pages."""
     out = []
+    seen = set()
     stack = [root]
     while stack:
         pid = stack.pop()
+        if pid in seen:
+            raise CorruptionError(f"page {pid} is reachable twice in the tree at {root}")
+        seen.add(pid)
         out.append(pid)
         node = read_node(pool, pid)
         if node.leaf:
@@ -371,7 +411,11 @@ def levels(pool: BufferPool, root: int) -> list[list[tuple[int, Node]]]:
         return []
     out = []
     level = [root]
+    seen: set[int] = set()
     while level:
+        if seen.intersection(level) or len(out) > MAX_HEIGHT:
+            raise CorruptionError(f"tree at page {root} has a cycle of child pointers")
+        seen.update(level)
         nodes = [(pid, read_node(pool, pid)) for pid in level]
         out.append(nodes)
         level = [c for _, n in nodes if not n.leaf for c in n.children]

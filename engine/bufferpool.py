@@ -133,6 +133,8 @@ class BufferPool:
         of reading a second copy, and a write-back of a newer copy cannot
         race with the install."""
         syncpoints.reach("bufferpool.fetch.miss")
+        if not self._free:
+            syncpoints.reach("bufferpool.evict")  # outside the mutex, so a scheduler may park here
         check = self.debug_double_check
         with self._mutex:
             if check:
@@ -191,6 +193,8 @@ class BufferPool:
     def new_page(self, page_id: int) -> Frame:
         """Pin a frame for a freshly allocated page without reading it.
         The caller fills it; the frame starts dirty with zeroed bytes."""
+        if not self._free:
+            syncpoints.reach("bufferpool.evict")
         with self._mutex:
             frame = self._table.get(page_id)
             if frame is None:
@@ -224,7 +228,6 @@ class BufferPool:
         if fid is None:
             raise BufferPoolFullError(f"all {self.n_frames} frames are pinned")
         victim = self.frames[fid]
-        syncpoints.reach("bufferpool.evict")
         if victim.dirty:
             victim.sync_bytes()
             self.store.write_page(victim.page_id, victim.buf)  # raises: victim untouched, mutex released by `with`
@@ -344,9 +347,12 @@ class BufferPool:
             return list(self._table)
 
     def close(self) -> None:
-        for f in self.frames:
-            f.buf.release()
-        self._mem.close()
+        try:
+            for f in self.frames:
+                f.buf.release()
+            self._mem.close()
+        except BufferError:  # a failed write's traceback may still hold a frame; GC frees it
+            pass
 
     def check_invariants(self, expect_unpinned: bool = False) -> list[str]:
         """Problems with the pool's rules, one string each:

@@ -72,6 +72,9 @@ def check_database(pool: BufferPool, pager: Pager, trees: dict[str, TreeEntry]) 
         stack = [(entry.root, None, None, 0)]
         while stack:
             pid, lo, hi, depth = stack.pop()
+            if pid in owner or depth > 64:
+                claim(pid, who)  # reports the double ownership; do not walk a cycle
+                continue
             claim(pid, who)
             try:
                 node = read_node(pool, pid)

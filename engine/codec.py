@@ -130,6 +130,7 @@ def inline_fits(key_len: int, value_len: int) -> bool:
 
     pre: 1 <= key_len <= MAX_KEY_SIZE and value_len >= 0
     post: __return__ == (9 + key_len + value_len <= MAX_LEAF_CELL)
+    post: not __return__ or 3 * (9 + key_len + value_len) <= USABLE
     """
     return 9 + key_len + value_len <= MAX_LEAF_CELL
 
@@ -194,15 +195,22 @@ class Node:
 # -- header and checksum ------------------------------------------------------
 
 def seal(page: bytearray | memoryview) -> None:
-    """Store the CRC of bytes 4.. at offset 0."""
+    """Store the CRC of bytes 4.. at offset 0.
+
+    pre: len(page) >= PAGE_SIZE
+    post[page]: verify(page)
+    post: page[4:] == __old__.page[4:]
+    """
     _CRC.pack_into(page, 0, zlib.crc32(page[4:PAGE_SIZE]))
 
 
 def verify(page: bytes | bytearray | memoryview) -> bool:
-    """True when the stored CRC matches the page.
+    """True when the stored CRC matches the page; a short page never does.
 
-    post: __return__ == (int.from_bytes(page[0:4], 'little') == zlib.crc32(page[4:4096]))
+    post: __return__ == (len(page) >= PAGE_SIZE and int.from_bytes(page[0:4], 'little') == zlib.crc32(page[4:PAGE_SIZE]))
     """
+    if len(page) < PAGE_SIZE:
+        return False  # a truncated read: corrupt, not a struct.error
     return _CRC.unpack_from(page, 0)[0] == zlib.crc32(page[4:PAGE_SIZE])
 
 
@@ -215,7 +223,11 @@ def page_lsn(page: bytes | bytearray | memoryview) -> int:
 
 
 def set_lsn(page: bytearray | memoryview, lsn: int) -> None:
-    """Set the page LSN and re-seal."""
+    """Set the page LSN and re-seal.
+
+    pre: 0 <= lsn < 2**64 and len(page) >= PAGE_SIZE
+    post[page]: page_lsn(page) == lsn and verify(page)
+    """
     _LSN.pack_into(page, 16, lsn)
     seal(page)
 
@@ -230,7 +242,15 @@ def _check(page: bytes | memoryview, expect: int, page_id: int) -> None:
 # -- nodes ----------------------------------------------------------------------
 
 def encode_node(node: Node, page: bytearray | memoryview) -> None:
-    """Write `node` compactly (no garbage) into `page` and seal it."""
+    """Write `node` compactly (no garbage) into `page` and seal it.
+
+    pre: len(page) >= PAGE_SIZE and node.problems() == []
+    pre: not node.leaf or all(type(v) is bytes or (type(v) is Overflow and 0 <= v.page < 2**32 and 0 <= v.length < 2**32) for v in node.vals)
+    pre: all(0 <= c < 2**32 for c in node.children) and 0 <= node.next < 2**32 and 0 <= node.prev < 2**32 and 0 <= node.lsn < 2**64
+    post[page]: verify(page) and accounting_ok(page)
+    post: free_space(page) == USABLE - node.size
+    post: _node_fields(decode_node(page)) == _node_fields(node)
+    """
     n = len(node.keys)
     pos = PAGE_SIZE
     offsets = []
@@ -273,7 +293,7 @@ def decode_node(page: bytes | bytearray | memoryview, page_id: int = -1) -> Node
     if not verify(data):
         raise CorruptionError(f"page {page_id}: checksum mismatch")
     _, ptype, _, n, free_start, free_end, garbage, _, lsn, nxt, prev = _HEADER.unpack_from(data, 0)
-    if ptype not in (LEAF, INTERNAL) or free_start != HEADER_SIZE + 2 * n or free_end < free_start:
+    if ptype not in (LEAF, INTERNAL) or free_start != HEADER_SIZE + 2 * n or not free_start <= free_end <= PAGE_SIZE:
         raise CorruptionError(f"page {page_id}: not a node page (type {ptype})")
     offsets = struct.unpack_from(f"<{n}H", data, HEADER_SIZE)
     keys: list[bytes] = []
@@ -297,6 +317,8 @@ def decode_node(page: bytes | bytearray | memoryview, page_id: int = -1) -> Node
             unpack = _INTERNAL_CELL.unpack_from
             for off in offsets:
                 klen, child = unpack(data, off)
+                if off + 6 + klen > PAGE_SIZE:
+                    raise CorruptionError(f"page {page_id}: cell overruns page")
                 keys.append(data[off + 6 : off + 6 + klen])
                 children.append(child)
             node = Node(False, keys, None, children, 0, 0, lsn)
@@ -316,6 +338,12 @@ def split_point(sizes: list[int]) -> int:
     pre: len(sizes) >= 2 and all(s > 0 for s in sizes)
     post: 1 <= __return__ <= len(sizes) - 1
     post: abs(2 * sum(sizes[:__return__]) - sum(sizes)) <= max(sizes)
+    post: not (USABLE < sum(sizes) <= 2 * USABLE - max(sizes) and max(sizes) <= MAX_LEAF_CELL) or (LEAF_MIN_FILL <= sum(sizes[:__return__]) <= USABLE and LEAF_MIN_FILL <= sum(sizes[__return__:]) <= USABLE)
+
+    The last condition is why split and redistribute restore the fill
+    bounds: an overfull leaf (or two leaves that no longer fit one page) of
+    cells at most `MAX_LEAF_CELL` splits into two halves of at least
+    `LEAF_MIN_FILL` bytes that each fit a page.
     """
     total = sum(sizes)
     acc = 0
@@ -334,7 +362,8 @@ def internal_split_point(sizes: list[int]) -> int:
 
     pre: len(sizes) >= 3 and all(s > 0 for s in sizes)
     post: 1 <= __return__ <= len(sizes) - 2
-    post: abs(sum(sizes[:__return__]) - sum(sizes[__return__ + 1:])) <= 2 * max(sizes)
+    post: abs(sum(sizes[:__return__]) - sum(sizes[__return__ + 1:])) <= max(sizes)
+    post: not (USABLE < sum(sizes) <= 2 * USABLE - max(sizes) and max(sizes) <= MAX_INTERNAL_CELL) or (INTERNAL_MIN_FILL <= sum(sizes[:__return__]) <= USABLE and INTERNAL_MIN_FILL <= sum(sizes[__return__ + 1:]) <= USABLE)
     """
     total = sum(sizes)
     acc = sizes[0]
@@ -371,6 +400,14 @@ META_TREES_ROOM = PAGE_SIZE - 72
 
 
 def encode_meta(meta: Meta, page: bytearray | memoryview) -> None:
+    """Write the metadata page and seal it.
+
+    pre: len(page) >= PAGE_SIZE and Meta.trees_size(meta.trees) <= META_TREES_ROOM
+    pre: all(0 <= x < 2**32 for x in (meta.page_count, meta.freelist_head, meta.free_count)) and 0 <= meta.checkpoint_lsn < 2**64
+    pre: all(len(name.encode()) < 256 and 0 <= root < 2**32 and 0 <= count < 2**64 for name, (root, count) in meta.trees.items())
+    post[page]: verify(page) and has_magic(page)
+    post: _meta_fields(decode_meta(page)) == _meta_fields(meta)
+    """
     page[:PAGE_SIZE] = bytes(PAGE_SIZE)
     _BODY.pack_into(page, 4, META, 0, 0, 0, 0, 0, 0, meta.checkpoint_lsn, 0, 0)
     _META_FIXED.pack_into(page, 32, MAGIC, FORMAT_VERSION, PAGE_SIZE, meta.page_count,
@@ -418,6 +455,11 @@ def decode_meta(page: bytes | bytearray | memoryview) -> Meta:
 # -- overflow and free-list pages ----------------------------------------------------
 
 def encode_overflow(payload: bytes | memoryview, next_page: int, page: bytearray | memoryview, lsn: int = 0) -> None:
+    """Write one overflow page of a value's chain and seal it.
+
+    pre: len(payload) <= OVERFLOW_PAYLOAD and 0 <= next_page < 2**32 and 0 <= lsn < 2**64 and len(page) >= PAGE_SIZE
+    post[page]: decode_overflow(page) == (bytes(payload), next_page) and page_lsn(page) == lsn
+    """
     n = len(payload)
     assert n <= OVERFLOW_PAYLOAD, "encode_overflow: payload larger than a page"
     _BODY.pack_into(page, 4, OVERFLOW, 0, 0, n, 0, 0, 0, lsn, next_page, 0)
@@ -437,6 +479,12 @@ def decode_overflow(page: bytes | bytearray | memoryview, page_id: int = -1) -> 
 
 
 def encode_freelist(ids: list[int], next_page: int, page: bytearray | memoryview) -> None:
+    """Write one free-list trunk page and seal it.
+
+    pre: len(ids) <= FREELIST_CAPACITY and all(0 <= i < 2**32 for i in ids)
+    pre: 0 <= next_page < 2**32 and len(page) >= PAGE_SIZE
+    post[page]: decode_freelist(page) == (list(ids), next_page)
+    """
     n = len(ids)
     assert n <= FREELIST_CAPACITY, "encode_freelist: too many ids for one page"
     page[:PAGE_SIZE] = bytes(PAGE_SIZE)
@@ -461,7 +509,12 @@ def decode_freelist(page: bytes | bytearray | memoryview, page_id: int = -1) -> 
 # garbage, compaction), kept pure so contracts and property tests pin the format.
 
 def init_slotted(page: bytearray, ptype: int = LEAF) -> None:
-    """An empty sealed slotted page."""
+    """An empty sealed slotted page.
+
+    pre: len(page) >= PAGE_SIZE and ptype in (LEAF, INTERNAL)
+    post[page]: slotted_cells(page) == [] and accounting_ok(page) and verify(page)
+    post: free_space(page) == USABLE
+    """
     page[:PAGE_SIZE] = bytes(PAGE_SIZE)
     _BODY.pack_into(page, 4, ptype, 0, 0, HEADER_SIZE, PAGE_SIZE, 0, 0, 0, 0, 0)
     seal(page)
@@ -493,7 +546,9 @@ def _slot_key(page: bytes | bytearray, i: int) -> bytes:
 def slotted_search(page: bytes | bytearray, key: bytes) -> tuple[bool, int]:
     """(found, index): the insertion point `bisect_left` would give over the keys.
 
+    pre: accounting_ok(page) and _ascending([k for k, _ in slotted_cells(page)])
     post: __return__[1] == bisect_left([k for k, _ in slotted_cells(page)], key)
+    post: __return__[0] == (key in [k for k, _ in slotted_cells(page)])
     """
     lo, hi = 0, _hdr(page)[0]
     while lo < hi:
@@ -507,25 +562,62 @@ def slotted_search(page: bytes | bytearray, key: bytes) -> tuple[bool, int]:
 
 
 def free_space(page: bytes | bytearray) -> int:
-    """Bytes available for one more cell and its slot, counting garbage."""
+    """Bytes available for one more cell and its slot, counting garbage.
+
+    pre: accounting_ok(page)
+    post: __return__ == USABLE - 2 * _hdr(page)[0] - _cell_bytes(page)
+    """
     n, fs, fe, garbage = _hdr(page)
     return fe - fs + garbage
+
+
+def _cell_bytes(page: bytes | bytearray) -> int:
+    """Live cell bytes (slots excluded) of a leaf or internal page, any cell kind."""
+    n = _hdr(page)[0]
+    internal = page[4] == INTERNAL
+    live = 0
+    for i in range(n):
+        off = _U16.unpack_from(page, HEADER_SIZE + 2 * i)[0]
+        if internal:
+            live += 6 + _U16.unpack_from(page, off)[0]
+        else:
+            klen, kind, vlen = _LEAF_CELL.unpack_from(page, off)
+            live += 7 + klen + (4 if kind else vlen)  # kind 1 holds a u32 page id
+    return live
 
 
 def accounting_ok(page: bytes | bytearray) -> bool:
     """header + slots + live cells + garbage + gap == page size."""
     n, fs, fe, garbage = _hdr(page)
-    live = 0
-    for i in range(n):
-        off = _U16.unpack_from(page, HEADER_SIZE + 2 * i)[0]
-        klen, _, vlen = _LEAF_CELL.unpack_from(page, off)
-        live += 7 + klen + vlen
-    return fs == HEADER_SIZE + 2 * n and HEADER_SIZE + 2 * n + live + garbage + (fe - fs) == PAGE_SIZE
+    return fs == HEADER_SIZE + 2 * n and HEADER_SIZE + 2 * n + _cell_bytes(page) + garbage + (fe - fs) == PAGE_SIZE
+
+
+def _ascending(keys: list) -> bool:
+    """Strictly ascending: sorted with no duplicates (for contracts)."""
+    return all(a < b for a, b in zip(keys, keys[1:], strict=False))
+
+
+def _node_fields(node: Node) -> tuple:
+    """What a page stores of a node (internal pages keep no sibling links), for contracts."""
+    if node.leaf:
+        return (True, list(node.keys), list(node.vals), node.next, node.prev, node.lsn)
+    return (False, list(node.keys), list(node.children), node.lsn)
+
+
+def _meta_fields(meta: Meta) -> tuple:
+    """What the metadata page stores, for contracts."""
+    return (meta.page_count, meta.freelist_head, meta.free_count, meta.checkpoint_lsn, dict(meta.trees))
 
 
 def slotted_compact(page: bytearray) -> None:
     """Rewrite the cells contiguously at the end, dropping garbage; keys and
-    values (and their order) are unchanged."""
+    values (and their order) are unchanged.
+
+    pre: accounting_ok(page)
+    post[page]: slotted_cells(page) == slotted_cells(__old__.page)
+    post: accounting_ok(page) and verify(page) and _hdr(page)[3] == 0
+    post: free_space(page) == free_space(__old__.page) == _hdr(page)[2] - _hdr(page)[1]
+    """
     cells = slotted_cells(page)
     n = len(cells)
     pos = PAGE_SIZE
@@ -542,7 +634,15 @@ def slotted_compact(page: bytearray) -> None:
 
 def slotted_insert(page: bytearray, key: bytes, value: bytes) -> bool:
     """Insert or replace `key` in a slotted leaf page in place, compacting if
-    garbage is in the way. False (page unchanged) when it does not fit."""
+    garbage is in the way. False (page unchanged) when it does not fit.
+
+    pre: accounting_ok(page) and _ascending([k for k, _ in slotted_cells(page)])
+    pre: 1 <= len(key) <= MAX_KEY_SIZE
+    post[page]: accounting_ok(page) and _ascending([k for k, _ in slotted_cells(page)])
+    post: __return__ == (9 + len(key) + len(value) <= free_space(__old__.page) + sum(9 + len(k) + len(v) for k, v in slotted_cells(__old__.page) if k == key))
+    post: dict(slotted_cells(page)) == ({**dict(slotted_cells(__old__.page)), key: value} if __return__ else dict(slotted_cells(__old__.page)))
+    post: page == __old__.page if not __return__ else verify(page)
+    """
     found, idx = slotted_search(page, key)
     if found:
         old = slotted_cells(page)[idx]
@@ -568,7 +668,14 @@ def slotted_insert(page: bytearray, key: bytes, value: bytes) -> bool:
 
 
 def slotted_delete(page: bytearray, key: bytes) -> bool:
-    """Remove `key`; its cell bytes become garbage. False when absent."""
+    """Remove `key`; its cell bytes become garbage. False when absent.
+
+    pre: accounting_ok(page) and _ascending([k for k, _ in slotted_cells(page)])
+    post[page]: accounting_ok(page) and (verify(page) or not __return__)
+    post: __return__ == (key in dict(slotted_cells(__old__.page)))
+    post: slotted_cells(page) == [(k, v) for k, v in slotted_cells(__old__.page) if k != key]
+    post: free_space(page) == free_space(__old__.page) + sum(9 + len(k) + len(v) for k, v in slotted_cells(__old__.page) if k == key)
+    """
     found, idx = slotted_search(page, key)
     if not found:
         return False

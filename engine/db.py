@@ -56,6 +56,7 @@ from engine.wal import (
     Wal,
     decode_ops,
     encode_ops,
+    first_record_lsn,
     scan,
 )
 
@@ -230,6 +231,11 @@ class Database:
         self._wal = Wal(log, self.sync_mode) if log is not None else None
         logdata = self._wal.read_all() if self._wal is not None else b""
         base, records, end = scan(logdata)
+        if end < len(logdata) and any(logdata[end:]):
+            # the scan stopped early: read again, so a flaky read is an I/O
+            # error rather than a silently shortened log
+            if self._wal.read_all() != logdata:
+                raise StorageIOError(5, f"{wal_path}: two reads of the log differ")
         plan = RecoveryPlan(logdata, records)
         if got < PAGE_SIZE or not has_magic(head):
             if not any(pid == 0 for pid, _ in plan.images):
@@ -244,6 +250,9 @@ class Database:
                 data.write(pid * PAGE_SIZE, logdata[at : at + PAGE_SIZE])
             data.read_into(0, head)
         meta = decode_meta(head)
+        if base is None and (first := first_record_lsn(logdata)) is not None and first > meta.checkpoint_lsn:
+            # records newer than the last checkpoint sit behind a damaged header
+            raise CorruptionError(f"{wal_path}: log header damaged but newer records follow")
         self._pager = Pager(data, meta.page_count)
         if data.size() < meta.page_count * PAGE_SIZE:
             if not plan.images:
@@ -386,7 +395,7 @@ class Database:
             self._checkpoint_locked()
         except NeedsRecoveryError:
             raise
-        except StorageIOError as exc:  # the commit stands; the next commit retries
+        except DragonDBError as exc:  # the commit stands; the next commit retries
             self.last_checkpoint_error = exc
             logger.warning("automatic checkpoint failed: {}", exc)
 
@@ -486,7 +495,14 @@ class Database:
                 wal.failed = True
                 raise NeedsRecoveryError(exc.errno or 5, f"data file fsync failed ({exc}); reopen to recover") from exc
         pool.mark_clean(dirty)
-        wal.reset(wal.lsn, sync=durable)
+        wal.spilled.clear()  # every spilled page is home now
+        try:
+            wal.reset(wal.lsn, sync=durable)
+        except StorageIOError as exc:
+            # the header may say "empty" while old records remain: nothing
+            # more may be appended until a reopen sorts it out (rule 6)
+            wal.failed = True
+            raise NeedsRecoveryError(exc.errno or 5, f"log reset failed ({exc}); reopen to recover") from exc
         self.checkpoints += 1
 
     def check(self, strict: bool = False) -> CheckReport:
@@ -573,7 +589,7 @@ class Database:
             if closer is not None:
                 try:
                     closer()
-                except (OSError, DragonDBError) as exc:
+                except (OSError, DragonDBError, BufferError) as exc:
                     logger.warning("close: {}", exc)
         self._pool = None
 

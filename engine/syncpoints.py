@@ -22,7 +22,7 @@ NAMES: frozenset[str] = frozenset(
         "btree.merge",  # a node is about to merge or borrow
         "bufferpool.fetch.miss",  # page not in the table, before the read
         "bufferpool.fetch.install",  # page read, before it enters the table
-        "bufferpool.evict",  # a victim was chosen, before write-back
+        "bufferpool.evict",  # no free frame: the miss will evict (reached outside the pool mutex)
         "latch.wait",  # a latch is held by another thread; yield instead of blocking
         "wal.append",  # a commit record is about to be appended
         "wal.sync",  # a commit waits for the log fsync

@@ -36,8 +36,10 @@ Rules (numbered as SQLite's pager.c numbers its own):
    every later operation raises `NeedsRecoveryError` until reopen (the
    PostgreSQL fsyncgate lesson: never retry the fsync as if nothing happened).
 7. Appends rewrite the log's partial last 512-byte sector whole, so every
-   write is sector-aligned (O_DIRECT-friendly) and a torn write loses at most
-   that write's own new bytes.
+   write is sector-aligned (O_DIRECT-friendly), but never a sector holding
+   synced (or syncing) records: after a sync the next record starts at the
+   next sector; the scan steps over the gap to a record with the next LSN. A torn or
+   garbled unsynced write can then only damage unacknowledged records.
 
 Record layout: length u32 (payload bytes) | crc32 u32 (of lsn..payload) |
 lsn u64 | durable lsn u64 | type u8 | payload. Log header (first 512 bytes): magic
@@ -183,6 +185,13 @@ def scan(data: bytes | memoryview) -> tuple[int | None, list[Record], int]:
     expect = base + 1
     while True:
         rec = _valid_at(data, pos)
+        if (rec is None or rec[1] != expect) and pos % SECTOR:
+            # rule 7: after a sync the next record starts at the next sector;
+            # the gap holds zeros (or, after a recovery, the torn tail it cut)
+            nxt = pos + SECTOR - pos % SECTOR
+            if (later := _valid_at(data, nxt)) is not None and later[1] == expect:
+                pos = nxt
+                rec = later
         if rec is None or rec[1] != expect:
             break
         length, lsn, _, rtype = rec
@@ -193,20 +202,26 @@ def scan(data: bytes | memoryview) -> tuple[int | None, list[Record], int]:
     return base, records, pos
 
 
+def first_record_lsn(data: bytes | memoryview) -> int | None:
+    """LSN of a valid record right after the header, even if the header is
+    damaged: recovery compares it with the checkpoint LSN to tell a stale
+    pre-checkpoint log (a reset cut short by a crash) from a damaged header."""
+    rec = _valid_at(data, HEADER_BYTES)
+    return None if rec is None else rec[1]
+
+
 def _refuse_damaged_durable(data: bytes | memoryview, pos: int, broken: int) -> None:
-    """Rule 5a: look past the break for a valid later record that vouches
+    """Rule 5a: look past the break for any valid later record that vouches
     for record `broken` having been durable."""
     raw = bytes(data)
-    for later in range(broken + 1, broken + 65):
+    for later in range(broken + 1, broken + 257):
         at = raw.find(_LSN_BYTES.pack(later), pos)
         while at != -1:
             rec = _valid_at(raw, at - 8)
-            if rec is not None and rec[1] == later:
-                if rec[2] >= broken:
-                    raise CorruptionError(
-                        f"log: record {broken} at offset {pos} is damaged but was durable "
-                        f"(record {later} says so); refusing to drop acknowledged commits")
-                return
+            if rec is not None and rec[1] == later and rec[2] >= broken:
+                raise CorruptionError(
+                    f"log: record {broken} at offset {pos} is damaged but was durable "
+                    f"(record {later} says so); refusing to drop acknowledged commits")
             at = raw.find(_LSN_BYTES.pack(later), at + 1)
 
 
@@ -254,6 +269,7 @@ class Wal:
         self._staging = aligned_buffer(2 * PAGE_SIZE)
         self.spilled: dict[int, int] = {}  # page id -> offset of its latest image
         self.failed = False
+        self._syncing = 0  # LSN a sync in progress will make durable
         self.syncs = 0
         self.commits = 0
 
@@ -263,7 +279,9 @@ class Wal:
         size = self.file.size()
         buf = bytearray(size)
         got = self.file.read_into(0, memoryview(buf)) if size else 0
-        return bytes(buf[:got])
+        if got != size:  # a short read inside the file is an I/O error, not a torn tail
+            raise StorageIOError(5, f"log: short read ({got} of {size} bytes)")
+        return bytes(buf)
 
     def start(self, base_lsn: int, end: int | None = None, last_lsn: int | None = None, data: bytes = b"") -> None:
         """Continue appending after the valid records (or at a fresh header)."""
@@ -285,7 +303,7 @@ class Wal:
         if sync:
             self._fsync()
         self.base_lsn = base_lsn
-        self.lsn = self.durable_lsn = base_lsn
+        self.lsn = self.durable_lsn = self._syncing = base_lsn
         self.end = self._tail_start = HEADER_BYTES
         self._tail = bytearray()
         self.spilled.clear()
@@ -306,6 +324,11 @@ class Wal:
             raise NeedsRecoveryError("an earlier log sync failed; reopen the database to recover")
         lsn = self.lsn + 1
         rec = _record(lsn, self.durable_lsn, rtype, payload)
+        if self._tail and max(self.durable_lsn, self._syncing) >= self.lsn:
+            # rule 7: the partial sector holds synced records; leave it alone
+            self._tail_start += SECTOR
+            self._tail = bytearray()
+            self.end = self._tail_start
         tail = self._tail
         keep = len(tail)
         tail += rec
@@ -318,6 +341,7 @@ class Wal:
             self.file.write(self._tail_start, memoryview(staging)[:padded])
         except BaseException:
             del tail[keep:]
+            self._erase(keep, padded)
             raise
         offset = self._tail_start + keep
         self.lsn = lsn
@@ -327,6 +351,19 @@ class Wal:
             self._tail_start += cut
             del tail[:cut]
         return lsn, offset
+
+    def _erase(self, keep: int, padded: int) -> None:
+        """After a failed append, overwrite whatever part of the record landed
+        and sync, so the operation that raised cannot reappear after a crash.
+        If even that fails, nothing is known: the log is failed (rule 6)."""
+        staging = self._staging
+        staging[:keep] = self._tail
+        staging[keep:padded] = bytes(padded - keep)
+        try:
+            self.file.write(self._tail_start, memoryview(staging)[:padded])
+            self.file.sync()
+        except BaseException:
+            self.failed = True
 
     def commit(self, payload: bytes) -> int:
         """Append a commit record; returns its LSN (durable after `sync_to`)."""
@@ -349,7 +386,8 @@ class Wal:
                 raise NeedsRecoveryError("an earlier log sync failed; reopen the database to recover")
             if self.durable_lsn >= lsn:
                 return
-            target = self.lsn
+            with self._mutex:
+                target = self._syncing = self.lsn
             self._fsync()
             self.durable_lsn = target
 
@@ -399,13 +437,14 @@ class Wal:
             self._append(CKPT_END, _PID.pack(n_images))
         if durable:
             with self._sync_mutex:
+                self._syncing = self.lsn
                 self._fsync()
                 self.durable_lsn = self.lsn
 
     def read_image(self, offset: int, buf: memoryview) -> None:
         got = self.file.read_into(offset, buf)
-        if got != PAGE_SIZE:
-            raise CorruptionError("log: checkpoint image cut short")
+        if got != PAGE_SIZE or not verify(buf):
+            raise CorruptionError("log: checkpoint image damaged")
 
     def close(self) -> None:
         try:
