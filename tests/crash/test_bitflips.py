@@ -320,10 +320,6 @@ def test_transient_read_flips_are_detected_or_harmless() -> None:
     assert outcomes["wrong"] == 0 and outcomes["detected"] >= reads // 2, outcomes
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine gap: a flipped bit in an fsynced log record followed by valid records "
-    "(or in the log header) makes recovery stop there silently, dropping acknowledged "
-    "commits; it should raise CorruptionError since the damage is provably not a torn tail"))
 def test_flip_in_a_middle_log_record_is_reported() -> None:
     totals, by_region, _ = run_flips(per_region=10, seed=2, subjects_=["log"], regions="log ")
     assert totals["lost-mid"] == 0, report(totals, by_region)
@@ -355,10 +351,6 @@ def test_bitflip_sweep_12000_positions() -> None:
     assert not bad, f"{len(bad)} flips gave wrong data or a foreign exception: {bad[:5]}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine gap: rule 5a looks only at the first valid record after the break; the record "
-    "after a spill was appended before the next fsync, so it cannot vouch, and later "
-    "records that could are never consulted: the spill and every later commit are dropped"))
 def test_minimal_repro_flip_in_a_spill_record() -> None:
     disk = CrashDisk()
     db = engine.open(PATH, opener=disk.opener, sync="full", pool_pages=16)
@@ -381,10 +373,6 @@ def test_minimal_repro_flip_in_a_spill_record() -> None:
     assert len(db.tree("t")) == i + 5, "acknowledged puts after the damaged spill were dropped"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine gap: a flipped bit in the log header makes recovery treat the whole log as "
-    "absent (reset), silently dropping every acknowledged commit since the last checkpoint, "
-    "though valid records follow the header"))
 def test_minimal_repro_flip_in_the_log_header() -> None:
     disk = CrashDisk()
     db = engine.open(PATH, opener=disk.opener, sync="full")

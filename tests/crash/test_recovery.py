@@ -193,11 +193,6 @@ def test_io_error_during_recovery() -> None:
     assert not failures, f"{len(failures)} of {n} wrong; first: {failures[:3]}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: a torn or short write of a pool page raises StorageIOError whose traceback "
-    "still holds a view of the frame; Database._release -> BufferPool.close -> mmap.close() "
-    "raises BufferError, which escapes engine.open (and skips closing the log and releasing "
-    "the file lock); see test_regressions.test_failed_page_write_at_close_raises_an_engine_error"))
 def test_partial_write_during_recovery() -> None:
     rec = recording(k=60, seed=7)
     n = 0
@@ -223,10 +218,6 @@ def test_io_error_during_recovery_long() -> None:
     assert not failures, f"{len(failures)} of {n} wrong; first: {failures[:3]}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: Wal.read_all trusts a short read of the log (FaultPlan 'short', which "
-    "faults/io.py documents as a fault when inside the file); the scan ends early, recovery "
-    "checkpoints and resets the log, and acknowledged commits are lost for good"))
 def test_short_read_of_the_log_during_recovery_loses_nothing() -> None:
     disk = CrashDisk()
     db = engine.open(PATH, opener=disk.opener, sync="full")

@@ -169,12 +169,6 @@ def test_eight_committers_all_return_when_the_log_fails(tmp_path) -> None:
     db.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: when a write of a pool page fails partway (torn or short write), the "
-    "StorageIOError's traceback keeps a view of the frame; close() then calls "
-    "BufferPool.close -> mmap.close(), which raises BufferError (not an engine error), "
-    "and Database._release stops there: the log is not closed and the file lock is never "
-    "released, so reopening in this process raises DatabaseLockedError"))
 def test_failed_page_write_at_close_raises_an_engine_error(tmp_path) -> None:
     path = str(tmp_path / "close.db")
     with engine.open(path) as db:
@@ -364,12 +358,6 @@ def test_corrupt_files_raise_engine_errors_never_hang_or_abort(tmp_path) -> None
         assert results[variants[name]]["keys"] == total
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: pages with valid checksums but a cyclic structure hang the engine: an "
-    "internal node whose child points back at the root (get/scan/first/last/check loop "
-    "forever; a cycle through a non-leftmost child hangs check()), a leaf whose next "
-    "pointer is itself (scan loops forever); a leaf whose next pointer is an internal "
-    "page makes scan raise IndexError"))
 def test_structural_cycles_never_hang(tmp_path) -> None:
     good = str(tmp_path / "good.db")
     _good_database(good)

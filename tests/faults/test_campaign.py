@@ -101,41 +101,23 @@ def test_every_failure_replays(tmp_path, capsys) -> None:
         assert again["failures"][0]["error"] == f["error"]
 
 
-# What the campaign found, as replays: each token's trial fails today for the
-# engine bug named; the minimal repros are in tests/faults/test_seed_claims.py.
-FINDINGS = {
-    "faults:151464371724644": "an automatic checkpoint's CorruptionError fails a batch that committed",
-    "faults:142560299549463": "a bit flip reading a spilled image back (Wal.read_image) is written home "
-                              "unverified: a checkpoint that succeeded left a corrupt page",
-    "faults:151198007779655": "a bit flip reading the log's last record at open drops it silently",
-    "sweep:1:220": "a failed log truncate in the checkpoint's reset leaves stale spilled-page offsets: "
-                   "the tree is corrupt (counts, links, overflow chains)",
-    "crash:197543946608972": "random garbage in the unsynced header a checkpoint's log reset rewrote, "
-                             "with the old records behind it: recovery refuses to open ('log: header "
-                             "damaged but records follow') instead of recovering",
-    "faults:140459179332645": "a put whose log append failed after its record landed comes back "
-                              "after a crash (the record stays valid in the log)",
-}
-
-
 # Found by the campaign and fixed since: their trials must stay clean.
 FIXED = [
     "faults:1012604414711",  # close() raised BufferError after a failed write
     "faults:252019086599341",  # rule 7's gap held a failed append's bytes: later commits dropped
     "sweep:1:56",  # recovery trusted a short read of the log
     "crash:89352038543968",  # rule 7's gap, across a crash during recovery
+    "faults:151464371724644",  # an automatic checkpoint's CorruptionError failed a committed batch
+    "faults:142560299549463",  # a flipped spilled image was written home unverified
+    "faults:151198007779655",  # a flip reading the log's last record at open dropped it
+    "sweep:1:220",  # a failed log truncate left stale spilled-page offsets
+    "crash:197543946608972",  # a garbled header from a reset cut short refused to open
+    "faults:140459179332645",  # a put whose failed append landed came back after a crash
 ]
 
 
 @pytest.mark.parametrize("token", FIXED)
 def test_fixed_campaign_findings_stay_fixed(token: str) -> None:
-    rep = C.run_trial(token)
-    assert not rep["failures"], rep["failures"][0]["error"]
-
-
-@pytest.mark.parametrize("token", sorted(FINDINGS))
-def test_campaign_findings_replay_clean(token: str, request) -> None:
-    request.applymarker(pytest.mark.xfail(strict=True, reason=f"engine bug: {FINDINGS[token]}"))
     rep = C.run_trial(token)
     assert not rep["failures"], rep["failures"][0]["error"]
 

@@ -480,10 +480,6 @@ def test_short_log_read_at_open_drops_no_acknowledged_commit() -> None:
     assert len(db.tree("t")) == 40
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: a bit flipped while recovery reads the log's last record (a transient read error) "
-    "makes the scan end there as at a torn tail: the last acknowledged commit is dropped silently "
-    "(no later record vouches for it under rule 5a; a second read would tell a flip from a tear)"))
 def test_bit_flip_in_the_last_log_record_at_open_drops_no_acknowledged_commit() -> None:
     disk, plan, db, t = loaded(5, sync="full", value=50)  # five puts, each fsynced: durable
     images = disk.images(None, "keep")
@@ -505,10 +501,6 @@ def test_bit_flip_in_the_last_log_record_at_open_drops_no_acknowledged_commit() 
     assert len(db.tree("t")) == 5, "an acknowledged commit was dropped without an error"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: the checkpoint reads spilled images back from the log with Wal.read_image, which "
-    "checks the length but not the page checksum; a transient bit flip there is written home, the "
-    "log is reset, and the page is corrupt for good (CorruptionError even after reopen)"))
 def test_bit_flip_reading_a_spilled_image_at_checkpoint_corrupts_nothing() -> None:
     def dirty_and_spilled(plan_cls=FaultPlan):
         disk, plan = CrashDisk(), plan_cls(1, site_depth=2)
@@ -588,11 +580,6 @@ def test_failed_append_before_a_sync_hides_no_later_commit() -> None:
     assert dict(db.tree("t").items()) == {b"k1": b"v1", b"k2": b"v2", b"k4": b"v4"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: BufferPool._reserve reaches the 'bufferpool.evict' sync point while holding the "
-    "pool mutex, so a scheduler parking a thread there blocks every other thread on a real lock: "
-    "any interleaving with an eviction ends in ScheduleTimeout (the campaign's interleave trials "
-    "use a pool that never evicts until this is fixed)"))
 def test_interleavings_with_evictions_complete() -> None:
     db = engine.open(PATH, opener=CrashDisk().opener, pool_pages=16, sync="off")
     t = db.tree("t")
@@ -610,10 +597,6 @@ def test_interleavings_with_evictions_complete() -> None:
     assert db.check().ok
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: a log append that fails after its record's bytes landed (a short write that lost "
-    "only the sector's zero padding) raises StorageIOError and the put has no effect, but the "
-    "record stays valid in the log: after a crash, recovery replays the put that failed"))
 def test_a_failed_put_does_not_come_back_after_a_crash() -> None:
     disk, plan = CrashDisk(), FaultPlan(3)
     db = engine.open(PATH, opener=plan.opener(disk.opener), pool_pages=16, sync="full")
@@ -628,11 +611,6 @@ def test_a_failed_put_does_not_come_back_after_a_crash() -> None:
     assert dict(db.tree("t").items()) == {b"k1": b"v1"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: a power loss while a checkpoint's log reset rewrites the log header (unsynced) "
-    "can leave that sector garbled with the old records behind it; recovery then refuses to open "
-    "('log: header damaged but records follow') although the checkpoint had already made every "
-    "record durable in the data file (their LSNs are at most the metadata's checkpoint LSN)"))
 def test_power_loss_mid_log_header_rewrite_recovers() -> None:
     disk = CrashDisk()
     db = engine.open(PATH, opener=disk.opener, pool_pages=16, sync="full")
