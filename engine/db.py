@@ -250,8 +250,9 @@ class Database:
                 data.write(pid * PAGE_SIZE, logdata[at : at + PAGE_SIZE])
             data.read_into(0, head)
         meta = decode_meta(head)
-        if base is None and (first := first_record_lsn(logdata)) is not None and first > meta.checkpoint_lsn:
-            # records newer than the last checkpoint sit behind a damaged header
+        if base is None and (first := first_record_lsn(logdata)) is not None and first > meta.checkpoint_lsn + 1:
+            # records newer than the last checkpoint (whose own records start
+            # at checkpoint_lsn + 1) sit behind a damaged header
             raise CorruptionError(f"{wal_path}: log header damaged but newer records follow")
         self._pager = Pager(data, meta.page_count)
         if data.size() < meta.page_count * PAGE_SIZE:

@@ -423,10 +423,6 @@ def test_random_sector_damage_never_returns_wrong_data() -> None:
     assert not failures, f"{len(failures)} crash states wrong; first: {failures[:3]}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: wal rule 7 rewrites the log's partial last sector, which holds "
-    "acknowledged (fsynced) records; if that unsynced rewrite is damaged, recovery "
-    "loses acknowledged commits (silently, or with CorruptionError under rule 5a)"))
 def test_random_sector_garbage_keeps_acknowledged_commits() -> None:
     rec = recording()
     for crash_at in range(rec.n_events + 1):  # stops at the first failure
@@ -434,9 +430,6 @@ def test_random_sector_garbage_keeps_acknowledged_commits() -> None:
         assert why is None, why
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: an unsynced append rewrites the sector holding the previous, "
-    "fsynced commit record; garbage in that sector loses the acknowledged commit"))
 def test_minimal_repro_garbage_in_rewritten_tail_sector() -> None:
     disk = CrashDisk()
     db = engine.open(PATH, opener=disk.opener, sync="full")
@@ -450,7 +443,7 @@ def test_minimal_repro_garbage_in_rewritten_tail_sector() -> None:
     first = write.offset // 512 * 512
     log[first : first + 512] = bytes(512)  # the rewritten sector lost power mid-write: garbage (zeros)
     images[PATH + "-wal"] = bytes(log)
-    assert write.offset < 1024, "the second record shares the first record's sector"
+    assert write.offset >= 1024, "rule 7: the next record starts on a sector of its own"
     out = recover(images, new_write=False)
     assert out.error is None
     assert out.state == {"t": {b"acknowledged": b"1"}}
