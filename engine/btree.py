@@ -25,6 +25,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 
 from engine import syncpoints
+from engine.bufferpool import BufferPool
 from engine.codec import (
     INTERNAL_MIN_FILL,
     LEAF_MIN_FILL,
@@ -37,7 +38,6 @@ from engine.codec import (
     leaf_cell_size,
     split_point,
 )
-from engine.bufferpool import BufferPool
 from engine.errors import CorruptionError
 from engine.txn import Txn, overflow_pages, read_overflow
 

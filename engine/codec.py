@@ -176,7 +176,7 @@ class Node:
         leaf: len(vals) == len(keys); internal: len(children) == len(keys) + 1, no child 0.
         """
         out = []
-        if any(a >= b for a, b in zip(self.keys, self.keys[1:])):
+        if any(a >= b for a, b in zip(self.keys, self.keys[1:], strict=False)):
             out.append("keys not strictly ascending")
         if self.size != self.compute_size():
             out.append(f"size {self.size} != computed {self.compute_size()}")
@@ -258,7 +258,7 @@ def encode_node(node: Node, page: bytearray | memoryview) -> None:
     append_cell, append_off = cells.append, offsets.append
     if node.leaf:
         pack = _LEAF_CELL.pack
-        for k, v in zip(node.keys, node.vals):
+        for k, v in zip(node.keys, node.vals, strict=False):
             if type(v) is bytes:
                 cell = pack(len(k), 0, len(v)) + k + v
             else:
@@ -269,7 +269,7 @@ def encode_node(node: Node, page: bytearray | memoryview) -> None:
         link0 = node.prev
     else:
         pack = _INTERNAL_CELL.pack
-        for k, c in zip(node.keys, node.children[1:]):
+        for k, c in zip(node.keys, node.children[1:], strict=False):
             cell = pack(len(k), c) + k
             pos -= len(cell)
             append_off(pos)
@@ -324,7 +324,7 @@ def decode_node(page: bytes | bytearray | memoryview, page_id: int = -1) -> Node
             node = Node(False, keys, None, children, 0, 0, lsn)
     except struct.error as exc:
         raise CorruptionError(f"page {page_id}: cell overruns page") from exc
-    if any(a >= b for a, b in zip(keys, keys[1:])) or node.size > USABLE:
+    if any(a >= b for a, b in zip(keys, keys[1:], strict=False)) or node.size > USABLE:
         raise CorruptionError(f"page {page_id}: keys out of order or node overfull")
     return node
 

@@ -10,7 +10,6 @@ committing together share one fsync.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 
@@ -289,7 +288,7 @@ class Database:
 
     def _not_a_database(self, head: memoryview, got: int) -> None:
         magic = bytes(head[32:40])
-        flipped = sum(bin(a ^ b).count("1") for a, b in zip(magic, MAGIC))
+        flipped = sum(bin(a ^ b).count("1") for a, b in zip(magic, MAGIC, strict=False))
         if got >= PAGE_SIZE and flipped <= 2:  # our magic with a bit or two flipped
             raise CorruptionError(f"{self.path}: metadata page damaged (magic has {flipped} flipped bits)")
         raise NotADatabaseError(f"{self.path}: not a DragonDB database")

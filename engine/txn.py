@@ -20,7 +20,14 @@ the database cannot be restored in memory and the caller poisons it.
 from __future__ import annotations
 
 from engine.bufferpool import BufferPool, Frame
-from engine.codec import OVERFLOW_PAYLOAD, Node, Overflow, decode_node, decode_overflow, encode_overflow
+from engine.codec import (
+    OVERFLOW_PAYLOAD,
+    Node,
+    Overflow,
+    decode_node,
+    decode_overflow,
+    encode_overflow,
+)
 from engine.pager import Pager
 
 __all__ = ["Txn", "TreeEntry"]

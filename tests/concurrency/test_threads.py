@@ -7,8 +7,6 @@ import threading
 
 import pytest
 
-import engine
-
 
 @pytest.fixture
 def fast_switching():
@@ -45,7 +43,7 @@ def test_sixteen_threads_create_exactly_one_root(open_db, tmp_path, fast_switchi
         t = db.tree("default")
         barrier = threading.Barrier(16)
 
-        def writer(i):
+        def writer(i, barrier=barrier, t=t):
             def fn():
                 barrier.wait()
                 t.put(b"key-%02d" % i, b"v%d" % i)
@@ -70,7 +68,7 @@ def test_readers_see_sorted_unique_scans_while_writers_split_and_merge(open_db, 
 
     def writer(offset):
         def fn():
-            for rnd in range(3):
+            for _rnd in range(3):
                 for i in range(offset, 4000, 4):
                     t.put(b"%08d" % i, b"y" * (20 + i % 90))
                 for i in range(offset, 4000, 8):
