@@ -46,6 +46,7 @@ from engine.latch import RWLatch
 from engine.pager import Pager
 from engine.txn import TreeEntry, Txn
 from engine.wal import (
+    CKPT_BEGIN,
     OP_CREATE,
     OP_DELETE,
     OP_DROP,
@@ -55,7 +56,7 @@ from engine.wal import (
     Wal,
     decode_ops,
     encode_ops,
-    first_record_lsn,
+    first_record,
     scan,
 )
 
@@ -249,9 +250,11 @@ class Database:
                 data.write(pid * PAGE_SIZE, logdata[at : at + PAGE_SIZE])
             data.read_into(0, head)
         meta = decode_meta(head)
-        if base is None and (first := first_record_lsn(logdata)) is not None and first > meta.checkpoint_lsn + 1:
-            # records newer than the last checkpoint (whose own records start
-            # at checkpoint_lsn + 1) sit behind a damaged header
+        first = first_record(logdata) if base is None else None
+        if first is not None and first[0] > meta.checkpoint_lsn and not (
+                first[0] == meta.checkpoint_lsn + 1 and first[1] == CKPT_BEGIN):
+            # records newer than the last checkpoint sit behind a damaged header
+            # (a reset cut short leaves only that checkpoint's own records)
             raise CorruptionError(f"{wal_path}: log header damaged but newer records follow")
         self._pager = Pager(data, meta.page_count)
         if data.size() < meta.page_count * PAGE_SIZE:

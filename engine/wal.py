@@ -63,7 +63,7 @@ from engine.disk import SECTOR, BlockFile, aligned_buffer
 from engine.errors import CorruptionError, NeedsRecoveryError, StorageIOError
 
 __all__ = [
-    "Wal", "LoggedStore", "RecoveryPlan", "encode_ops", "decode_ops", "scan",
+    "Wal", "LoggedStore", "first_record", "RecoveryPlan", "encode_ops", "decode_ops", "scan",
     "COMMIT", "SPILL", "CKPT_BEGIN", "CKPT_IMAGE", "CKPT_END",
     "OP_PUT", "OP_DELETE", "OP_CREATE", "OP_DROP",
 ]
@@ -202,12 +202,12 @@ def scan(data: bytes | memoryview) -> tuple[int | None, list[Record], int]:
     return base, records, pos
 
 
-def first_record_lsn(data: bytes | memoryview) -> int | None:
-    """LSN of a valid record right after the header, even if the header is
+def first_record(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(LSN, type) of a valid record right after the header, even if the header is
     damaged: recovery compares it with the checkpoint LSN to tell a stale
     pre-checkpoint log (a reset cut short by a crash) from a damaged header."""
     rec = _valid_at(data, HEADER_BYTES)
-    return None if rec is None else rec[1]
+    return None if rec is None else (rec[1], rec[3])
 
 
 def _refuse_damaged_durable(data: bytes | memoryview, pos: int, broken: int) -> None:
