@@ -43,6 +43,7 @@ from engine import syncpoints
 from engine.codec import PAGE_SIZE, encode_node
 from engine.disk import aligned_buffer
 from engine.errors import BufferPoolFullError
+from engine.latch import wait
 from engine.replacer import LRUReplacer
 
 __all__ = ["BufferPool", "Frame", "PageStore"]
@@ -181,14 +182,7 @@ class BufferPool:
 
     def _wait(self) -> None:
         """Wait for a latch or a load to finish (caller holds the mutex)."""
-        if syncpoints.installed():
-            self._mutex.release()
-            try:
-                syncpoints.reach("latch.wait")
-            finally:
-                self._mutex.acquire()
-        else:
-            self._latch_cond.wait()
+        wait(self._latch_cond, self._mutex)
 
     def new_page(self, page_id: int) -> Frame:
         """Pin a frame for a freshly allocated page without reading it.

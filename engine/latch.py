@@ -12,7 +12,21 @@ import threading
 
 from engine import syncpoints
 
-__all__ = ["RWLatch"]
+__all__ = ["RWLatch", "wait"]
+
+
+def wait(cond: threading.Condition, mutex: threading.Lock) -> None:
+    """Wait on `cond` (whose lock `mutex` the caller holds). Under a sync-point
+    scheduler, yield at "latch.wait" instead of blocking, so the scheduler can
+    run the thread that will release it."""
+    if syncpoints.installed():
+        mutex.release()
+        try:
+            syncpoints.reach("latch.wait")
+        finally:
+            mutex.acquire()
+    else:
+        cond.wait()
 
 
 class RWLatch:
@@ -26,14 +40,7 @@ class RWLatch:
         self._waiting = 0
 
     def _wait(self) -> None:
-        if syncpoints.installed():
-            self._mutex.release()
-            try:
-                syncpoints.reach("latch.wait")
-            finally:
-                self._mutex.acquire()
-        else:
-            self._cond.wait()
+        wait(self._cond, self._mutex)
 
     def acquire_read(self) -> None:
         with self._mutex:
