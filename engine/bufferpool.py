@@ -25,6 +25,12 @@ the object is newer than the bytes, so the bytes are re-encoded only when
 they must reach the store (eviction, flush): encoding is deferred to
 write-back.
 
+Read-ahead: while at least `2 * READ_AHEAD` frames are free, a miss also
+reads the aligned window of `READ_AHEAD` pages around it with one call and
+keeps the pages whose checksums hold as clean cached frames (loading
+placeholders first, like any miss). A cold pool then warms a window per disk
+access instead of a page; a full pool never evicts for a guess.
+
 Concurrency: one mutex guards the table, pins and replacer. A miss reads
 outside the mutex into a reserved frame, then installs it after checking the
 table again (double-checked fetch), so two threads missing on one page never
@@ -46,7 +52,9 @@ from engine.errors import BufferPoolFullError
 from engine.latch import wait
 from engine.replacer import LRUReplacer
 
-__all__ = ["BufferPool", "Frame", "PageStore"]
+__all__ = ["BufferPool", "Frame", "PageStore", "READ_AHEAD"]
+
+READ_AHEAD = 32  # pages per read-ahead window (128 KiB)
 
 
 class PageStore(Protocol):
@@ -54,6 +62,7 @@ class PageStore(Protocol):
 
     def read_page(self, page_id: int, buf: memoryview) -> None: ...
     def write_page(self, page_id: int, buf: memoryview) -> None: ...
+    # optional: read_ahead(first, count, buf) -> ids of the pages read intact
 
 
 class Frame:
@@ -95,7 +104,11 @@ class BufferPool:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        self.prefetched = 0
         self.debug_double_check = True
+        self._read_ahead = getattr(store, "read_ahead", None)
+        self._ra_lock = threading.Lock()
+        self._ra_mem = None
 
     # -- pin / unpin --------------------------------------------------------
 
@@ -173,12 +186,64 @@ class BufferPool:
             if check:
                 frame.loading = False
                 self._latch_cond.notify_all()
-                return frame
+        if check:
+            if self._read_ahead is not None and len(self._free) >= 2 * READ_AHEAD:
+                self._read_around(page_id)
+            return frame
+        with self._mutex:
             # the seed's unchecked install: a concurrent miss makes a second copy
             frame.page_id = page_id
             self._table[page_id] = frame
             self._replacer.touch(frame.frame_id)
             return frame
+
+    def _read_around(self, page_id: int) -> None:
+        """Read the window around a miss into free frames (see the module doc)."""
+        if not self._ra_lock.acquire(blocking=False):
+            return  # another thread is reading ahead: skip, it is only a guess
+        try:
+            first = max(1, page_id - page_id % READ_AHEAD)  # page 0 is the pager's
+            end = page_id - page_id % READ_AHEAD + READ_AHEAD
+            taken: dict[int, Frame] = {}
+            with self._mutex:
+                if len(self._free) < 2 * READ_AHEAD:
+                    return
+                table = self._table
+                for pid in range(first, end):
+                    if pid not in table:
+                        frame = self._free.pop()
+                        frame.pin = 1
+                        frame.page_id = pid
+                        frame.loading = True
+                        table[pid] = frame
+                        self._replacer.touch(frame.frame_id)
+                        taken[pid] = frame
+            if not taken:
+                return
+            if self._ra_mem is None:
+                self._ra_mem = aligned_buffer(READ_AHEAD * PAGE_SIZE)
+            view = memoryview(self._ra_mem)
+            good: set[int] = set()
+            try:
+                good = set(self._read_ahead(first, end - first, view)) & taken.keys()
+                for pid in good:
+                    at = (pid - first) * PAGE_SIZE
+                    taken[pid].buf[:] = view[at : at + PAGE_SIZE]
+            finally:
+                view.release()
+                with self._mutex:
+                    for pid, frame in taken.items():
+                        frame.loading = False
+                        frame.pin = 0
+                        if pid not in good:
+                            del self._table[pid]
+                            self._replacer.remove(frame.frame_id)
+                            frame.page_id = None
+                            self._free.append(frame)
+                    self.prefetched += len(good)
+                    self._latch_cond.notify_all()
+        finally:
+            self._ra_lock.release()
 
     def _wait(self) -> None:
         """Wait for a latch or a load to finish (caller holds the mutex)."""
@@ -345,6 +410,8 @@ class BufferPool:
             for f in self.frames:
                 f.buf.release()
             self._mem.close()
+            if self._ra_mem is not None:
+                self._ra_mem.close()
         except BufferError:  # a failed write's traceback may still hold a frame; GC frees it
             pass
 

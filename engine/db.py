@@ -305,6 +305,9 @@ class Database:
             def read_page(self, page_id, buf):
                 pager.read(page_id, buf)
 
+            def read_ahead(self, first, count, buf):
+                return pager.read_ahead(first, count, buf)
+
             def write_page(self, page_id, buf):
                 raise ReadOnlyError("read-only database cannot write pages")
 
@@ -471,23 +474,16 @@ class Database:
         in_pool = {f.page_id for f in dirty}
         spilled = {pid: off for pid, off in wal.spilled.items() if pid not in in_pool}
         n = 1 + len(trunks) + len(dirty) + len(spilled)
+        home = [(0, meta_page), *trunks, *((f.page_id, f.buf) for f in dirty)]
         wal.checkpoint_begin(n)
-        wal.checkpoint_image(0, meta_page)
-        for pid, image in trunks:
-            wal.checkpoint_image(pid, image)
-        for f in dirty:
-            wal.checkpoint_image(f.page_id, f.buf)
+        wal.checkpoint_images(home)
         tmp = memoryview(bytearray(PAGE_SIZE))
         spill_at = {}
         for pid in spilled:
             wal.read_spill(pid, tmp)
             spill_at[pid] = wal.checkpoint_image(pid, tmp)
         wal.checkpoint_end(n, durable)
-        pager.write(0, meta_page)
-        for pid, image in trunks:
-            pager.write(pid, image)
-        for f in dirty:
-            pager.write(f.page_id, f.buf)
+        pager.write_pages(home)
         for pid, at in spill_at.items():
             wal.read_image(at, tmp)
             pager.write(pid, tmp)
@@ -530,6 +526,7 @@ class Database:
             "pool_pages": pool.n_frames,
             "pool_hits": pool.hits,
             "pool_misses": pool.misses,
+            "pool_prefetched": pool.prefetched,
             "evictions": pool.evictions,
             "direct_io": bool(self._data.direct),
             "trees": len(self._trees),

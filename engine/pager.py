@@ -17,12 +17,13 @@ from __future__ import annotations
 import heapq
 
 from engine.codec import FREELIST_CAPACITY, PAGE_SIZE, decode_freelist, encode_freelist, verify
-from engine.disk import BlockFile
+from engine.disk import BlockFile, aligned_buffer
 from engine.errors import CorruptionError, StorageIOError
 
 __all__ = ["Pager"]
 
 _MIN_EXTENT = 64  # pages added at least per file growth (256 KiB)
+_RUN = 256  # consecutive pages joined into one write (1 MiB)
 
 
 class Pager:
@@ -47,9 +48,58 @@ class Pager:
         if not verify(buf):
             raise CorruptionError(f"page {page_id}: checksum mismatch")
 
+    def read_ahead(self, first: int, count: int, buf: memoryview) -> list[int]:
+        """Read up to `count` pages from `first` into `buf` with one call, best
+        effort: returns the ids whose checksums hold. Speculative, so a failed
+        or short read returns what it can and raises nothing; a page that was
+        wanted is read again (and its error raised) by `read`."""
+        count = min(count, self.page_count - first)
+        if count <= 0 or first < 0:
+            return []
+        try:
+            got = self.file.read_into(first * PAGE_SIZE, buf[: count * PAGE_SIZE])
+        except StorageIOError:
+            return []
+        self.reads += 1
+        return [first + i for i in range(got // PAGE_SIZE) if verify(buf[i * PAGE_SIZE : (i + 1) * PAGE_SIZE])]
+
     def write(self, page_id: int, buf: memoryview | bytes) -> None:
         self.file.write(page_id * PAGE_SIZE, buf)
         self.writes += 1
+
+    def write_pages(self, pages: list[tuple[int, memoryview | bytes]]) -> None:
+        """Write many pages, each run of consecutive ids with one call (a
+        checkpoint writes thousands of pages; one syscall each dominated it)."""
+        pages = sorted(pages, key=lambda p: p[0])
+        n = len(pages)
+        if n < 2:
+            for p in pages:
+                self.write(*p)
+            return
+        mem = aligned_buffer(min(n, _RUN) * PAGE_SIZE)
+        view = memoryview(mem)
+        try:
+            i = 0
+            while i < n:
+                j = i + 1
+                while j < n and j - i < _RUN and pages[j][0] == pages[j - 1][0] + 1:
+                    j += 1
+                for k in range(i, j):
+                    at = (k - i) * PAGE_SIZE
+                    view[at : at + PAGE_SIZE] = pages[k][1]
+                run = view[: (j - i) * PAGE_SIZE]
+                try:
+                    self.file.write(pages[i][0] * PAGE_SIZE, run)
+                finally:
+                    run.release()
+                self.writes += j - i
+                i = j
+        finally:
+            view.release()
+            try:
+                mem.close()
+            except BufferError:  # a failed write's traceback may still hold a slice; GC frees it
+                pass
 
     # -- allocation -------------------------------------------------------------
 

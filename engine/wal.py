@@ -75,6 +75,7 @@ _REC = struct.Struct("<IIQQB")  # 25 bytes
 _REC_BODY = struct.Struct("<QQB")  # the CRC'd part of the record header
 _LSN_BYTES = struct.Struct("<Q")
 _PID = struct.Struct("<I")
+_IMAGES_PER_WRITE = 256  # checkpoint images per log write: ~1 MiB
 
 COMMIT, SPILL, CKPT_BEGIN, CKPT_IMAGE, CKPT_END = 1, 2, 3, 4, 5
 OP_PUT, OP_DELETE, OP_CREATE, OP_DROP = 1, 2, 3, 4
@@ -314,16 +315,23 @@ class Wal:
         need = -(-n // PAGE_SIZE) * PAGE_SIZE
         have = len(self._staging)
         if have < need:
-            self._staging.close()
+            try:
+                self._staging.close()
+            except BufferError:  # a failed write's traceback may still hold a slice; GC frees it
+                pass
             self._staging = aligned_buffer(max(need, 2 * have))
         return self._staging  # type: ignore[return-value]
 
     def _append(self, rtype: int, payload: bytes | memoryview) -> tuple[int, int]:
         """Append one record (caller holds `_mutex`); returns (lsn, offset)."""
+        offset = self._append_records(rtype, (payload,))[0]
+        return self.lsn, offset
+
+    def _append_records(self, rtype: int, payloads) -> list[int]:
+        """Append one record per payload with a single write (caller holds
+        `_mutex`); returns the offset of each record."""
         if self.failed:
             raise NeedsRecoveryError("an earlier log sync failed; reopen the database to recover")
-        lsn = self.lsn + 1
-        rec = _record(lsn, self.durable_lsn, rtype, payload)
         if self._tail and max(self.durable_lsn, self._syncing) >= self.lsn:
             # rule 7: the partial sector holds synced records; leave it alone
             self._tail_start += SECTOR
@@ -331,26 +339,30 @@ class Wal:
             self.end = self._tail_start
         tail = self._tail
         keep = len(tail)
-        tail += rec
+        lsn, durable, start = self.lsn, self.durable_lsn, self._tail_start
+        offsets = []
+        for payload in payloads:
+            lsn += 1
+            offsets.append(start + len(tail))
+            tail += _record(lsn, durable, rtype, payload)
         n = len(tail)
         padded = -(-n // SECTOR) * SECTOR
         staging = self._stage(padded)
         staging[:n] = tail
         staging[n:padded] = bytes(padded - n)
         try:
-            self.file.write(self._tail_start, memoryview(staging)[:padded])
+            self.file.write(start, memoryview(staging)[:padded])
         except BaseException:
             del tail[keep:]
             self._erase(keep, padded)
             raise
-        offset = self._tail_start + keep
         self.lsn = lsn
-        self.end = self._tail_start + n
+        self.end = start + n
         cut = n - n % SECTOR
         if cut:
             self._tail_start += cut
             del tail[:cut]
-        return lsn, offset
+        return offsets
 
     def _erase(self, keep: int, padded: int) -> None:
         """After a failed append, overwrite whatever part of the record landed
@@ -430,9 +442,18 @@ class Wal:
 
     def checkpoint_image(self, page_id: int, image: bytes | memoryview) -> int:
         """Append one image; returns the log offset of the page bytes."""
-        with self._mutex:
-            _, offset = self._append(CKPT_IMAGE, _PID.pack(page_id) + bytes(image))
-        return offset + _REC.size + _PID.size
+        return self.checkpoint_images([(page_id, image)])[0]
+
+    def checkpoint_images(self, images: list[tuple[int, bytes | memoryview]]) -> list[int]:
+        """Append images, many to a write; returns the log offset of each
+        one's page bytes."""
+        out: list[int] = []
+        skip = _REC.size + _PID.size
+        for i in range(0, len(images), _IMAGES_PER_WRITE):
+            payloads = [_PID.pack(pid) + bytes(image) for pid, image in images[i : i + _IMAGES_PER_WRITE]]
+            with self._mutex:
+                out += [offset + skip for offset in self._append_records(CKPT_IMAGE, payloads)]
+        return out
 
     def checkpoint_end(self, n_images: int, durable: bool) -> None:
         with self._mutex:
@@ -470,6 +491,11 @@ class LoggedStore:
         if page_id in self.wal.spilled and self.wal.read_spill(page_id, buf):
             return
         self.pager.read(page_id, buf)
+
+    def read_ahead(self, first: int, count: int, buf: memoryview) -> list[int]:
+        """Home copies of pages from `first` that no spilled image supersedes."""
+        spilled = self.wal.spilled
+        return [pid for pid in self.pager.read_ahead(first, count, buf) if pid not in spilled]
 
     def write_page(self, page_id: int, buf: memoryview) -> None:
         self.wal.spill(page_id, buf)

@@ -69,7 +69,7 @@ def _crash_during_recovery(rec: Recording, first_points, modes) -> tuple[int, li
 
 def test_crash_during_recovery() -> None:
     rec = recording(k=60, seed=7)
-    n, failures = _crash_during_recovery(rec, range(3, rec.n_events + 1, 10), ["drop", "torn", "reorder"])
+    n, failures = _crash_during_recovery(rec, range(3, rec.n_events + 1, 7), ["drop", "torn", "reorder"])
     assert n >= 1500
     assert not failures, f"{len(failures)} of {n} wrong; first: {failures[:3]}"
 

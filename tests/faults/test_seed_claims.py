@@ -442,7 +442,7 @@ def test_close_after_a_failed_data_write_raises_storage_error() -> None:
     """Found by the campaign: close() used to raise BufferError here (an I/O error's traceback
     still exported the pool's mmap)."""
     disk, plan, db, t = loaded(50)
-    plan.short("write", 2, file=".db")  # a frame's home write (after page 0's) persists a prefix, then fails
+    plan.short("write", 1, file=".db")  # the checkpoint's first home write persists a prefix, then fails
     with pytest.raises(engine.StorageIOError):
         db.close()
     db = engine.open(PATH, opener=disk.opener, pool_pages=16, sync="off")
