@@ -109,17 +109,21 @@ def create_root(txn: Txn, name: str) -> int:
 
 
 def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int, Node]:
+    """The path of (page, node, child index) from the root and the pinned leaf.
+    Cached internal nodes are read without a pin (the writer is alone on the
+    tree); whoever changes one takes it again through `txn.modify`."""
     path = []
     pid = root
-    node = txn.node(pid)
+    peek = txn.pool.peek
+    node = peek(pid) or txn.node(pid)
     while not node.leaf:
         if len(path) > MAX_HEIGHT:
             raise _too_deep(root)
         i = bisect_right(node.keys, key)
         path.append((pid, node, i))
         pid = node.children[i]
-        node = txn.node(pid)
-    return path, pid, node
+        node = peek(pid) or txn.node(pid)
+    return path, pid, txn.node(pid)
 
 
 def put(txn: Txn, name: str, key: bytes, value: bytes) -> bool:
@@ -192,8 +196,8 @@ def _fix(txn: Txn, name: str, path: list, pid: int, node: Node) -> None:
                 root.size = 8 + len(sep)
                 txn.entry(name).root = new_pid
                 return
-            ppid, parent, idx = path.pop()
-            txn.modify(ppid)
+            ppid, _, idx = path.pop()
+            parent = txn.modify(ppid)
             parent.keys.insert(idx, sep)
             parent.children.insert(idx + 1, rpid)
             parent.size += 8 + len(sep)
@@ -206,8 +210,8 @@ def _fix(txn: Txn, name: str, path: list, pid: int, node: Node) -> None:
             return
         if node.size >= (LEAF_MIN_FILL if node.leaf else INTERNAL_MIN_FILL):
             return
-        ppid, parent, idx = path.pop()
-        txn.modify(ppid)
+        ppid, _, idx = path.pop()
+        parent = txn.modify(ppid)
         _rebalance(txn, parent, idx, pid, node)
         pid, node = ppid, parent
 
@@ -224,9 +228,7 @@ def _split(txn: Txn, pid: int, node: Node) -> tuple[bytes, int]:
         node.size -= right.size
         right.next, right.prev = node.next, pid
         if node.next:
-            nxt = txn.node(node.next)
-            txn.modify(node.next)
-            nxt.prev = rpid
+            txn.modify(node.next).prev = rpid
         node.next = rpid
         return right.keys[0], rpid
     sizes = [8 + len(k) for k in node.keys]
@@ -246,15 +248,13 @@ def _rebalance(txn: Txn, parent: Node, idx: int, pid: int, node: Node) -> None:
     if idx > 0:
         s = idx - 1  # separator between left and right
         lpid, rpid = parent.children[s], pid
-        left = txn.node(lpid)
-        txn.modify(lpid)
+        left = txn.modify(lpid)
         right = node
     else:
         s = 0
         lpid, rpid = pid, parent.children[1]
         left = node
-        right = txn.node(rpid)
-        txn.modify(rpid)
+        right = txn.modify(rpid)
     sep = parent.keys[s]
     if left.leaf:
         if left.size + right.size <= USABLE:
@@ -263,9 +263,7 @@ def _rebalance(txn: Txn, parent: Node, idx: int, pid: int, node: Node) -> None:
             left.size += right.size
             left.next = right.next
             if right.next:
-                nxt = txn.node(right.next)
-                txn.modify(right.next)
-                nxt.prev = lpid
+                txn.modify(right.next).prev = lpid
             _remove_separator(parent, s)
             txn.free(rpid)
             return

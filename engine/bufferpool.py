@@ -276,6 +276,15 @@ class BufferPool:
             if dirty:
                 frame.dirty = True
 
+    def unpin_all(self, frames, dirty: bool) -> None:
+        """`unpin` for many frames under one acquisition of the mutex."""
+        with self._mutex:
+            for frame in frames:
+                assert frame.pin > 0, "unpin: frame is not pinned"
+                frame.pin -= 1
+                if dirty:
+                    frame.dirty = True
+
     def _reserve(self) -> Frame:
         """A pinned frame outside the table (caller holds the mutex)."""
         if self._free:

@@ -76,10 +76,15 @@ class Txn:
             self._pinned[page_id] = frame
         return frame.obj
 
-    def modify(self, page_id: int) -> None:
-        """Call before changing the node of `page_id` (already fetched by `node`)."""
+    def modify(self, page_id: int) -> Node:
+        """The node of `page_id` to change: pinned until the transaction ends
+        and copied before its first change. Use the node it returns: a node
+        read earlier without a pin (a path node) may have been evicted and
+        read again since, as an equal but different object."""
+        node = self.node(page_id)
         if page_id not in self._snap:
-            self._snap[page_id] = self._pinned[page_id].obj.copy()
+            self._snap[page_id] = node.copy()
+        return node
 
     def new_node(self, leaf: bool) -> tuple[int, Node]:
         page_id = self.pager.allocate()
@@ -145,12 +150,12 @@ class Txn:
     def release(self) -> None:
         """Unpin this transaction's frames (between the operations of a batch),
         keeping the first copies for a rollback."""
-        for pid, frame in self._pinned.items():
-            if pid in self._snap:
-                frame.obj_dirty = True
-                self.pool.unpin(frame, dirty=True)
-            else:
-                self.pool.unpin(frame)
+        snap = self._snap
+        changed = [f for pid, f in self._pinned.items() if pid in snap]
+        for frame in changed:
+            frame.obj_dirty = True
+        self.pool.unpin_all(changed, dirty=True)
+        self.pool.unpin_all([f for pid, f in self._pinned.items() if pid not in snap], dirty=False)
         self._pinned.clear()
 
     def finish(self, lsn: int) -> list[int]:

@@ -76,6 +76,7 @@ _REC_BODY = struct.Struct("<QQB")  # the CRC'd part of the record header
 _LSN_BYTES = struct.Struct("<Q")
 _PID = struct.Struct("<I")
 _IMAGES_PER_WRITE = 256  # checkpoint images per log write: ~1 MiB
+_PREALLOCATE = 64 * 1024  # zeros written ahead of the tail under sync="full"
 
 COMMIT, SPILL, CKPT_BEGIN, CKPT_IMAGE, CKPT_END = 1, 2, 3, 4, 5
 OP_PUT, OP_DELETE, OP_CREATE, OP_DROP = 1, 2, 3, 4
@@ -266,6 +267,7 @@ class Wal:
         self.durable_lsn = 0
         self.end = HEADER_BYTES
         self._tail_start = HEADER_BYTES
+        self._zeroed = HEADER_BYTES  # the file holds zeros from `end` up to here
         self._tail = bytearray()
         self._staging = aligned_buffer(2 * PAGE_SIZE)
         self.spilled: dict[int, int] = {}  # page id -> offset of its latest image
@@ -293,6 +295,7 @@ class Wal:
         self.lsn = self.durable_lsn = last_lsn if last_lsn is not None else base_lsn
         self.end = end
         self._tail_start = end - end % SECTOR
+        self._zeroed = end
         self._tail = bytearray(data[self._tail_start : end])
 
     def reset(self, base_lsn: int, sync: bool = True) -> None:
@@ -305,7 +308,7 @@ class Wal:
             self._fsync()
         self.base_lsn = base_lsn
         self.lsn = self.durable_lsn = self._syncing = base_lsn
-        self.end = self._tail_start = HEADER_BYTES
+        self.end = self._tail_start = self._zeroed = HEADER_BYTES
         self._tail = bytearray()
         self.spilled.clear()
 
@@ -347,6 +350,8 @@ class Wal:
             tail += _record(lsn, durable, rtype, payload)
         n = len(tail)
         padded = -(-n // SECTOR) * SECTOR
+        if start + padded > self._zeroed and self.sync_mode == "full":
+            self._preallocate(start + padded)
         staging = self._stage(padded)
         staging[:n] = tail
         staging[n:padded] = bytes(padded - n)
@@ -363,6 +368,21 @@ class Wal:
             self._tail_start += cut
             del tail[:cut]
         return offsets
+
+    def _preallocate(self, need: int) -> None:
+        """Write zeros past the tail, so the appends and fsyncs of the next
+        commits overwrite allocated blocks and the fsyncs need not journal a
+        new file size (a third faster per durable commit here). Zeros end a
+        recovery scan like a torn tail. Best effort: if it fails (a full disk)
+        the append itself is tried and reports the error."""
+        start = max(self._zeroed, self._tail_start)
+        stop = -(-(need + _PREALLOCATE) // _PREALLOCATE) * _PREALLOCATE
+        try:
+            self.file.write(start, bytes(stop - start))
+        except StorageIOError:
+            self._zeroed = 1 << 62  # no more tries until the next reset
+            return
+        self._zeroed = stop
 
     def _erase(self, keep: int, padded: int) -> None:
         """After a failed append, overwrite whatever part of the record landed
