@@ -277,15 +277,17 @@ def run(config: Config, progress: Callable[[str], None] | None = None) -> dict:
 
     if config.million and "engine" in runnable:
         results["scaling"] = []
-        for size in config.scale_sizes:
-            say(f"scaling: engine at N={size:,}")
-            swl = config.workload(size)
-            swl.budget = config.timeout  # a cut-short 1M run would say nothing about 1M keys
-            res = _run_worker({"job": "scale", "store": "engine", "workload": swl.to_dict()},
-                              base, config.timeout)
-            results["scaling"].append(res)
-            if res.get("error"):
-                say(f"  scale {size} failed: {res['error']}")
+        for store in [s for s in ("engine", "engine-4MiB") if s in runnable]:
+            for size in config.scale_sizes:
+                say(f"scaling: {store} at N={size:,}")
+                swl = config.workload(size)
+                swl.budget = config.timeout  # a cut-short 1M run would say nothing about 1M keys
+                res = _run_worker({"job": "scale", "store": store, "workload": swl.to_dict()},
+                                  base, config.timeout)
+                res["store"] = store
+                results["scaling"].append(res)
+                if res.get("error"):
+                    say(f"  scale {size} failed: {res['error']}")
 
     if config.profile and "engine" in runnable:
         prof_dir = os.path.join(config.out_dir, "profile")

@@ -94,9 +94,9 @@ class BufferPool:
         self.store = store
         self.n_frames = n_frames
         self._mem = aligned_buffer(n_frames * PAGE_SIZE)
-        view = memoryview(self._mem)
-        self.frames = [Frame(i, view[i * PAGE_SIZE : (i + 1) * PAGE_SIZE]) for i in range(n_frames)]
-        self._free = list(reversed(self.frames))
+        self._view = memoryview(self._mem)
+        self.frames: list[Frame] = []  # made on first use, so a large pool opens at once
+        self._free: list[Frame] = []  # frames given back (made ones not holding a page)
         self._table: dict[int, Frame] = {}
         self._replacer = LRUReplacer()
         self._mutex = threading.Lock()
@@ -147,7 +147,7 @@ class BufferPool:
         of reading a second copy, and a write-back of a newer copy cannot
         race with the install."""
         syncpoints.reach("bufferpool.fetch.miss")
-        if not self._free:
+        if not self._spare():
             syncpoints.reach("bufferpool.evict")  # outside the mutex, so a scheduler may park here
         check = self.debug_double_check
         with self._mutex:
@@ -187,7 +187,7 @@ class BufferPool:
                 frame.loading = False
                 self._latch_cond.notify_all()
         if check:
-            if self._read_ahead is not None and len(self._free) >= 2 * READ_AHEAD:
+            if self._read_ahead is not None and self._spare() >= 2 * READ_AHEAD:
                 self._read_around(page_id)
             return frame
         with self._mutex:
@@ -206,12 +206,12 @@ class BufferPool:
             end = page_id - page_id % READ_AHEAD + READ_AHEAD
             taken: dict[int, Frame] = {}
             with self._mutex:
-                if len(self._free) < 2 * READ_AHEAD:
+                if self._spare() < 2 * READ_AHEAD:
                     return
                 table = self._table
                 for pid in range(first, end):
                     if pid not in table:
-                        frame = self._free.pop()
+                        frame = self._pop_free()
                         frame.pin = 1
                         frame.page_id = pid
                         frame.loading = True
@@ -252,7 +252,7 @@ class BufferPool:
     def new_page(self, page_id: int) -> Frame:
         """Pin a frame for a freshly allocated page without reading it.
         The caller fills it; the frame starts dirty with zeroed bytes."""
-        if not self._free:
+        if not self._spare():
             syncpoints.reach("bufferpool.evict")
         with self._mutex:
             frame = self._table.get(page_id)
@@ -287,8 +287,8 @@ class BufferPool:
 
     def _reserve(self) -> Frame:
         """A pinned frame outside the table (caller holds the mutex)."""
-        if self._free:
-            frame = self._free.pop()
+        frame = self._pop_free()
+        if frame is not None:
             frame.pin = 1
             return frame
         frames = self.frames
@@ -308,6 +308,20 @@ class BufferPool:
         victim.obj_dirty = False
         victim.pin = 1
         return victim
+
+    def _spare(self) -> int:
+        """Frames holding no page: given back, or not made yet."""
+        return len(self._free) + self.n_frames - len(self.frames)
+
+    def _pop_free(self) -> Frame | None:
+        if self._free:
+            return self._free.pop()
+        i = len(self.frames)
+        if i == self.n_frames:
+            return None
+        frame = Frame(i, self._view[i * PAGE_SIZE : (i + 1) * PAGE_SIZE])
+        self.frames.append(frame)
+        return frame
 
     def _take_ref(self, frame_id: int) -> bool:
         frame = self.frames[frame_id]
@@ -418,6 +432,7 @@ class BufferPool:
         try:
             for f in self.frames:
                 f.buf.release()
+            self._view.release()
             self._mem.close()
             if self._ra_mem is not None:
                 self._ra_mem.close()
@@ -447,7 +462,7 @@ class BufferPool:
             for f in self._free:
                 if f.page_id is not None or f.pin or f.frame_id in seen:
                     out.append(f"free frame {f.frame_id} is in use")
-            if len(seen) + len(free_ids) + sum(1 for f in self.frames if f.frame_id not in seen and f.frame_id not in free_ids) != self.n_frames:
+            if len(self.frames) > self.n_frames or any(f.frame_id != i for i, f in enumerate(self.frames)):
                 out.append("frame count mismatch")
             for f in self.frames:
                 if f.pin < 0:

@@ -412,6 +412,9 @@ def test_check_invariants_reports_each_broken_rule(store):
         problems = pool.check_invariants()
         assert any("page table" in p for p in problems), problems
         pool._table[2] = f2
+        with pool.read(3):
+            pass
+        pool.discard(3)  # its frame goes back on the free list
         free = pool._free[-1]
         free.pin = 1  # a free frame in use
         assert any("free frame" in p for p in pool.check_invariants())
