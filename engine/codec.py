@@ -55,6 +55,7 @@ from __future__ import annotations
 import struct
 import zlib
 from bisect import bisect_left
+from operator import lt
 
 from engine.errors import CorruptionError
 
@@ -211,7 +212,7 @@ def verify(page: bytes | bytearray | memoryview) -> bool:
     """
     if len(page) < PAGE_SIZE:
         return False  # a truncated read: corrupt, not a struct.error
-    return _CRC.unpack_from(page, 0)[0] == zlib.crc32(page[4:PAGE_SIZE])
+    return _CRC.unpack_from(page, 0)[0] == zlib.crc32(memoryview(page)[4:PAGE_SIZE])
 
 
 def page_type(page: bytes | bytearray | memoryview) -> int:
@@ -297,35 +298,47 @@ def decode_node(page: bytes | bytearray | memoryview, page_id: int = -1) -> Node
         raise CorruptionError(f"page {page_id}: not a node page (type {ptype})")
     offsets = struct.unpack_from(f"<{n}H", data, HEADER_SIZE)
     keys: list[bytes] = []
+    append_key = keys.append
+    size = 0
     try:
         if ptype == LEAF:
             vals: list = []
+            append_val = vals.append
             unpack = _LEAF_CELL.unpack_from
             for off in offsets:
                 klen, kind, vlen = unpack(data, off)
                 kend = off + 7 + klen
-                keys.append(data[off + 7 : kend])
+                append_key(data[off + 7 : kend])
                 if kind == 0:
                     if kend + vlen > PAGE_SIZE:
                         raise CorruptionError(f"page {page_id}: cell overruns page")
-                    vals.append(data[kend : kend + vlen])
+                    append_val(data[kend : kend + vlen])
+                    size += 9 + klen + vlen
                 else:
-                    vals.append(Overflow(_U32.unpack_from(data, kend)[0], vlen))
-            node = Node(True, keys, vals, None, nxt, prev, lsn)
+                    append_val(Overflow(_U32.unpack_from(data, kend)[0], vlen))
+                    size += 13 + klen
+            children: list[int] = []
         else:
+            vals = []
             children = [prev]
+            append_child = children.append
             unpack = _INTERNAL_CELL.unpack_from
             for off in offsets:
                 klen, child = unpack(data, off)
                 if off + 6 + klen > PAGE_SIZE:
                     raise CorruptionError(f"page {page_id}: cell overruns page")
-                keys.append(data[off + 6 : off + 6 + klen])
-                children.append(child)
-            node = Node(False, keys, None, children, 0, 0, lsn)
+                append_key(data[off + 6 : off + 6 + klen])
+                append_child(child)
+                size += 8 + klen
+            nxt = prev = 0
     except struct.error as exc:
         raise CorruptionError(f"page {page_id}: cell overruns page") from exc
-    if any(a >= b for a, b in zip(keys, keys[1:], strict=False)) or node.size > USABLE:
+    if size > USABLE or not all(map(lt, keys, keys[1:])):
         raise CorruptionError(f"page {page_id}: keys out of order or node overfull")
+    node = Node.__new__(Node)  # fields set directly: the size is already summed
+    node.leaf = ptype == LEAF
+    node.keys, node.vals, node.children = keys, vals, children
+    node.next, node.prev, node.lsn, node.size = nxt, prev, lsn, size
     return node
 
 
