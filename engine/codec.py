@@ -55,6 +55,7 @@ from __future__ import annotations
 import struct
 import zlib
 from bisect import bisect_left
+from itertools import accumulate
 from operator import lt
 
 from engine.errors import CorruptionError
@@ -253,33 +254,32 @@ def encode_node(node: Node, page: bytearray | memoryview) -> None:
     post: _node_fields(decode_node(page)) == _node_fields(node)
     """
     n = len(node.keys)
-    pos = PAGE_SIZE
-    offsets = []
-    cells = []
-    append_cell, append_off = cells.append, offsets.append
+    parts: list[bytes] = []
+    add = parts.extend
+    lens: list[int] = []  # cell lengths
+    add_len = lens.append
     if node.leaf:
         pack = _LEAF_CELL.pack
         for k, v in zip(node.keys, node.vals, strict=False):
             if type(v) is bytes:
-                cell = pack(len(k), 0, len(v)) + k + v
+                add((pack(len(k), 0, len(v)), k, v))
+                add_len(7 + len(k) + len(v))
             else:
-                cell = pack(len(k), 1, v.length) + k + _U32.pack(v.page)
-            pos -= len(cell)
-            append_off(pos)
-            append_cell(cell)
+                add((pack(len(k), 1, v.length), k, _U32.pack(v.page)))
+                add_len(11 + len(k))
         link0 = node.prev
     else:
         pack = _INTERNAL_CELL.pack
         for k, c in zip(node.keys, node.children[1:], strict=False):
-            cell = pack(len(k), c) + k
-            pos -= len(cell)
-            append_off(pos)
-            append_cell(cell)
+            add((pack(len(k), c), k))
+            add_len(6 + len(k))
         link0 = node.children[0] if node.children else 0
+    body = b"".join(parts)
+    pos = PAGE_SIZE - len(body)  # cells in key order, packed against the page's end
+    offsets = list(accumulate(lens[:-1], initial=pos)) if n else []
     free_start = HEADER_SIZE + 2 * n
     assert pos >= free_start, "encode_node: node does not fit in a page"
-    cells.reverse()
-    page[pos:PAGE_SIZE] = b"".join(cells)
+    page[pos:PAGE_SIZE] = body
     page[free_start:pos] = bytes(pos - free_start)
     if n:
         struct.pack_into(f"<{n}H", page, HEADER_SIZE, *offsets)
