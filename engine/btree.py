@@ -153,6 +153,58 @@ def put(txn: Txn, name: str, key: bytes, value: bytes) -> bool:
     return added
 
 
+def in_place(pool: BufferPool, root: int, key: bytes, value: bytes | None):
+    """Plan a put (`value` bytes) or delete (`value` None) that changes one
+    cached leaf and leaves it within its size bounds, so it needs no split,
+    merge, overflow chain, pin or undo copy: the caller logs the commit, then
+    calls `apply_in_place`. Returns (frame, index, found, size after), or
+    None when the general path must run (a node not cached, an overflow value,
+    a size out of bounds). Writers only: nothing else runs on the tree."""
+    peek = pool.peek_frame
+    pid = root
+    frame = peek(pid)
+    depth = 0
+    while frame is not None:
+        node = frame.obj
+        if node.leaf:
+            keys = node.keys
+            i = bisect_left(keys, key)
+            found = i < len(keys) and keys[i] == key
+            if found and type(node.vals[i]) is Overflow:
+                return None
+            size = node.size
+            if found:
+                size -= leaf_cell_size(key, node.vals[i])
+            if value is not None:
+                if not inline_fits(len(key), len(value)):
+                    return None
+                size += leaf_cell_size(key, value)
+            if size > USABLE or (size < LEAF_MIN_FILL and pid != root):
+                return None
+            return frame, i, found, size
+        pid = node.children[bisect_right(node.keys, key)]
+        frame = peek(pid)
+        depth += 1
+        if depth > MAX_HEIGHT:
+            raise _too_deep(root)
+    return None
+
+
+def apply_in_place(frame, i: int, found: bool, size: int, key: bytes, value: bytes | None, lsn: int) -> None:
+    """Carry out a plan of `in_place` (after its commit record is logged)."""
+    leaf = frame.obj
+    if value is None:
+        del leaf.keys[i]
+        del leaf.vals[i]
+    elif found:
+        leaf.vals[i] = value
+    else:
+        leaf.keys.insert(i, key)
+        leaf.vals.insert(i, value)
+    leaf.size = size
+    leaf.lsn = lsn
+
+
 def delete(txn: Txn, name: str, key: bytes) -> bool:
     entry = txn.entry(name)
     if not entry.root:

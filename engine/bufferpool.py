@@ -127,6 +127,22 @@ class BufferPool:
                 return obj
         return None
 
+    def peek_frame(self, page_id: int) -> Frame | None:
+        """`peek`, returning the frame (for the writer alone on the pool's
+        pages, which may then change the node and call `mark_changed`)."""
+        frame = self._table.get(page_id)
+        if frame is not None and frame.obj is not None and frame.page_id == page_id:
+            frame.ref = True
+            self.hits += 1
+            return frame
+        return None
+
+    def mark_changed(self, frame: Frame) -> None:
+        """The frame's decoded node was changed in place: dirty, bytes stale."""
+        with self._mutex:
+            frame.dirty = True
+            frame.obj_dirty = True
+
     def fetch(self, page_id: int) -> Frame:
         """Pin the frame holding `page_id`, reading it on a miss."""
         with self._mutex:

@@ -55,6 +55,8 @@ from __future__ import annotations
 import struct
 import zlib
 from bisect import bisect_left
+from itertools import accumulate
+from operator import lt
 
 from engine.errors import CorruptionError
 
@@ -211,7 +213,7 @@ def verify(page: bytes | bytearray | memoryview) -> bool:
     """
     if len(page) < PAGE_SIZE:
         return False  # a truncated read: corrupt, not a struct.error
-    return _CRC.unpack_from(page, 0)[0] == zlib.crc32(page[4:PAGE_SIZE])
+    return _CRC.unpack_from(page, 0)[0] == zlib.crc32(memoryview(page)[4:PAGE_SIZE])
 
 
 def page_type(page: bytes | bytearray | memoryview) -> int:
@@ -252,33 +254,32 @@ def encode_node(node: Node, page: bytearray | memoryview) -> None:
     post: _node_fields(decode_node(page)) == _node_fields(node)
     """
     n = len(node.keys)
-    pos = PAGE_SIZE
-    offsets = []
-    cells = []
-    append_cell, append_off = cells.append, offsets.append
+    parts: list[bytes] = []
+    add = parts.extend
+    lens: list[int] = []  # cell lengths
+    add_len = lens.append
     if node.leaf:
         pack = _LEAF_CELL.pack
         for k, v in zip(node.keys, node.vals, strict=False):
             if type(v) is bytes:
-                cell = pack(len(k), 0, len(v)) + k + v
+                add((pack(len(k), 0, len(v)), k, v))
+                add_len(7 + len(k) + len(v))
             else:
-                cell = pack(len(k), 1, v.length) + k + _U32.pack(v.page)
-            pos -= len(cell)
-            append_off(pos)
-            append_cell(cell)
+                add((pack(len(k), 1, v.length), k, _U32.pack(v.page)))
+                add_len(11 + len(k))
         link0 = node.prev
     else:
         pack = _INTERNAL_CELL.pack
         for k, c in zip(node.keys, node.children[1:], strict=False):
-            cell = pack(len(k), c) + k
-            pos -= len(cell)
-            append_off(pos)
-            append_cell(cell)
+            add((pack(len(k), c), k))
+            add_len(6 + len(k))
         link0 = node.children[0] if node.children else 0
+    body = b"".join(parts)
+    pos = PAGE_SIZE - len(body)  # cells in key order, packed against the page's end
+    offsets = list(accumulate(lens[:-1], initial=pos)) if n else []
     free_start = HEADER_SIZE + 2 * n
     assert pos >= free_start, "encode_node: node does not fit in a page"
-    cells.reverse()
-    page[pos:PAGE_SIZE] = b"".join(cells)
+    page[pos:PAGE_SIZE] = body
     page[free_start:pos] = bytes(pos - free_start)
     if n:
         struct.pack_into(f"<{n}H", page, HEADER_SIZE, *offsets)
@@ -297,35 +298,47 @@ def decode_node(page: bytes | bytearray | memoryview, page_id: int = -1) -> Node
         raise CorruptionError(f"page {page_id}: not a node page (type {ptype})")
     offsets = struct.unpack_from(f"<{n}H", data, HEADER_SIZE)
     keys: list[bytes] = []
+    append_key = keys.append
+    size = 0
     try:
         if ptype == LEAF:
             vals: list = []
+            append_val = vals.append
             unpack = _LEAF_CELL.unpack_from
             for off in offsets:
                 klen, kind, vlen = unpack(data, off)
                 kend = off + 7 + klen
-                keys.append(data[off + 7 : kend])
+                append_key(data[off + 7 : kend])
                 if kind == 0:
                     if kend + vlen > PAGE_SIZE:
                         raise CorruptionError(f"page {page_id}: cell overruns page")
-                    vals.append(data[kend : kend + vlen])
+                    append_val(data[kend : kend + vlen])
+                    size += 9 + klen + vlen
                 else:
-                    vals.append(Overflow(_U32.unpack_from(data, kend)[0], vlen))
-            node = Node(True, keys, vals, None, nxt, prev, lsn)
+                    append_val(Overflow(_U32.unpack_from(data, kend)[0], vlen))
+                    size += 13 + klen
+            children: list[int] = []
         else:
+            vals = []
             children = [prev]
+            append_child = children.append
             unpack = _INTERNAL_CELL.unpack_from
             for off in offsets:
                 klen, child = unpack(data, off)
                 if off + 6 + klen > PAGE_SIZE:
                     raise CorruptionError(f"page {page_id}: cell overruns page")
-                keys.append(data[off + 6 : off + 6 + klen])
-                children.append(child)
-            node = Node(False, keys, None, children, 0, 0, lsn)
+                append_key(data[off + 6 : off + 6 + klen])
+                append_child(child)
+                size += 8 + klen
+            nxt = prev = 0
     except struct.error as exc:
         raise CorruptionError(f"page {page_id}: cell overruns page") from exc
-    if any(a >= b for a, b in zip(keys, keys[1:], strict=False)) or node.size > USABLE:
+    if size > USABLE or not all(map(lt, keys, keys[1:])):
         raise CorruptionError(f"page {page_id}: keys out of order or node overfull")
+    node = Node.__new__(Node)  # fields set directly: the size is already summed
+    node.leaf = ptype == LEAF
+    node.keys, node.vals, node.children = keys, vals, children
+    node.next, node.prev, node.lsn, node.size = nxt, prev, lsn, size
     return node
 
 

@@ -379,14 +379,52 @@ class Database:
                 raise
             txn.finish(lsn)
             if txn.ops:
-                self._version += 1
-                if wal.end > self.checkpoint_bytes:
-                    self._auto_checkpoint()
+                self._committed()
         finally:
             latch.release_write()
         if txn.ops:
             wal.sync_to(lsn)
         return result
+
+    def _write_in_place(self, name: str, key: bytes, value: bytes | None) -> bool | None:
+        """A put (`value` bytes) or delete (`value` None) that changes one
+        cached leaf within its bounds (`btree.in_place`), without a
+        transaction: the commit is logged first, then the leaf changed, so a
+        failed append changes nothing. Most puts and deletes take this path.
+        None when the general path must run; else whether the key existed."""
+        latch = self._latch
+        latch.acquire_write()
+        try:
+            self._check_writable()
+            entry = self._trees.get(name)
+            if entry is None or not entry.root:
+                return None
+            plan = btree.in_place(self._pool, entry.root, key, value)
+            if plan is None:
+                return None
+            frame, i, found, size = plan
+            if value is None and not found:
+                return False
+            wal = self._wal
+            lsn = wal.commit(encode_ops([(OP_DELETE if value is None else OP_PUT, name, key, value)]))
+            btree.apply_in_place(frame, i, found, size, key, value, lsn)
+            self._pool.mark_changed(frame)
+            if not found:
+                entry.count += 1
+            elif value is None:
+                entry.count -= 1
+            self._committed()
+        finally:
+            latch.release_write()
+        wal.sync_to(lsn)
+        return found
+
+    def _committed(self) -> None:
+        """After a commit, under the write latch: iterators notice, and a long
+        log is checkpointed."""
+        self._version += 1
+        if self._wal.end > self.checkpoint_bytes:
+            self._auto_checkpoint()
 
     def _rollback(self, txn: Txn) -> None:
         try:
@@ -703,10 +741,11 @@ class Tree(MutableMapping):
         key = _key(key)
         value = _value(value)
         db = self._db
-        db._check_writable()
-        if not self._entry().root:
-            db._ensure_root(self.name)
-        db._write(_put, self.name, key, value)
+        if db._write_in_place(self.name, key, value) is None:
+            db._check_writable()
+            if not self._entry().root:
+                db._ensure_root(self.name)
+            db._write(_put, self.name, key, value)
 
     def get(self, key, default=None):
         key = _key(key)
@@ -722,7 +761,8 @@ class Tree(MutableMapping):
 
     def delete(self, key) -> bool:
         key = _key(key)
-        return self._db._write(_delete, self.name, key)
+        found = self._db._write_in_place(self.name, key, None)
+        return self._db._write(_delete, self.name, key) if found is None else found
 
     def __getitem__(self, key) -> bytes:
         value = self.get(key)
