@@ -1,10 +1,13 @@
 """`Database`, `Tree` and `Batch`: the public API of shared/API.md.
 
-Every write runs as a transaction (`Txn`) under the database's write latch:
-apply to the tree in memory, append one logical commit record, finish; on
-any exception roll back in memory so the operation has no effect. The log
-fsync (rule 1 of `wal`) happens after the latch is released, so threads
-committing together share one fsync.
+Every write runs under the database's write latch, one of two ways. A put
+or delete that changes a single cached leaf within its size bounds (most of
+them) appends its commit record first and then changes the leaf, so a failed
+append leaves nothing to undo (`_write_in_place`). Anything else runs as a
+transaction (`Txn`): apply to the tree in memory, append one logical commit
+record, finish; on any exception roll back in memory so the operation has no
+effect. The log fsync (rule 1 of `wal`) happens after the latch is released,
+so threads committing together share one fsync.
 """
 
 from __future__ import annotations
