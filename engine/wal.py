@@ -216,15 +216,17 @@ def _refuse_damaged_durable(data: bytes | memoryview, pos: int, broken: int) -> 
     """Rule 5a: look past the break for any valid later record that vouches
     for record `broken` having been durable."""
     raw = bytes(data)
+    # no record lies in trailing zeros (preallocated or padding): search only before them
+    stop = min(len(raw), len(raw.rstrip(b"\0")) + 16)
     for later in range(broken + 1, broken + 257):
-        at = raw.find(_LSN_BYTES.pack(later), pos)
+        at = raw.find(_LSN_BYTES.pack(later), pos, stop)
         while at != -1:
             rec = _valid_at(raw, at - 8)
             if rec is not None and rec[1] == later and rec[2] >= broken:
                 raise CorruptionError(
                     f"log: record {broken} at offset {pos} is damaged but was durable "
                     f"(record {later} says so); refusing to drop acknowledged commits")
-            at = raw.find(_LSN_BYTES.pack(later), at + 1)
+            at = raw.find(_LSN_BYTES.pack(later), at + 1, stop)
 
 
 class RecoveryPlan:
