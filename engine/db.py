@@ -229,6 +229,11 @@ class Database:
         # The log is only opened here, never created, until the data file
         # has proven to be a database: a failed open leaves no "-wal" behind.
         log = self._try_open_log(wal_path)
+        if log is None and size <= PAGE_SIZE and _interrupted_creation(head[:got]):
+            if ro:
+                raise NotADatabaseError(f"{self.path}: creation never finished, not a database")
+            self._create_new()
+            return
         if log is None and (got < PAGE_SIZE or not has_magic(head)):
             self._not_a_database(head, got)
         self._wal = Wal(log, self.sync_mode) if log is not None else None
@@ -324,9 +329,7 @@ class Database:
 
     def _create_new(self) -> None:
         data = self._data
-        page = bytearray(PAGE_SIZE)
-        encode_meta(Meta(page_count=1), page)
-        data.write(0, bytes(page))
+        data.write(0, _creation_page())
         data.sync()
         if os.path.exists(self.path):
             fsync_dir(self.path)
@@ -649,6 +652,25 @@ class Database:
 
 
 HEADER_END = 512
+
+
+def _creation_page() -> bytes:
+    """The metadata page a new database starts with (always the same bytes)."""
+    page = bytearray(PAGE_SIZE)
+    encode_meta(Meta(page_count=1), page)
+    return bytes(page)
+
+
+def _interrupted_creation(head: memoryview) -> bool:
+    """True when a file with no log holds nothing but sectors of the creation
+    page or zeros, and some of the former: the first write of a new database
+    was cut short (a failed or torn write, power loss) and the database never
+    existed. Anything else (another file, all zeros, a damaged database) is
+    not this."""
+    fresh = _creation_page()
+    n = len(head)
+    return any(head) and all(head[i : i + 512] == fresh[i : min(i + 512, n)] or not any(head[i : i + 512])
+                             for i in range(0, n, 512))
 
 
 class _NeedsWritableRecovery(Exception):

@@ -304,3 +304,38 @@ def test_error_hierarchy():
         assert issubclass(getattr(engine, name), engine.DragonDBError)
     with pytest.raises(TypeError):
         raise engine.DragonDBError("abstract")
+
+
+@pytest.mark.parametrize("fault", ["short", "torn"])
+def test_a_creation_cut_short_is_created_again(tmp_path, fault):
+    """Found by the campaign: the first write of a new database failed part
+    way, and every later open refused the file as "not a database"."""
+    from faults.io import FaultPlan
+
+    path = str(tmp_path / "new.db")
+    plan = FaultPlan(seed=3)
+    if fault == "short":
+        plan.short("write", 1, keep=1453, file=".db")
+    else:
+        plan.torn(1, pattern="any", file=".db")  # seed 3: sectors 0, 2 and 5-6 land
+    with pytest.raises(engine.StorageIOError):
+        engine.open(path, opener=plan.opener())
+    assert plan.injected and 0 < os.path.getsize(path) <= 4096
+    with engine.open(path) as db:
+        db.tree()[b"k"] = b"v"
+        assert db.check().ok
+    with engine.open(path) as db:
+        assert db.tree()[b"k"] == b"v"
+
+
+def test_files_that_merely_look_like_a_cut_creation_are_refused(tmp_path):
+    from engine.db import _creation_page
+
+    fresh = _creation_page()
+    for name, content in [("zeros", bytes(4096)), ("mixed", fresh[:512] + os.urandom(512)),
+                          ("tail", fresh[:1024] + os.urandom(100))]:
+        p = tmp_path / f"{name}.db"
+        p.write_bytes(content)
+        with pytest.raises(engine.NotADatabaseError):
+            engine.open(str(p))
+        assert p.read_bytes() == content and not os.path.exists(str(p) + "-wal")
