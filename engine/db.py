@@ -225,6 +225,8 @@ class Database:
             return
         head = memoryview(bytearray(PAGE_SIZE))
         got = data.read_into(0, head)
+        if got < min(size, PAGE_SIZE):  # the bytes are there: a flaky read, not a foreign file
+            raise StorageIOError(5, f"{self.path}: short read of the metadata page ({got} of {min(size, PAGE_SIZE)} bytes)")
         wal_path = self.path + "-wal"
         # The log is only opened here, never created, until the data file
         # has proven to be a database: a failed open leaves no "-wal" behind.

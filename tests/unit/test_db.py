@@ -339,3 +339,20 @@ def test_files_that_merely_look_like_a_cut_creation_are_refused(tmp_path):
         with pytest.raises(engine.NotADatabaseError):
             engine.open(str(p))
         assert p.read_bytes() == content and not os.path.exists(str(p) + "-wal")
+
+
+def test_a_short_read_of_the_metadata_page_is_an_io_error(tmp_path):
+    """Found by the campaign: a short read of page 0 made a real database look
+    like a foreign file (NotADatabaseError) instead of a failed read."""
+    from faults.io import FaultPlan
+
+    path = str(tmp_path / "short.db")
+    with engine.open(path) as db:
+        db.tree()[b"k"] = b"v"
+    plan = FaultPlan(seed=1)
+    plan.short("read", 1, keep=1920, file=".db")
+    with pytest.raises(engine.StorageIOError):
+        engine.open(path, opener=plan.opener())
+    assert plan.injected
+    with engine.open(path) as db:
+        assert db.tree()[b"k"] == b"v"
