@@ -359,9 +359,15 @@ class Wal:
         staging[n:padded] = bytes(padded - n)
         try:
             self.file.write(start, memoryview(staging)[:padded])
-        except BaseException:
+        except BaseException as exc:
             del tail[keep:]
-            self._erase(keep, padded)
+            if not self._erase(keep, padded) and isinstance(exc, StorageIOError):
+                # the record may sit whole in the file: after a crash it would
+                # come back, so its outcome is unknown until a reopen decides
+                self.failed = True
+                raise NeedsRecoveryError(
+                    exc.errno or 5, f"log append failed and could not be undone ({exc}); reopen to recover"
+                ) from exc
             raise
         self.lsn = lsn
         self.end = start + n
@@ -386,20 +392,28 @@ class Wal:
             return
         self._zeroed = stop
 
-    def _erase(self, keep: int, padded: int) -> None:
+    def _erase(self, keep: int, padded: int) -> bool:
         """After a failed append, overwrite whatever part of the record landed
-        and sync, so the operation that raised cannot reappear after a crash.
-        Best effort: if this fails too (a full disk), the next append at the
-        same offset overwrites the record anyway; only a crash before it can
-        bring the failed operation back."""
+        and sync, so the operation that raised cannot reappear after a crash;
+        failing that, cut the file after the last good record. False when both
+        fail: the caller then poisons the log."""
         staging = self._staging
         staging[:keep] = self._tail
         staging[keep:padded] = bytes(padded - keep)
         try:
             self.file.write(self._tail_start, memoryview(staging)[:padded])
             self.file.sync()
+            return True
         except StorageIOError:
             pass
+        end = self._tail_start + keep
+        try:  # a full disk refuses the overwrite; cutting the file needs no space
+            self.file.truncate(end)
+            self.file.sync()
+        except StorageIOError:
+            return False
+        self._zeroed = min(self._zeroed, end)
+        return True
 
     def commit(self, payload: bytes) -> int:
         """Append a commit record; returns its LSN (durable after `sync_to`)."""

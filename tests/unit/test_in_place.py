@@ -59,7 +59,7 @@ def test_in_place_changes_survive_power_loss() -> None:
     t[b"k0055"] = b"inserted"
     assert t.delete(b"k006")
     assert not t.delete(b"missing")
-    images = disk.images(None, "drop")
+    images = disk.images(None, "keep")
     with engine.open(PATH, opener=CrashDisk(images).opener) as db2:
         t2 = db2.tree()
         assert t2[b"k005"] == b"overwritten" and t2[b"k0055"] == b"inserted"
@@ -85,3 +85,43 @@ def test_in_place_and_general_paths_agree_on_counts(tmp_path) -> None:
                 assert len(t) == len(model)
         assert dict(t.items()) == model and len(t) == len(model)
         assert db.check().ok
+
+
+def _armed(disk: CrashDisk):
+    plan = FaultPlan(seed=4)
+    db = engine.open(PATH, opener=plan.opener(disk.opener), sync="full")
+    t = db.tree()
+    for i in range(20):
+        t[b"k%03d" % i] = b"v"
+    # the append persists its record whole (a short write that still raises), then
+    # the erase's overwrite fails: only cutting the file can take the record back
+    plan.short("write", 1, keep=300, file="-wal")
+    plan.fail("write", 2, file="-wal")
+    return plan, db, t
+
+
+def test_a_failed_append_is_cut_off_when_it_cannot_be_overwritten() -> None:
+    disk = CrashDisk()
+    plan, db, t = _armed(disk)
+    with pytest.raises(engine.StorageIOError) as info:
+        t[b"k005"] = b"failed"
+    assert not isinstance(info.value, engine.NeedsRecoveryError)
+    assert [i.kind for i in plan.injected] == ["write", "write"]
+    images = disk.images(None, "keep")  # power loss now, every write landed: the failed put must not come back
+    with engine.open(PATH, opener=CrashDisk(images).opener) as db2:
+        assert db2.tree()[b"k005"] == b"v"
+
+
+def test_a_failed_append_that_cannot_be_undone_poisons_the_database() -> None:
+    disk = CrashDisk()
+    plan, db, t = _armed(disk)
+    plan.fail("truncate", 1, file="-wal")
+    with pytest.raises(engine.NeedsRecoveryError):
+        t[b"k005"] = b"failed"
+    with pytest.raises(engine.NeedsRecoveryError):
+        t[b"k006"] = b"refused"  # nothing more until a reopen decides the outcome
+    images = disk.images(None, "keep")
+    with engine.open(PATH, opener=CrashDisk(images).opener) as db2:
+        t2 = db2.tree()
+        assert t2[b"k005"] in (b"v", b"failed") and t2[b"k006"] == b"v"
+        assert db2.check().ok
