@@ -155,16 +155,17 @@ def put(txn: Txn, name: str, key: bytes, value: bytes) -> bool:
 
 def in_place(pool: BufferPool, root: int, key: bytes, value: bytes | None):
     """Plan a put (`value` bytes) or delete (`value` None) that changes one
-    cached leaf and leaves it within its size bounds, so it needs no split,
-    merge, overflow chain, pin or undo copy: the caller logs the commit, then
-    calls `apply_in_place`. Returns (frame, index, found, size after), or
-    None when the general path must run (a node not cached, an overflow value,
-    a size out of bounds). Writers only: nothing else runs on the tree."""
+    leaf and leaves it within its size bounds, so it needs no split, merge,
+    overflow chain, pin or undo copy: the caller logs the commit, then calls
+    `apply_in_place`. Returns (frame, index, found, size after), or None when
+    the general path must run (an overflow value, a size out of bounds).
+    Writers only: nothing else runs on the pool, so a frame read here stays
+    cached, unpinned, until the plan is applied."""
     peek = pool.peek_frame
     pid = root
-    frame = peek(pid)
     depth = 0
-    while frame is not None:
+    while True:
+        frame = peek(pid) or _cached_frame(pool, pid)
         node = frame.obj
         if node.leaf:
             keys = node.keys
@@ -183,11 +184,21 @@ def in_place(pool: BufferPool, root: int, key: bytes, value: bytes | None):
                 return None
             return frame, i, found, size
         pid = node.children[bisect_right(node.keys, key)]
-        frame = peek(pid)
         depth += 1
         if depth > MAX_HEIGHT:
             raise _too_deep(root)
-    return None
+
+
+def _cached_frame(pool: BufferPool, page_id: int):
+    """The frame of `page_id` with its node decoded, read on a miss and left
+    unpinned (for the writer alone on the pool)."""
+    frame = pool.fetch(page_id)
+    try:
+        if frame.obj is None:
+            frame.obj = decode_node(frame.buf, page_id)
+        return frame
+    finally:
+        pool.unpin(frame)
 
 
 def apply_in_place(frame, i: int, found: bool, size: int, key: bytes, value: bytes | None, lsn: int) -> None:

@@ -61,6 +61,7 @@ from engine import syncpoints
 from engine.codec import PAGE_SIZE, verify
 from engine.disk import SECTOR, BlockFile, aligned_buffer
 from engine.errors import CorruptionError, NeedsRecoveryError, StorageIOError
+from engine.latch import wait
 
 __all__ = [
     "Wal", "LoggedStore", "first_record", "RecoveryPlan", "encode_ops", "decode_ops", "scan",
@@ -263,7 +264,12 @@ class Wal:
         self.file = file
         self.sync_mode = sync
         self._mutex = threading.Lock()  # append position, tail, spill index
-        self._sync_mutex = threading.Lock()  # one fsync at a time; followers ride along
+        # One fsync at a time; committers that arrive meanwhile wait on
+        # `_synced` (not in a queue on a lock, so one the running fsync covers
+        # returns as soon as it ends) and the first one left becomes the next leader.
+        self._sync_lock = threading.Lock()
+        self._synced = threading.Condition(self._sync_lock)
+        self._sync_running = False
         self.base_lsn = 0
         self.lsn = 0  # last appended
         self.durable_lsn = 0
@@ -424,22 +430,38 @@ class Wal:
         return lsn
 
     def sync_to(self, lsn: int, force: bool = False) -> None:
-        """Make the log durable up to `lsn` (rule 1); several committers
-        waiting together share one fsync (group commit)."""
+        """Make the log durable up to `lsn` (rule 1); committers waiting
+        together share one fsync (group commit): while one runs, the others
+        append, and the first of them left uncovered leads the next."""
         if not force and self.sync_mode != "full":
             return
         if self.durable_lsn >= lsn and not self.failed:
             return
         syncpoints.reach("wal.sync")
-        with self._sync_mutex:
-            if self.failed:
-                raise NeedsRecoveryError("an earlier log sync failed; reopen the database to recover")
-            if self.durable_lsn >= lsn:
-                return
+        with self._synced:
+            while True:
+                if self.failed:
+                    raise NeedsRecoveryError("an earlier log sync failed; reopen the database to recover")
+                if self.durable_lsn >= lsn:
+                    return
+                if not self._sync_running:
+                    break
+                wait(self._synced, self._sync_lock)
+            self._sync_running = True
+        self._lead_sync()
+
+    def _lead_sync(self) -> None:
+        """The leader's fsync (`_sync_running` set by the caller): everything
+        appended so far becomes durable; waiters are woken either way."""
+        try:
             with self._mutex:
                 target = self._syncing = self.lsn
             self._fsync()
             self.durable_lsn = target
+        finally:
+            with self._synced:
+                self._sync_running = False
+                self._synced.notify_all()
 
     def _fsync(self) -> None:
         try:
@@ -495,10 +517,11 @@ class Wal:
         with self._mutex:
             self._append(CKPT_END, _PID.pack(n_images))
         if durable:
-            with self._sync_mutex:
-                self._syncing = self.lsn
-                self._fsync()
-                self.durable_lsn = self.lsn
+            with self._synced:
+                while self._sync_running:
+                    wait(self._synced, self._sync_lock)
+                self._sync_running = True
+            self._lead_sync()
 
     def read_image(self, offset: int, buf: memoryview) -> None:
         got = self.file.read_into(offset, buf)
