@@ -28,6 +28,7 @@ from engine import syncpoints
 from engine.bufferpool import BufferPool
 from engine.codec import (
     INTERNAL_MIN_FILL,
+    LEAF,
     LEAF_MIN_FILL,
     USABLE,
     Node,
@@ -36,6 +37,7 @@ from engine.codec import (
     inline_fits,
     internal_split_point,
     leaf_cell_size,
+    leaf_search,
     split_point,
 )
 from engine.errors import CorruptionError
@@ -85,11 +87,17 @@ def get(pool: BufferPool, root: int, key: bytes) -> bytes | None:
     if not root:
         return None
     peek = pool.peek
-    node = peek(root) or read_node(pool, root)
+    pid = root
     depth = 0
-    while not node.leaf:
+    while True:
+        node = peek(pid)
+        if node is None:
+            node = _read_for_get(pool, pid, key)
+            if type(node) is not Node:  # the leaf was searched undecoded
+                return None if node is _MISSING else _value(pool, node)
+        if node.leaf:
+            break
         pid = node.children[bisect_right(node.keys, key)]
-        node = peek(pid) or read_node(pool, pid)
         depth += 1
         if depth > MAX_HEIGHT:
             raise _too_deep(root)
@@ -98,6 +106,33 @@ def get(pool: BufferPool, root: int, key: bytes) -> bytes | None:
     if i < len(keys) and keys[i] == key:
         return _value(pool, node.vals[i])
     return None
+
+
+_MISSING = object()
+
+
+def _read_for_get(pool: BufferPool, page_id: int, key: bytes):
+    """The decoded node of `page_id`; or, the first time a get meets the
+    page undecoded and it is a leaf, the value under `key` (or `_MISSING`)
+    found by `leaf_search` without decoding: a leaf read once and evicted
+    (a pool smaller than the tree) never pays for a full decode, and one
+    read again decodes for the hits to come."""
+    frame = pool.fetch(page_id)
+    try:
+        node = frame.obj
+        if node is None and not frame.searched and frame.buf[4] == LEAF:
+            frame.searched = True
+            value = leaf_search(frame.buf, key, page_id)
+        else:
+            if node is None:
+                node = frame.obj = decode_node(frame.buf, page_id)
+            pool.unpin(frame)
+            return node
+    except BaseException:
+        pool.unpin(frame)
+        raise
+    pool.unpin_cold(frame)
+    return _MISSING if value is None else value
 
 
 # -- writes ---------------------------------------------------------------------

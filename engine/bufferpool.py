@@ -66,7 +66,8 @@ class PageStore(Protocol):
 
 
 class Frame:
-    __slots__ = ("frame_id", "page_id", "buf", "pin", "dirty", "obj", "obj_dirty", "readers", "writer", "ref", "loading")
+    __slots__ = ("frame_id", "page_id", "buf", "pin", "dirty", "obj", "obj_dirty", "readers", "writer", "ref",
+                 "loading", "searched")
 
     def __init__(self, frame_id: int, buf: memoryview) -> None:
         self.frame_id = frame_id
@@ -80,6 +81,7 @@ class Frame:
         self.writer = False
         self.ref = False  # hit on the lock-free read path since the replacer last looked
         self.loading = False  # in the table as a placeholder while its page is read
+        self.searched = False  # a get searched the undecoded page once (see `btree.get`)
 
     def sync_bytes(self) -> None:
         """Bring `buf` up to date with the decoded node."""
@@ -292,6 +294,16 @@ class BufferPool:
             if dirty:
                 frame.dirty = True
 
+    def unpin_cold(self, frame: Frame) -> None:
+        """`unpin` a frame read for one use: it goes to the old end of the
+        replacer, so pages met once (a leaf read for a single get) are
+        evicted before the internal nodes every get walks through."""
+        with self._mutex:
+            assert frame.pin > 0, "unpin: frame is not pinned"
+            frame.pin -= 1
+            frame.ref = False
+            self._replacer.demote(frame.frame_id)
+
     def unpin_all(self, frames, dirty: bool) -> None:
         """`unpin` for many frames under one acquisition of the mutex."""
         with self._mutex:
@@ -321,7 +333,7 @@ class BufferPool:
         self.evictions += 1
         victim.page_id = None
         victim.obj = None
-        victim.obj_dirty = False
+        victim.obj_dirty = victim.searched = False
         victim.pin = 1
         return victim
 
@@ -355,7 +367,7 @@ class BufferPool:
             self._replacer.remove(frame.frame_id)
             frame.page_id = None
             frame.obj = None
-            frame.obj_dirty = frame.dirty = False
+            frame.obj_dirty = frame.dirty = frame.searched = False
             self._free.append(frame)
 
     def cached(self, page_id: int) -> Frame | None:

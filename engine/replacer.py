@@ -32,6 +32,11 @@ class LRUReplacer:
         else:
             order[frame_id] = None
 
+    def demote(self, frame_id: int) -> None:
+        """Make `frame_id` the next victim (a page used once, likely not again)."""
+        if frame_id in self._order:
+            self._order.move_to_end(frame_id, last=False)
+
     def remove(self, frame_id: int) -> None:
         self._order.pop(frame_id, None)
 

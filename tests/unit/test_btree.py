@@ -113,3 +113,31 @@ def test_engine_error_when_tree_used_after_drop(open_db):
     else:
         raise AssertionError("a dropped tree's handle must raise KeyError")
     assert engine.MAX_KEY_SIZE == 1024
+
+
+def test_gets_through_a_small_pool_keep_the_internal_nodes_cached(tmp_path):
+    """A leaf read for one get is searched undecoded and evicted first, so a
+    pool far smaller than the tree still holds the nodes every get walks:
+    about one read per get, not one per level (plain LRU: ~1.45 here)."""
+    path = str(tmp_path / "small.ddb")
+    rng = random.Random(5)
+    keys = [rng.randbytes(200) for _ in range(20_000)]  # long keys: ~117 internal nodes
+    with engine.open(path, sync="off") as db:
+        t = db.tree()
+        for k in keys:
+            t.put(k, k[:8])
+    with engine.open(path, pool_pages=128) as db:
+        t = db.tree()
+        assert len(db.tree_levels("default")) == 4
+        probes = rng.sample(keys, 2_000)
+        for k in probes[:200]:  # warm up
+            assert t.get(k) == k[:8]
+        absent = [rng.randbytes(200) for _ in range(200)]
+        before = db.stats()["pool_misses"]
+        for k in probes[200:]:
+            assert t.get(k) == k[:8]
+        for k in absent:
+            assert t.get(k) is None
+        misses = db.stats()["pool_misses"] - before
+        assert misses < 1.15 * 2_000, misses
+        assert db.check().ok

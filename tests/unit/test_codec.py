@@ -172,6 +172,33 @@ def test_node_round_trip_and_exact_accounting(node):
     assert codec.accounting_ok(page) and codec.free_space(page) == USABLE - node.size
 
 
+@given(leaf_nodes(), st.data())
+def test_leaf_search_finds_what_decoding_finds(node, data):
+    """The undecoded search of a get agrees with the decoded leaf, for keys
+    present and absent (before, between and after the stored ones)."""
+    page = _encoded(node)
+    stored = dict(zip(node.keys, node.vals, strict=True))
+    probes = list(stored) + [data.draw(keys()) for _ in range(3)]
+    for key in probes:
+        assert codec.leaf_search(page, key, 7) == stored.get(key)
+
+
+def test_leaf_search_refuses_damage_and_other_pages():
+    page = _encoded(Node(True, [b"a", b"b"], [b"1", b"2"]))
+    assert codec.leaf_search(page, b"b") == b"2" and codec.leaf_search(page, b"c") is None
+    flipped = bytearray(page)
+    flipped[PAGE_SIZE - 1] ^= 1
+    with pytest.raises(CorruptionError, match="checksum"):
+        codec.leaf_search(flipped, b"a")
+    with pytest.raises(CorruptionError, match="not a leaf"):
+        codec.leaf_search(_encoded(Node(False, [b"m"], None, [2, 3])), b"a")
+    off = struct.unpack_from("<H", page, HEADER_SIZE + 2)[0]  # the cell of b"b"
+    struct.pack_into("<I", page, off + 3, PAGE_SIZE)  # its value runs off the page
+    codec.seal(page)
+    with pytest.raises(CorruptionError, match="overruns"):
+        codec.leaf_search(page, b"b")
+
+
 @given(st.one_of(leaf_nodes(), internal_nodes()))
 def test_node_encoding_is_canonical_and_fills_every_byte(node):
     """Encoding ignores what the page held before: stale bytes never leak into it."""
@@ -440,7 +467,8 @@ def test_decoders_reject_a_flipped_bit(kind, bit):
 
 # -- garbage, truncated and sealed-but-malformed pages ------------------------------------
 
-DECODERS = [codec.decode_node, codec.decode_meta, codec.decode_overflow, codec.decode_freelist]
+DECODERS = [codec.decode_node, codec.decode_meta, codec.decode_overflow, codec.decode_freelist,
+            lambda page: codec.leaf_search(page, b"k")]
 
 
 def _decode_or_typed_error(decode, data) -> object:

@@ -46,6 +46,7 @@ _ops = st.lists(
     st.one_of(
         st.tuples(st.just("touch"), st.integers(0, 7)),
         st.tuples(st.just("remove"), st.integers(0, 7)),
+        st.tuples(st.just("demote"), st.integers(0, 7)),
         st.tuples(st.just("victim"), st.frozensets(st.integers(0, 7))),
     ),
     max_size=60,
@@ -67,6 +68,11 @@ def test_lru_agrees_with_a_list_model(ops):
             if arg in model:
                 model.remove(arg)
             r.remove(arg)
+        elif op == "demote":
+            if arg in model:
+                model.remove(arg)
+                model.insert(0, arg)
+            r.demote(arg)
         else:
             pinned = arg
             expect = next((f for f in model if f not in pinned), None)
