@@ -29,7 +29,9 @@ Read-ahead: while at least `2 * READ_AHEAD` frames are free, a miss also
 reads the aligned window of `READ_AHEAD` pages around it with one call and
 keeps the pages whose checksums hold as clean cached frames (loading
 placeholders first, like any miss). A cold pool then warms a window per disk
-access instead of a page; a full pool never evicts for a guess.
+access instead of a page; a full pool never evicts for a guess. Opening a
+database that takes at most half the pool reads all of it this way
+(`prewarm`), so its first operations find their pages cached.
 
 Concurrency: one mutex guards the table, pins and replacer. A miss reads
 outside the mutex into a reserved frame, then installs it after checking the
@@ -52,9 +54,10 @@ from engine.errors import BufferPoolFullError
 from engine.latch import wait
 from engine.replacer import LRUReplacer
 
-__all__ = ["BufferPool", "Frame", "PageStore", "READ_AHEAD"]
+__all__ = ["BufferPool", "Frame", "PageStore", "PREWARM_WINDOW", "READ_AHEAD"]
 
 READ_AHEAD = 32  # pages per read-ahead window (128 KiB)
+PREWARM_WINDOW = 256  # pages per read when the pool is warmed at open (1 MiB)
 
 
 class PageStore(Protocol):
@@ -221,47 +224,66 @@ class BufferPool:
             return  # another thread is reading ahead: skip, it is only a guess
         try:
             first = max(1, page_id - page_id % READ_AHEAD)  # page 0 is the pager's
-            end = page_id - page_id % READ_AHEAD + READ_AHEAD
-            taken: dict[int, Frame] = {}
-            with self._mutex:
-                if self._spare() < 2 * READ_AHEAD:
-                    return
-                table = self._table
-                for pid in range(first, end):
-                    if pid not in table:
-                        frame = self._pop_free()
-                        frame.pin = 1
-                        frame.page_id = pid
-                        frame.loading = True
-                        table[pid] = frame
-                        self._replacer.touch(frame.frame_id)
-                        taken[pid] = frame
-            if not taken:
-                return
             if self._ra_mem is None:
                 self._ra_mem = aligned_buffer(READ_AHEAD * PAGE_SIZE)
-            view = memoryview(self._ra_mem)
-            good: set[int] = set()
-            try:
-                good = set(self._read_ahead(first, end - first, view)) & taken.keys()
-                for pid in good:
-                    at = (pid - first) * PAGE_SIZE
-                    taken[pid].buf[:] = view[at : at + PAGE_SIZE]
-            finally:
-                view.release()
-                with self._mutex:
-                    for pid, frame in taken.items():
-                        frame.loading = False
-                        frame.pin = 0
-                        if pid not in good:
-                            del self._table[pid]
-                            self._replacer.remove(frame.frame_id)
-                            frame.page_id = None
-                            self._free.append(frame)
-                    self.prefetched += len(good)
-                    self._latch_cond.notify_all()
+            self._read_window(first, page_id - page_id % READ_AHEAD + READ_AHEAD, self._ra_mem)
         finally:
             self._ra_lock.release()
+
+    def prewarm(self, page_count: int) -> int:
+        """Read pages 1..page_count-1 into free frames, a megabyte per call,
+        when they take at most half the pool (so read-ahead and growth keep
+        their room): a database that fits its pool then never waits for a
+        read after opening. Best effort, like read-ahead; returns pages read."""
+        if self._read_ahead is None or page_count - 1 > self.n_frames // 2:
+            return 0
+        before = self.prefetched
+        mem = aligned_buffer(PREWARM_WINDOW * PAGE_SIZE)
+        with self._ra_lock:
+            for first in range(1, page_count, PREWARM_WINDOW):
+                self._read_window(first, min(first + PREWARM_WINDOW, page_count), mem)
+        return self.prefetched - before
+
+    def _read_window(self, first: int, end: int, mem) -> None:
+        """Read pages [first, end) that are not cached into free frames with
+        one call (caller holds `_ra_lock`); a page whose read or checksum
+        fails is left out, for a real read to report."""
+        taken: dict[int, Frame] = {}
+        with self._mutex:
+            if self._spare() < 2 * READ_AHEAD:
+                return
+            table = self._table
+            for pid in range(first, end):
+                if pid not in table:
+                    frame = self._pop_free()
+                    frame.pin = 1
+                    frame.page_id = pid
+                    frame.loading = True
+                    table[pid] = frame
+                    self._replacer.touch(frame.frame_id)
+                    taken[pid] = frame
+        if not taken:
+            return
+        view = memoryview(mem)
+        good: set[int] = set()
+        try:
+            good = set(self._read_ahead(first, end - first, view)) & taken.keys()
+            for pid in good:
+                at = (pid - first) * PAGE_SIZE
+                taken[pid].buf[:] = view[at : at + PAGE_SIZE]
+        finally:
+            view.release()
+            with self._mutex:
+                for pid, frame in taken.items():
+                    frame.loading = False
+                    frame.pin = 0
+                    if pid not in good:
+                        del self._table[pid]
+                        self._replacer.remove(frame.frame_id)
+                        frame.page_id = None
+                        self._free.append(frame)
+                self.prefetched += len(good)
+                self._latch_cond.notify_all()
 
     def _wait(self) -> None:
         """Wait for a latch or a load to finish (caller holds the mutex)."""

@@ -204,6 +204,7 @@ class Database:
         self._opener = opener
         try:
             self._open(create)
+            self._pool.prewarm(self._pager.page_count)
         except BaseException:
             self._release()
             raise

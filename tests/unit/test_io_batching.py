@@ -6,7 +6,7 @@ batch can fail or be damaged without losing or corrupting anything."""
 from __future__ import annotations
 
 import engine
-from engine.bufferpool import READ_AHEAD
+from engine.bufferpool import PREWARM_WINDOW, READ_AHEAD
 from engine.codec import PAGE_SIZE
 from engine.disk import default_opener
 from faults.io import FaultPlan
@@ -67,12 +67,19 @@ def test_checkpoint_writes_runs_of_pages_with_few_calls(tmp_path) -> None:
         assert db.check().ok
 
 
+def cold_pool(pages: int) -> int:
+    """A pool with room to read ahead but too small (under twice the file) to be prewarmed at open."""
+    return 2 * pages - 4
+
+
 def test_a_cold_pool_reads_ahead_a_window_per_miss(tmp_path) -> None:
     path = str(tmp_path / "db")
     with engine.open(path, sync="off") as db:
         data = fill(db)
+        pages = db.stats()["pages_allocated"]
     log: list = []
-    with engine.open(path, opener=recording_opener(log), sync="off", pool_pages=8192) as db:
+    with engine.open(path, opener=recording_opener(log), sync="off", pool_pages=cold_pool(pages)) as db:
+        assert db.stats()["pool_prefetched"] == 0
         pages = db.stats()["pages_allocated"]
         del log[:]
         t = db.tree()
@@ -104,9 +111,10 @@ def test_failed_or_damaged_read_ahead_loses_nothing(tmp_path) -> None:
     path = str(tmp_path / "test.db")
     with engine.open(path, sync="off") as db:
         data = fill(db)
+        pages = db.stats()["pages_allocated"]
     for arm in ("fail", "short", "bitflip"):
         plan = FaultPlan(seed=3)
-        with engine.open(path, opener=plan.opener(), sync="off", pool_pages=8192) as db:
+        with engine.open(path, opener=plan.opener(), sync="off", pool_pages=cold_pool(pages)) as db:
             t = db.tree()
             # counted from here: the first data-file read is the root's miss, the second
             # the read-ahead around it (a window of READ_AHEAD pages)
@@ -125,6 +133,62 @@ def test_failed_or_damaged_read_ahead_loses_nothing(tmp_path) -> None:
             assert len(plan.injected) == 1, plan.injected
             page = plan.injected[0].page
             assert page == 1 or page % READ_AHEAD == 0, page  # it hit a read-ahead window
+            assert all(got[k] == data[k] for k in got)
+            if arm != "bitflip":
+                assert got == data
+        with engine.open(path, sync="off") as db:  # the file itself was never damaged
+            assert dict(db.tree().items()) == data
+
+
+def test_a_database_that_fits_half_the_pool_is_read_at_open(tmp_path) -> None:
+    """Prewarm: a megabyte per read at open, then no operation waits for a read."""
+    path = str(tmp_path / "db")
+    with engine.open(path, sync="off") as db:
+        data = fill(db)
+        pages = db.stats()["pages_allocated"]
+    log: list = []
+    with engine.open(path, opener=recording_opener(log), sync="off", pool_pages=2 * pages) as db:
+        home_reads = [e for e in log if e[0] == "read" and not e[1].endswith("-wal")]
+        assert len(home_reads) <= 2 + pages // PREWARM_WINDOW + 1
+        assert db.stats()["pool_prefetched"] == pages - 1
+        misses = db.stats()["pool_misses"]
+        t = db.tree()
+        for k, v in data.items():
+            assert t[k] == v
+        t.put(b"k000001", b"new")
+        assert db.stats()["pool_misses"] == misses
+        assert db.check().ok
+    with engine.open(path, sync="off", pool_pages=2 * pages - 4) as db:
+        assert db.stats()["pool_prefetched"] == 0, "a file over half the pool is not prewarmed"
+
+
+def test_failed_or_damaged_prewarm_loses_nothing(tmp_path) -> None:
+    """A prewarm read that fails, comes back short or has a flipped bit only
+    leaves pages out of the pool; reading them later reports the damage."""
+    path = str(tmp_path / "test.db")
+    with engine.open(path, sync="off") as db:
+        data = fill(db, 12_000)
+        pages = db.stats()["pages_allocated"]
+    assert pages > PREWARM_WINDOW + 2  # the prewarm takes more than one read
+    for arm in ("fail", "short", "bitflip"):
+        plan = FaultPlan(seed=4)
+        # data-file reads at open: the metadata page, then the prewarm windows
+        if arm == "fail":
+            plan.fail("read", 2, file=".db")
+        elif arm == "short":
+            plan.short("read", 3, keep=7 * PAGE_SIZE + 100, file=".db")
+        else:
+            plan.bitflip(2, file=".db")
+        with engine.open(path, opener=plan.opener(), sync="off", pool_pages=4 * pages) as db:
+            assert len(plan.injected) == 1, plan.injected
+            assert 0 < db.stats()["pool_prefetched"] < pages - 1
+            t = db.tree()
+            got = {}
+            for k in data:
+                try:
+                    got[k] = t[k]
+                except engine.CorruptionError:
+                    assert arm == "bitflip"
             assert all(got[k] == data[k] for k in got)
             if arm != "bitflip":
                 assert got == data
