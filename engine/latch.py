@@ -30,17 +30,19 @@ def wait(cond: threading.Condition, mutex: threading.Lock) -> None:
 
 
 class RWLatch:
-    __slots__ = ("_mutex", "_cond", "_readers", "_writer", "_waiting")
+    """Writers wait on their own condition and a release wakes one of them
+    (or, with no writer queued, every reader): waking every waiter on each
+    release made eight committers spend their time passing the GIL around."""
+
+    __slots__ = ("_mutex", "_readers_cond", "_writers_cond", "_readers", "_writer", "_waiting")
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
-        self._cond = threading.Condition(self._mutex)
+        self._readers_cond = threading.Condition(self._mutex)
+        self._writers_cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writer: int | None = None  # thread id of the holder
-        self._waiting = 0
-
-    def _wait(self) -> None:
-        wait(self._cond, self._mutex)
+        self._waiting = 0  # writers queued
 
     def acquire_read(self) -> None:
         with self._mutex:
@@ -48,14 +50,14 @@ class RWLatch:
                 self._readers += 1
                 return
             while self._writer is not None or self._waiting:
-                self._wait()
+                wait(self._readers_cond, self._mutex)
             self._readers += 1
 
     def release_read(self) -> None:
         with self._mutex:
             self._readers -= 1
             if self._readers == 0 and self._waiting:
-                self._cond.notify_all()
+                self._writers_cond.notify()
 
     def acquire_write(self) -> None:
         me = threading.get_ident()
@@ -67,15 +69,28 @@ class RWLatch:
             self._waiting += 1
             try:
                 while self._writer is not None or self._readers:
-                    self._wait()
-            finally:
+                    wait(self._writers_cond, self._mutex)
+            except BaseException:  # interrupted: readers held back for this writer may go
                 self._waiting -= 1
+                self._wake()
+                raise
+            self._waiting -= 1
             self._writer = me
 
     def release_write(self) -> None:
         with self._mutex:
             self._writer = None
-            self._cond.notify_all()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Hand the free latch on (caller holds the mutex): to one queued
+        writer, or else to every waiting reader."""
+        if self._writer is not None:
+            return
+        if self._waiting:
+            self._writers_cond.notify()
+        else:
+            self._readers_cond.notify_all()
 
     def held_by_me(self) -> bool:
         return self._writer == threading.get_ident()

@@ -432,7 +432,8 @@ class Wal:
     def sync_to(self, lsn: int, force: bool = False) -> None:
         """Make the log durable up to `lsn` (rule 1); committers waiting
         together share one fsync (group commit): while one runs, the others
-        append, and the first of them left uncovered leads the next."""
+        append and wait on `_synced`, and the first of them left uncovered
+        leads the next."""
         if not force and self.sync_mode != "full":
             return
         if self.durable_lsn >= lsn and not self.failed:

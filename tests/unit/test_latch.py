@@ -70,6 +70,67 @@ def test_waiting_writer_blocks_new_readers():
     assert order == ["w", "r"]
 
 
+def test_many_writers_and_readers_exclude_and_all_finish():
+    """Each release wakes one queued writer, or every reader when none is
+    queued: with eight writers and four readers looping, no holder overlaps
+    a writer and nobody is left waiting (a lost wakeup would hang a thread)."""
+    latch = RWLatch()
+    inside = {"readers": 0, "writers": 0}
+    bad: list[str] = []
+    guard = threading.Lock()
+
+    def enter(kind: str) -> None:
+        with guard:
+            inside[kind] += 1
+            if inside["writers"] > 1 or (inside["writers"] and inside["readers"]):
+                bad.append(f"{inside}")
+
+    def leave(kind: str) -> None:
+        with guard:
+            inside[kind] -= 1
+
+    def writer() -> None:
+        for _ in range(300):
+            latch.acquire_write()
+            enter("writers")
+            leave("writers")
+            latch.release_write()
+
+    def reader() -> None:
+        for _ in range(300):
+            latch.acquire_read()
+            enter("readers")
+            leave("readers")
+            latch.release_read()
+
+    runs = [_start(writer) for _ in range(8)] + [_start(reader) for _ in range(4)]
+    assert all(done.wait(WAIT * 4) for _, done in runs), "a thread never got the latch"
+    assert bad == [] and latch.idle()
+
+
+def test_an_interrupted_writer_lets_the_readers_behind_it_go():
+    latch = RWLatch()
+    latch.acquire_read()
+
+    class Stop(Exception):
+        pass
+
+    def hook(name: str) -> None:  # the queued writer's wait raises (a KeyboardInterrupt, say)
+        raise Stop(name)
+
+    syncpoints.install(hook)
+    try:
+        with pytest.raises(Stop):
+            latch.acquire_write()
+    finally:
+        syncpoints.uninstall()
+    assert latch._waiting == 0
+    _, reader = _start(lambda: (latch.acquire_read(), latch.release_read()))
+    assert reader.wait(WAIT), "a reader must not wait for a writer that gave up"
+    latch.release_read()
+    assert latch.idle()
+
+
 def test_write_latch_is_not_reentrant():
     latch = RWLatch()
     latch.acquire_write()
