@@ -244,6 +244,35 @@ class BufferPool:
                 self._read_window(first, min(first + PREWARM_WINDOW, page_count), mem)
         return self.prefetched - before
 
+    def read_uncached(self, first: int, count: int) -> dict[int, bytes]:
+        """Pages of [first, first+count) read from the store with one call,
+        bypassing the pool: those not cached here (a cached copy may be newer
+        than the store's), not superseded in the log, whose checksums hold.
+        For long overflow chains, so reading a large value neither costs a
+        call per page nor evicts the pool's working set. Best effort: a page
+        left out is fetched through the pool, which reports its error."""
+        if self._read_ahead is None:
+            return {}
+        with self._mutex:
+            table = self._table
+            wanted = [pid for pid in range(first, first + count) if pid not in table]
+        if not wanted:
+            return {}
+        end = wanted[-1] + 1
+        mem = aligned_buffer((end - first) * PAGE_SIZE)
+        view = memoryview(mem)
+        try:
+            good = set(self._read_ahead(first, end - first, view))
+            out = {}
+            for pid in wanted:
+                if pid in good:
+                    at = (pid - first) * PAGE_SIZE
+                    out[pid] = view[at : at + PAGE_SIZE].tobytes()
+            return out
+        finally:
+            view.release()
+            mem.close()
+
     def _read_window(self, first: int, end: int, mem) -> None:
         """Read pages [first, end) that are not cached into free frames with
         one call (caller holds `_ra_lock`); a page whose read or checksum

@@ -28,11 +28,13 @@ from engine.codec import (
     decode_overflow,
     encode_overflow,
 )
+from engine.errors import CorruptionError
 from engine.pager import Pager
 
 __all__ = ["Txn", "TreeEntry"]
 
 _NEW = object()  # snapshot marker: the page was created by this transaction
+OVERFLOW_RUN = 256  # overflow pages read with one call (1 MiB)
 
 
 class TreeEntry:
@@ -218,7 +220,6 @@ def overflow_pages(pool: BufferPool, ov: Overflow) -> list[int]:
     remaining = ov.length
     while remaining > 0:
         if pid == 0 or len(out) > ov.length // OVERFLOW_PAYLOAD + 1:
-            from engine.errors import CorruptionError
             raise CorruptionError(f"overflow chain of {ov.length} bytes is cut short at page {pid}")
         frame = pool.fetch(pid)
         try:
@@ -232,22 +233,34 @@ def overflow_pages(pool: BufferPool, ov: Overflow) -> list[int]:
 
 
 def read_overflow(pool: BufferPool, ov: Overflow) -> bytes:
+    """The value of an overflow chain. Chains are mostly runs of consecutive
+    pages, so the pages still ahead are read from the store a run at a time
+    (`read_uncached`, up to OVERFLOW_RUN pages per call) and a page the run
+    did not bring (cached, spilled, elsewhere or damaged) through the pool."""
     parts = []
     pid = ov.page
     remaining = ov.length
+    run: dict[int, bytes] = {}
+    tried = range(0)  # the page ids the last run read covered
     while remaining > 0:
         if pid == 0:
-            from engine.errors import CorruptionError
             raise CorruptionError(f"overflow chain of {ov.length} bytes is cut short")
-        frame = pool.fetch(pid)
-        try:
-            payload, pid = decode_overflow(frame.buf, -1)
-        finally:
-            pool.unpin(frame)
+        page = run.pop(pid, None)
+        if page is None and remaining > OVERFLOW_PAYLOAD and pid not in tried:
+            tried = range(pid, pid + min(-(-remaining // OVERFLOW_PAYLOAD), OVERFLOW_RUN))
+            run = pool.read_uncached(tried.start, len(tried))
+            page = run.pop(pid, None)
+        if page is not None:
+            payload, pid = decode_overflow(page, pid)
+        else:
+            frame = pool.fetch(pid)
+            try:
+                payload, pid = decode_overflow(frame.buf, pid)
+            finally:
+                pool.unpin(frame)
         parts.append(payload)
         remaining -= len(payload)
     value = b"".join(parts)
     if len(value) != ov.length:
-        from engine.errors import CorruptionError
         raise CorruptionError(f"overflow chain holds {len(value)} bytes, cell says {ov.length}")
     return value
