@@ -34,7 +34,7 @@ class RWLatch:
     (or, with no writer queued, every reader): waking every waiter on each
     release made eight committers spend their time passing the GIL around."""
 
-    __slots__ = ("_mutex", "_readers_cond", "_writers_cond", "_readers", "_writer", "_waiting")
+    __slots__ = ("_mutex", "_readers_cond", "_writers_cond", "_readers", "_writer", "_waiting", "_readers_waiting")
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
@@ -43,14 +43,19 @@ class RWLatch:
         self._readers = 0
         self._writer: int | None = None  # thread id of the holder
         self._waiting = 0  # writers queued
+        self._readers_waiting = 0
 
     def acquire_read(self) -> None:
         with self._mutex:
             if self._writer is None and not self._waiting:  # the common, uncontended case
                 self._readers += 1
                 return
-            while self._writer is not None or self._waiting:
-                wait(self._readers_cond, self._mutex)
+            self._readers_waiting += 1
+            try:
+                while self._writer is not None or self._waiting:
+                    wait(self._readers_cond, self._mutex)
+            finally:
+                self._readers_waiting -= 1
             self._readers += 1
 
     def release_read(self) -> None:
@@ -89,7 +94,7 @@ class RWLatch:
             return
         if self._waiting:
             self._writers_cond.notify()
-        else:
+        elif self._readers_waiting:
             self._readers_cond.notify_all()
 
     def held_by_me(self) -> bool:
