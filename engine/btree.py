@@ -30,6 +30,7 @@ from engine.codec import (
     INTERNAL_MIN_FILL,
     LEAF,
     LEAF_MIN_FILL,
+    MAX_LEAF_CELL,
     USABLE,
     Node,
     Overflow,
@@ -209,12 +210,13 @@ def in_place(pool: BufferPool, root: int, key: bytes, value: bytes | None):
             if found and type(node.vals[i]) is Overflow:
                 return None
             size = node.size
-            if found:
-                size -= leaf_cell_size(key, node.vals[i])
+            if found:  # leaf_cell_size of an inline value, inlined: this is the hot path
+                size -= 9 + len(key) + len(node.vals[i])
             if value is not None:
-                if not inline_fits(len(key), len(value)):
+                cell = 9 + len(key) + len(value)
+                if cell > MAX_LEAF_CELL:  # not `inline_fits`: an overflow chain is the general path's
                     return None
-                size += leaf_cell_size(key, value)
+                size += cell
             if size > USABLE or (size < LEAF_MIN_FILL and pid != root):
                 return None
             return frame, i, found, size

@@ -58,6 +58,7 @@ from engine.wal import (
     RecoveryPlan,
     Wal,
     decode_ops,
+    encode_op,
     encode_ops,
     first_record,
     scan,
@@ -404,7 +405,9 @@ class Database:
         latch = self._latch
         latch.acquire_write()
         try:
-            self._check_writable()
+            wal = self._wal
+            if self._closed or self.read_only or wal.failed:
+                self._check_writable()  # raises the right error
             entry = self._trees.get(name)
             if entry is None or not entry.root:
                 return None
@@ -414,15 +417,16 @@ class Database:
             frame, i, found, size = plan
             if value is None and not found:
                 return False
-            wal = self._wal
-            lsn = wal.commit(encode_ops([(OP_DELETE if value is None else OP_PUT, name, key, value)]))
+            lsn = wal.commit(encode_op(OP_DELETE if value is None else OP_PUT, name, key, value))
             btree.apply_in_place(frame, i, found, size, key, value, lsn)
             self._pool.mark_changed(frame)
             if not found:
                 entry.count += 1
             elif value is None:
                 entry.count -= 1
-            self._committed()
+            self._version += 1  # `_committed`, inlined: this is the hot path
+            if wal.end > self.checkpoint_bytes:
+                self._auto_checkpoint()
         finally:
             latch.release_write()
         wal.sync_to(lsn)
@@ -766,8 +770,11 @@ class Tree(MutableMapping):
         return entry
 
     def put(self, key, value) -> None:
-        key = _key(key)
-        value = _value(value)
+        # `_key` and `_value` run only when the inlined common case fails: a hot path
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
+            key = _key(key)
+        if type(value) is not bytes or len(value) > MAX_VALUE_SIZE:
+            value = _value(value)
         db = self._db
         if db._write_in_place(self.name, key, value) is None:
             db._check_writable()
@@ -776,7 +783,8 @@ class Tree(MutableMapping):
             db._write(_put, self.name, key, value)
 
     def get(self, key, default=None):
-        key = _key(key)
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
+            key = _key(key)
         db = self._db
         latch = db._latch
         latch.acquire_read()
@@ -788,7 +796,8 @@ class Tree(MutableMapping):
         return default if value is None else value
 
     def delete(self, key) -> bool:
-        key = _key(key)
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
+            key = _key(key)
         found = self._db._write_in_place(self.name, key, None)
         return self._db._write(_delete, self.name, key) if found is None else found
 

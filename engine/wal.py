@@ -64,7 +64,7 @@ from engine.errors import CorruptionError, NeedsRecoveryError, StorageIOError
 from engine.latch import wait
 
 __all__ = [
-    "Wal", "LoggedStore", "first_record", "RecoveryPlan", "encode_ops", "decode_ops", "scan",
+    "Wal", "LoggedStore", "first_record", "RecoveryPlan", "encode_op", "encode_ops", "decode_ops", "scan",
     "COMMIT", "SPILL", "CKPT_BEGIN", "CKPT_IMAGE", "CKPT_END",
     "OP_PUT", "OP_DELETE", "OP_CREATE", "OP_DROP",
 ]
@@ -87,13 +87,20 @@ _LEN = struct.Struct("<I")
 
 # -- pure encoding -------------------------------------------------------------
 
+def encode_op(op: int, tree: str, key: bytes, value: bytes | None) -> bytes:
+    """`encode_ops` of one put or delete (the hot case).
+
+    post: __return__ == encode_ops([(op, tree, key, value)])
+    """
+    name = tree.encode()
+    if op == OP_PUT:
+        return b"".join((_OP_HEAD.pack(OP_PUT, len(name)), name, _LEN.pack(len(key)), key,
+                         _LEN.pack(len(value)), value))  # type: ignore[arg-type]
+    return b"".join((_OP_HEAD.pack(op, len(name)), name, _LEN.pack(len(key)), key))
+
+
 def encode_ops(ops: list[tuple[int, str, bytes | None, bytes | None]]) -> bytes:
     """Serialize (op, tree, key, value) tuples into a commit payload."""
-    if len(ops) == 1 and ops[0][0] == OP_PUT:  # the hot case: one put
-        _, tree, key, value = ops[0]
-        name = tree.encode()
-        return b"".join((_OP_HEAD.pack(OP_PUT, len(name)), name, _LEN.pack(len(key)), key,
-                         _LEN.pack(len(value)), value))
     parts = []
     for op, tree, key, value in ops:
         name = tree.encode()
@@ -425,7 +432,8 @@ class Wal:
         """Append a commit record; returns its LSN (durable after `sync_to`)."""
         syncpoints.reach("wal.append")
         with self._mutex:
-            lsn, _ = self._append(COMMIT, payload)
+            self._append_records(COMMIT, (payload,))
+            lsn = self.lsn
         self.commits += 1
         return lsn
 

@@ -28,6 +28,7 @@ from engine.wal import (
     RecoveryPlan,
     Wal,
     decode_ops,
+    encode_op,
     encode_ops,
     scan,
 )
@@ -49,6 +50,14 @@ def test_encode_decode_round_trip(ops):
     payload = encode_ops(ops)
     assert decode_ops(payload) == ops
     assert decode_ops(encode_ops(decode_ops(payload))) == ops
+
+
+@settings(max_examples=100, deadline=None)
+@given(_op.filter(lambda op: op[0] in (OP_PUT, OP_DELETE)))
+def test_encode_op_is_encode_ops_of_one(op):
+    """The in-place path's single-op encoder writes what recovery decodes."""
+    assert encode_op(*op) == encode_ops([op])
+    assert decode_ops(encode_op(*op)) == [op]
 
 
 @settings(max_examples=300, deadline=None)
