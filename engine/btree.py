@@ -113,15 +113,15 @@ _MISSING = object()
 
 
 def _read_for_get(pool: BufferPool, page_id: int, key: bytes):
-    """The decoded node of `page_id`; or, the first time a get meets the
-    page undecoded and it is a leaf, the value under `key` (or `_MISSING`)
-    found by `leaf_search` without decoding: a leaf read once and evicted
-    (a pool smaller than the tree) never pays for a full decode, and one
-    read again decodes for the hits to come."""
+    """The decoded node of `page_id`; or, when the pool is full and a get
+    first meets the page undecoded and it is a leaf, the value under `key`
+    (or `_MISSING`) found by `leaf_search` without decoding: a leaf read once
+    and evicted (a pool smaller than the tree) never pays for a full decode,
+    and one read again decodes for the hits to come."""
     frame = pool.fetch(page_id)
     try:
         node = frame.obj
-        if node is None and not frame.searched and frame.buf[4] == LEAF:
+        if node is None and not frame.searched and frame.buf[4] == LEAF and pool.full():
             frame.searched = True
             value = leaf_search(frame.buf, key, page_id)
         else:

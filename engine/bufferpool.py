@@ -132,6 +132,10 @@ class BufferPool:
                 return obj
         return None
 
+    def full(self) -> bool:
+        """Every frame holds a page: the next miss evicts."""
+        return not self._free and len(self.frames) == self.n_frames
+
     def peek_frame(self, page_id: int) -> Frame | None:
         """`peek`, returning the frame (for the writer alone on the pool's
         pages, which may then change the node and call `mark_changed`)."""
