@@ -75,7 +75,7 @@ def read_node(pool: BufferPool, page_id: int) -> Node:
         node = frame.obj
         if node is None:
             node = frame.obj = decode_node(frame.buf, page_id)
-        return node
+        return node  # taken while pinned: another reader's miss may evict the frame after
     finally:
         pool.unpin(frame)
 
@@ -119,21 +119,22 @@ def _read_for_get(pool: BufferPool, page_id: int, key: bytes):
     and evicted (a pool smaller than the tree) never pays for a full decode,
     and one read again decodes for the hits to come."""
     frame = pool.fetch(page_id)
+    once = False
     try:
         node = frame.obj
-        if node is None and not frame.searched and frame.buf[4] == LEAF and pool.full():
-            frame.searched = True
-            value = leaf_search(frame.buf, key, page_id)
-        else:
-            if node is None:
-                node = frame.obj = decode_node(frame.buf, page_id)
-            pool.unpin(frame)
+        if node is not None:
             return node
-    except BaseException:
-        pool.unpin(frame)
-        raise
-    pool.unpin_cold(frame)
-    return _MISSING if value is None else value
+        if not frame.searched and frame.buf[4] == LEAF and pool.full():
+            frame.searched = once = True
+            value = leaf_search(frame.buf, key, page_id)
+            return _MISSING if value is None else value
+        node = frame.obj = decode_node(frame.buf, page_id)
+        return node
+    finally:
+        if once:
+            pool.unpin_cold(frame)
+        else:
+            pool.unpin(frame)
 
 
 # -- writes ---------------------------------------------------------------------
@@ -228,7 +229,8 @@ def in_place(pool: BufferPool, root: int, key: bytes, value: bytes | None):
 
 def _cached_frame(pool: BufferPool, page_id: int):
     """The frame of `page_id` with its node decoded, read on a miss and left
-    unpinned (for the writer alone on the pool)."""
+    unpinned (for the writer alone on the pool: nothing evicts it meanwhile;
+    a reader must use `read_node`, which takes the node while pinned)."""
     frame = pool.fetch(page_id)
     try:
         if frame.obj is None:

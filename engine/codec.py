@@ -288,14 +288,22 @@ def encode_node(node: Node, page: bytearray | memoryview) -> None:
     seal(page)
 
 
+def _node_header(data: bytes, page_id: int, types: tuple[int, ...], what: str) -> tuple:
+    """The header of a slotted page whose CRC holds, type is in `types` and
+    slot array and free space are in bounds; `CorruptionError` otherwise."""
+    if not verify(data):
+        raise CorruptionError(f"page {page_id}: checksum mismatch")
+    header = _HEADER.unpack_from(data, 0)
+    _, ptype, _, n, free_start, free_end = header[:6]
+    if ptype not in types or free_start != HEADER_SIZE + 2 * n or not free_start <= free_end <= PAGE_SIZE:
+        raise CorruptionError(f"page {page_id}: not a {what} page (type {ptype})")
+    return header
+
+
 def decode_node(page: bytes | bytearray | memoryview, page_id: int = -1) -> Node:
     """Decode a leaf or internal page; `CorruptionError` on any inconsistency."""
     data = bytes(page)
-    if not verify(data):
-        raise CorruptionError(f"page {page_id}: checksum mismatch")
-    _, ptype, _, n, free_start, free_end, garbage, _, lsn, nxt, prev = _HEADER.unpack_from(data, 0)
-    if ptype not in (LEAF, INTERNAL) or free_start != HEADER_SIZE + 2 * n or not free_start <= free_end <= PAGE_SIZE:
-        raise CorruptionError(f"page {page_id}: not a node page (type {ptype})")
+    _, ptype, _, n, _, _, _, _, lsn, nxt, prev = _node_header(data, page_id, (LEAF, INTERNAL), "node")
     offsets = struct.unpack_from(f"<{n}H", data, HEADER_SIZE)
     keys: list[bytes] = []
     append_key = keys.append
@@ -348,11 +356,7 @@ def leaf_search(page: bytes | bytearray | memoryview, key: bytes, page_id: int =
     answer one get (decoding all of it costs several times more). Checks the
     CRC and header as `decode_node` does; `CorruptionError` on any damage."""
     data = bytes(page)
-    if not verify(data):
-        raise CorruptionError(f"page {page_id}: checksum mismatch")
-    _, ptype, _, n, free_start, free_end, _, _, _, _, _ = _HEADER.unpack_from(data, 0)
-    if ptype != LEAF or free_start != HEADER_SIZE + 2 * n or not free_start <= free_end <= PAGE_SIZE:
-        raise CorruptionError(f"page {page_id}: not a leaf page (type {ptype})")
+    n = _node_header(data, page_id, (LEAF,), "leaf")[3]
     unpack_slot = _U16.unpack_from
     unpack = _LEAF_CELL.unpack_from
     lo, hi = 0, n

@@ -401,6 +401,7 @@ def test_seeded_plans_are_reproducible() -> None:
 def test_records_are_consistent() -> None:
     plan = _mixed_plan(9)
     _workload(plan)
+    assert len(plan.injected) >= 4, "the mixed plan must inject something to check"
     for inj in plan.injected:
         assert 1 <= inj.call_index <= plan.calls[inj.kind]
         assert inj.file in ("db", "db-wal")

@@ -74,11 +74,30 @@ def cold_pool(pages: int) -> int:
     return 2 * pages - 4
 
 
+def filled_file(path: str, n: int = 4000) -> tuple[dict[bytes, bytes], int]:
+    """A closed database of `n` keys at `path`: its contents and page count."""
+    with engine.open(path, sync="off") as db:
+        data = fill(db, n)
+        return data, db.stats()["pages_allocated"]
+
+
+def read_back(db, data: dict[bytes, bytes], damaged: bool) -> None:
+    """Every key reads back right; with `damaged`, some may raise CorruptionError instead."""
+    t = db.tree()
+    got = {}
+    for k in data:
+        try:
+            got[k] = t[k]
+        except engine.CorruptionError:
+            assert damaged
+    assert all(got[k] == data[k] for k in got)
+    if not damaged:
+        assert got == data
+
+
 def test_a_cold_pool_reads_ahead_a_window_per_miss(tmp_path) -> None:
     path = str(tmp_path / "db")
-    with engine.open(path, sync="off") as db:
-        data = fill(db)
-        pages = db.stats()["pages_allocated"]
+    data, pages = filled_file(path)
     log: list = []
     with engine.open(path, opener=recording_opener(log), sync="off", pool_pages=cold_pool(pages)) as db:
         assert db.stats()["pool_prefetched"] == 0
@@ -98,8 +117,7 @@ def test_a_cold_pool_reads_ahead_a_window_per_miss(tmp_path) -> None:
 
 def test_a_full_pool_never_reads_ahead(tmp_path) -> None:
     path = str(tmp_path / "db")
-    with engine.open(path, sync="off") as db:
-        data = fill(db)
+    data, _ = filled_file(path)
     with engine.open(path, sync="off", pool_pages=2 * READ_AHEAD - 1) as db:
         t = db.tree()
         for k, v in data.items():
@@ -111,13 +129,11 @@ def test_failed_or_damaged_read_ahead_loses_nothing(tmp_path) -> None:
     """A failing read-ahead is skipped; a flipped bit in a neighbour keeps that
     neighbour out of the pool, and reading it later reports the damage."""
     path = str(tmp_path / "test.db")
-    with engine.open(path, sync="off") as db:
-        data = fill(db)
-        pages = db.stats()["pages_allocated"]
+    data, pages = filled_file(path)
     for arm in ("fail", "short", "bitflip"):
         plan = FaultPlan(seed=3)
         with engine.open(path, opener=plan.opener(), sync="off", pool_pages=cold_pool(pages)) as db:
-            t = db.tree()
+            db.tree()
             # counted from here: the first data-file read is the root's miss, the second
             # the read-ahead around it (a window of READ_AHEAD pages)
             if arm == "fail":
@@ -126,18 +142,10 @@ def test_failed_or_damaged_read_ahead_loses_nothing(tmp_path) -> None:
                 plan.short("read", 2, keep=5 * PAGE_SIZE + 100, file=".db")
             else:
                 plan.bitflip(2, file=".db")
-            got = {}
-            for k in data:
-                try:
-                    got[k] = t[k]
-                except engine.CorruptionError:
-                    assert arm == "bitflip"
+            read_back(db, data, damaged=arm == "bitflip")
             assert len(plan.injected) == 1, plan.injected
             page = plan.injected[0].page
             assert page == 1 or page % READ_AHEAD == 0, page  # it hit a read-ahead window
-            assert all(got[k] == data[k] for k in got)
-            if arm != "bitflip":
-                assert got == data
         with engine.open(path, sync="off") as db:  # the file itself was never damaged
             assert dict(db.tree().items()) == data
 
@@ -145,9 +153,7 @@ def test_failed_or_damaged_read_ahead_loses_nothing(tmp_path) -> None:
 def test_a_database_that_fits_half_the_pool_is_read_at_open(tmp_path) -> None:
     """Prewarm: a megabyte per read at open, then no operation waits for a read."""
     path = str(tmp_path / "db")
-    with engine.open(path, sync="off") as db:
-        data = fill(db)
-        pages = db.stats()["pages_allocated"]
+    data, pages = filled_file(path)
     log: list = []
     with engine.open(path, opener=recording_opener(log), sync="off", pool_pages=2 * pages) as db:
         home_reads = [e for e in log if e[0] == "read" and not e[1].endswith("-wal")]
@@ -168,9 +174,7 @@ def test_failed_or_damaged_prewarm_loses_nothing(tmp_path) -> None:
     """A prewarm read that fails, comes back short or has a flipped bit only
     leaves pages out of the pool; reading them later reports the damage."""
     path = str(tmp_path / "test.db")
-    with engine.open(path, sync="off") as db:
-        data = fill(db, 12_000)
-        pages = db.stats()["pages_allocated"]
+    data, pages = filled_file(path, 12_000)
     assert pages > PREWARM_WINDOW + 2  # the prewarm takes more than one read
     for arm in ("fail", "short", "bitflip"):
         plan = FaultPlan(seed=4)
@@ -184,16 +188,7 @@ def test_failed_or_damaged_prewarm_loses_nothing(tmp_path) -> None:
         with engine.open(path, opener=plan.opener(), sync="off", pool_pages=4 * pages) as db:
             assert len(plan.injected) == 1, plan.injected
             assert 0 < db.stats()["pool_prefetched"] < pages - 1
-            t = db.tree()
-            got = {}
-            for k in data:
-                try:
-                    got[k] = t[k]
-                except engine.CorruptionError:
-                    assert arm == "bitflip"
-            assert all(got[k] == data[k] for k in got)
-            if arm != "bitflip":
-                assert got == data
+            read_back(db, data, damaged=arm == "bitflip")
         with engine.open(path, sync="off") as db:  # the file itself was never damaged
             assert dict(db.tree().items()) == data
 

@@ -333,7 +333,8 @@ def test_group_commit_at_the_log_level(tmp_path):
         th.join(60)
     assert sorted(lsns) == list(range(1, 161))
     assert wal.durable_lsn == wal.lsn == 160
-    assert 1 <= wal.syncs < 160
+    # eight committers share fsyncs: about 35 for 160 commits here; one each would be 160
+    assert 1 <= wal.syncs <= 120, wal.syncs
     _, records, _ = scan(wal.read_all())
     assert len(records) == 160
     wal.close()
