@@ -32,7 +32,7 @@ from engine.codec import (
     has_magic,
     leaf_cell_size,
 )
-from engine.disk import BlockFile, DirectFile, FileLock, fsync_dir
+from engine.disk import BlockFile, DirectFile, FileLock, Overlay, fsync_dir
 from engine.errors import (
     CorruptionError,
     DatabaseClosedError,
@@ -82,13 +82,8 @@ def open(  # noqa: A001 - the API's name
     opener=None,
 ) -> Database:
     """Open (and recover) the database at `path`; see shared/API.md."""
-    kw = dict(pool_pages=pool_pages, direct_io=direct_io, sync=sync, opener=opener)
-    try:
-        return Database(path, create=create, read_only=read_only, **kw)
-    except _NeedsWritableRecovery:
-        # a read-only open found a log to replay: recover once read-write
-        Database(path, create=False, **kw).close()
-        return Database(path, create=False, read_only=True, **kw)
+    return Database(path, create=create, read_only=read_only, pool_pages=pool_pages, direct_io=direct_io,
+                    sync=sync, opener=opener)
 
 
 @dataclass(frozen=True)
@@ -215,66 +210,95 @@ class Database:
     # -- opening and recovery -------------------------------------------------
 
     def _open(self, create: bool) -> None:
+        """Open and recover (rules 4 and 8 of `wal`).
+
+        Rule 8: a killed writer's unsynced writes may still sit in the page
+        cache, where this open reads them; a later power loss would take them
+        back. So before the first write that builds on what was read (a
+        checkpoint image written home, an appended record that says earlier
+        ones were durable), both files are synced: what recovery read is then
+        durable, and nothing is built on bytes that may vanish.
+
+        A read-only open never writes either file: when there is something
+        to recover it runs the same recovery over copy-on-write `Overlay`s of
+        both files, in memory.
+        """
         ro = self.read_only
         self._data = data = self._opener(self.path, create and not ro)
         if os.path.exists(self.path):
             self._lock = FileLock(self.path, shared=ro)
         size = data.size()
-        if size == 0:
-            if ro:
-                raise NotADatabaseError(f"{self.path}: empty file, not a database")
-            self._create_new()
-            return
-        head = memoryview(bytearray(PAGE_SIZE))
-        got = data.read_into(0, head)
-        if got < min(size, PAGE_SIZE):  # the bytes are there: a flaky read, not a foreign file
-            raise StorageIOError(5, f"{self.path}: short read of the metadata page ({got} of {min(size, PAGE_SIZE)} bytes)")
         wal_path = self.path + "-wal"
         # The log is only opened here, never created, until the data file
         # has proven to be a database: a failed open leaves no "-wal" behind.
         log = self._try_open_log(wal_path)
-        if log is None and size <= PAGE_SIZE and _interrupted_creation(head[:got]):
-            if ro:
-                raise NotADatabaseError(f"{self.path}: creation never finished, not a database")
-            self._create_new()
-            return
-        if log is None and (got < PAGE_SIZE or not has_magic(head)):
-            self._not_a_database(head, got)
-        self._wal = Wal(log, self.sync_mode) if log is not None else None
-        logdata = self._wal.read_all() if self._wal is not None else b""
+        if log is not None:
+            self._wal = Wal(log, self.sync_mode)
+        head = memoryview(bytearray(PAGE_SIZE))
+        got = data.read_into(0, head) if size else 0
+        if got < min(size, PAGE_SIZE):  # the bytes are there: a flaky read, not a foreign file
+            raise StorageIOError(5, f"{self.path}: short read of the metadata page ({got} of {min(size, PAGE_SIZE)} bytes)")
+        fresh = size == 0 or (size <= PAGE_SIZE and _interrupted_creation(head[:got]))
+        blank = fresh or not any(head[:got])  # nothing of a metadata page is there
+        logdata = self._wal.read_all() if log is not None else b""
         base, records, end = scan(logdata)
         if end < len(logdata) and any(logdata[end:]):
             # the scan stopped early: read again, so a flaky read is an I/O
             # error rather than a silently shortened log
             if self._wal.read_all() != logdata:
                 raise StorageIOError(5, f"{wal_path}: two reads of the log differ")
+        first = first_record(logdata)
+        if fresh and first is None and not base:
+            # no database yet: nothing written, or its creation cut short (a
+            # log without records holds nothing either)
+            if ro:
+                raise NotADatabaseError(f"{self.path}: empty file or creation never finished, not a database")
+            self._create_new()
+            return
+        if log is None and (got < PAGE_SIZE or not has_magic(head)):
+            self._not_a_database(head, got)
         plan = RecoveryPlan(logdata, records)
+        restart = False  # the base is the creation page the data file lost
         if got < PAGE_SIZE or not has_magic(head):
-            if not any(pid == 0 for pid, _ in plan.images):
-                if base is not None:
-                    raise CorruptionError(f"{self.path}: metadata page damaged (its log is a DragonDB log)")
+            if blank and base == 0:
+                # records from the very first LSN rebuild everything on top
+                # of the creation page (a lost file growth, or a cut file)
+                restart = True
+            elif not any(pid == 0 for pid, _ in plan.images):
+                if base is not None or first is not None:
+                    raise CorruptionError(
+                        f"{self.path}: metadata page lost or damaged, and its log needs it; both files left as they are")
                 self._not_a_database(head, got)
-        needs_work = bool(plan.images or plan.commits)
+        needs_work = bool(plan.images or plan.commits or restart)
         if ro and needs_work:
-            raise _NeedsWritableRecovery
+            # recover in memory: the same steps below, over overlays
+            data = self._data = Overlay(data)
+            self._wal.file = Overlay(self._wal.file)
+        writable = not ro or needs_work
+        if restart:
+            head[:] = _creation_page()
+        meta_lsn = decode_meta(head).checkpoint_lsn if base is None and first is not None else 0
+        if base is None and first is not None and first[0] > meta_lsn and not (
+                first[0] == meta_lsn + 1 and first[1] == CKPT_BEGIN):
+            # records newer than the last checkpoint sit behind a damaged header
+            # (a reset cut short leaves only that checkpoint's own records)
+            raise CorruptionError(f"{wal_path}: log header damaged but newer records follow")
+        if not ro:
+            self._make_durable()
+        if restart:
+            data.write(0, head)
         if plan.images:
             for pid, at in plan.images:
                 data.write(pid * PAGE_SIZE, logdata[at : at + PAGE_SIZE])
             data.read_into(0, head)
         meta = decode_meta(head)
-        first = first_record(logdata) if base is None else None
-        if first is not None and first[0] > meta.checkpoint_lsn and not (
-                first[0] == meta.checkpoint_lsn + 1 and first[1] == CKPT_BEGIN):
-            # records newer than the last checkpoint sit behind a damaged header
-            # (a reset cut short leaves only that checkpoint's own records)
-            raise CorruptionError(f"{wal_path}: log header damaged but newer records follow")
         self._pager = Pager(data, meta.page_count)
         if data.size() < meta.page_count * PAGE_SIZE:
-            if not plan.images:
+            if not plan.images and not restart:
                 raise CorruptionError(f"{self.path}: file has {data.size()} bytes, metadata needs {meta.page_count} pages")
             # the checkpoint's file growth was lost with the crash; its pages were free
             data.extend(meta.page_count * PAGE_SIZE)
-        if plan.images and self.sync_mode != "off":
+        if plan.images or restart:
             data.sync()
         self._pager.load_freelist(meta.freelist_head, meta.free_count)
         self._trees = {name: TreeEntry(root, count) for name, (root, count) in meta.trees.items()}
@@ -287,7 +311,7 @@ class Database:
             self._pool = BufferPool(self._pager_store(), self.pool_pages)
             return
         if base is None:
-            if not ro:
+            if writable:
                 wal.reset(meta.checkpoint_lsn)
             else:
                 wal.start(meta.checkpoint_lsn, HEADER_END, meta.checkpoint_lsn, b"")
@@ -298,8 +322,16 @@ class Database:
         for rec in plan.commits:
             self._replay(decode_ops(logdata[rec.payload_at : rec.payload_at + rec.length]), rec.lsn)
         self.recovered_commits = len(plan.commits)
-        if not ro and (needs_work or records or end != len(logdata)):
+        if writable and (needs_work or records or end != len(logdata)):
             self._checkpoint_locked()
+
+    def _make_durable(self) -> None:
+        """Rule 8: sync what this open read before building on it."""
+        self._data.sync()
+        if self._wal is not None:
+            self._wal.file.sync()
+            if os.path.exists(self.path + "-wal"):
+                fsync_dir(self.path)
 
     def _not_a_database(self, head: memoryview, got: int) -> None:
         magic = bytes(head[32:40])
@@ -514,7 +546,10 @@ class Database:
 
     def _checkpoint_locked(self) -> None:
         wal, pager, pool = self._wal, self._pager, self._pool
-        durable = self.sync_mode != "off"
+        # Every checkpoint syncs, in every sync mode: writing pages home and
+        # resetting the log without ordering them could undo a returned
+        # `commit()` at the next power loss (rule 3).
+        durable = True
         head, trunks = pager.freelist_images()
         meta_page = bytearray(PAGE_SIZE)
         encode_meta(Meta(pager.page_count, head, pager.free_count, wal.lsn,
@@ -678,10 +713,6 @@ def _interrupted_creation(head: memoryview) -> bool:
     n = len(head)
     return any(head) and all(head[i : i + 512] == fresh[i : min(i + 512, n)] or not any(head[i : i + 512])
                              for i in range(0, n, 512))
-
-
-class _NeedsWritableRecovery(Exception):
-    """Internal: a read-only open found a log to recover."""
 
 
 # -- transaction bodies ----------------------------------------------------------

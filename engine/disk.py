@@ -30,6 +30,7 @@ __all__ = [
     "DirectFile",
     "FileLock",
     "Opener",
+    "Overlay",
     "SECTOR",
     "aligned_buffer",
     "default_opener",
@@ -280,6 +281,112 @@ class DirectFile:
 
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
+class Overlay:
+    """A copy-on-write `BlockFile` over another: reads see the file under it,
+    writes, extends and truncates stay in memory, `sync` does nothing.
+
+    A read-only open recovers through overlays of the data file and the log:
+    it runs the same recovery as a writer and changes no byte on disk.
+    Memory holds only the blocks written (at most the log's pages).
+    """
+
+    _BLOCK = 4096
+
+    __slots__ = ("base", "direct", "_blocks", "_size", "_floor", "_closed")
+
+    def __init__(self, base: BlockFile) -> None:
+        self.base = base
+        self.direct = base.direct
+        self._blocks: dict[int, bytearray] = {}
+        self._size = base.size()
+        self._floor = self._size  # the base's bytes from here on were cut off
+        self._closed = False
+
+    def _check(self, offset: int = 0) -> None:
+        if self._closed:
+            raise StorageIOError(errno.EBADF, "overlay: file is closed")
+        if offset < 0:
+            raise StorageIOError(errno.EINVAL, f"overlay: negative offset {offset}")
+
+    def _block(self, b: int) -> bytearray:
+        """Block `b`, made writable (filled from the base where still visible)."""
+        blk = self._blocks.get(b)
+        if blk is None:
+            blk = bytearray(self._BLOCK)
+            self._fill(b * self._BLOCK, memoryview(blk))
+            self._blocks[b] = blk
+        return blk
+
+    def _fill(self, offset: int, view: memoryview) -> None:
+        """Read the base's visible bytes at `offset` into `view` (zeros past them)."""
+        n = max(0, min(len(view), self._floor - offset))
+        got = self.base.read_into(offset, view[:n]) if n else 0
+        view[got:] = bytes(len(view) - got)
+
+    def read_into(self, offset: int, buf: memoryview) -> int:
+        self._check(offset)
+        n = max(0, min(len(buf), self._size - offset))
+        view = memoryview(buf).cast("B")
+        pos = 0
+        while pos < n:
+            at = offset + pos
+            b, off = divmod(at, self._BLOCK)
+            take = min(n - pos, self._BLOCK - off)
+            blk = self._blocks.get(b)
+            if blk is not None:
+                view[pos : pos + take] = blk[off : off + take]
+            else:
+                # a run of blocks the overlay does not hold: one base read
+                stop = pos + take
+                while stop < n and (offset + stop) // self._BLOCK not in self._blocks:
+                    stop = min(n, stop + self._BLOCK)
+                self._fill(at, view[pos:stop])
+                take = stop - pos
+            pos += take
+        return n
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        self._check(offset)
+        data = memoryview(data).cast("B")
+        pos = 0
+        while pos < len(data):
+            b, off = divmod(offset + pos, self._BLOCK)
+            take = min(len(data) - pos, self._BLOCK - off)
+            self._block(b)[off : off + take] = data[pos : pos + take]
+            pos += take
+        self._size = max(self._size, offset + len(data))
+
+    def sync(self) -> None:
+        self._check()
+
+    def size(self) -> int:
+        self._check()
+        return self._size
+
+    def extend(self, new_size: int) -> None:
+        self._check(new_size)
+        self._size = max(self._size, new_size)
+
+    def truncate(self, new_size: int) -> None:
+        self._check(new_size)
+        if new_size < self._floor:
+            b, off = divmod(new_size, self._BLOCK)
+            if off:
+                self._block(b)[off:] = bytes(self._BLOCK - off)
+            self._floor = new_size
+        for b in [b for b in self._blocks if b * self._BLOCK >= new_size]:
+            del self._blocks[b]
+        b, off = divmod(new_size, self._BLOCK)
+        if off and b in self._blocks:
+            self._blocks[b][off:] = bytes(self._BLOCK - off)
+        self._size = new_size
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.base.close()
 
 
 def _is_aligned_memory(buf: memoryview) -> bool:

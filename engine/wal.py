@@ -12,7 +12,8 @@ Rules (numbered as SQLite's pager.c numbers its own):
 
 1. A commit is durable when its record is in the log and the log is fsynced
    (`sync="full"`: at every commit; `"normal"`: at checkpoints and on
-   `commit()`; `"off"`: only on `commit()`).
+   `commit()`; `"off"`: only on `commit()`). Checkpoints sync in every
+   mode (rule 3), so a checkpoint never undoes a returned `commit()`.
 2. Between checkpoints the data file is not written. A dirty page the pool
    must evict is *spilled*: appended to the log as an image and read back
    from there (steal without touching the base). Recovery ignores spills.
@@ -40,6 +41,14 @@ Rules (numbered as SQLite's pager.c numbers its own):
    synced (or syncing) records: after a sync the next record starts at the
    next sector; the scan steps over the gap to a record with the next LSN. A torn or
    garbled unsynced write can then only damage unacknowledged records.
+
+8. Recovery builds only on what is durable. A killed writer's unsynced
+   writes may still be in the page cache, where recovery reads them; a
+   power loss later would take them back. So a writable open syncs both
+   files before its first write (`Database._make_durable`): no image is
+   written home and no record vouches for earlier ones until what was read
+   is durable. A read-only open writes nothing: it recovers into in-memory
+   overlays of both files (`disk.Overlay`).
 
 Record layout: length u32 (payload bytes) | crc32 u32 (of lsn..payload) |
 lsn u64 | durable lsn u64 | type u8 | payload. Log header (first 512 bytes): magic

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from engine.disk import SECTOR, BlockFile, DirectFile, aligned_buffer, default_opener
+from engine.disk import SECTOR, BlockFile, DirectFile, Overlay, aligned_buffer, default_opener
 from engine.errors import StorageIOError
 from faults.crash import CrashDisk
 from faults.io import FaultPlan
@@ -251,3 +251,9 @@ def test_faulty_file_over_crash_file(tmp_path) -> None:
     plan = FaultPlan()
     check_block_file(_Factory(tmp_path, plan.opener(disk.opener)))
     assert len(disk.events) > 0
+
+
+@pytest.mark.parametrize("direct", ["auto", False], ids=["auto", "buffered"])
+def test_overlay_over_direct_file(tmp_path, direct) -> None:
+    check_block_file(_Factory(tmp_path, lambda p, c: Overlay(default_opener(direct)(p, c))))
+    assert all(os.path.getsize(p) == 0 for p in tmp_path.iterdir()), "an overlay never writes its base"
