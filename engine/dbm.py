@@ -15,15 +15,21 @@ Errors: `engine.dbm.error` is both an `engine.DragonDBError` and an
 engine error (or `FileNotFoundError` on open) reaches the caller as an
 instance of both `error` and its original class, so `except dbm.error`,
 `except engine.dbm.error` and `except engine.ReadOnlyError` all work.
-Argument errors stay what they are: `TypeError`, `KeyTooLargeError`.
+Argument errors stay what they are: `TypeError`.
 
 The engine forbids the empty key; dbm allows it, so it lives alone in the
-tree "dbm.empty-key" (created only when used).
+tree "dbm.empty-key" (created only when used). Keys longer than the
+engine's `MAX_KEY_SIZE` are allowed too, as `dbm.dumb`, `dbm.gnu` and
+`dbm.sqlite3` allow them: such a key lives in the tree "dbm.long-keys" under
+its SHA-256, with the whole key stored before the value (a u32 length, the
+key, the value), so it is checked on every read and listed by `keys()`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import struct
 from collections.abc import Iterator, MutableMapping
 from typing import Any, NoReturn
 
@@ -40,6 +46,8 @@ __all__ = ["error", "open", "Dbm"]
 _TREE = "default"
 _EMPTY_KEY_TREE = "dbm.empty-key"
 _EMPTY_KEY_SLOT = b"\x00"  # the one key of _EMPTY_KEY_TREE; stands for b""
+_LONG_KEY_TREE = "dbm.long-keys"
+_LONG = struct.Struct("<I")  # length of the whole key stored before its value
 _FLAG_MESSAGE = "Flag must be one of 'r', 'w', 'c', or 'n'"
 _SYNC_BY_MODIFIER = {"": "full", "s": "full", "f": "normal"}
 
@@ -115,9 +123,25 @@ class Dbm(MutableMapping[bytes, bytes]):
 
     def _locate(self, raw: bytes, create: bool = False) -> tuple[Any, bytes]:
         """(tree, engine key) for a dbm key; the tree is None if missing."""
-        if raw:
+        if 0 < len(raw) <= engine.MAX_KEY_SIZE:
             return self._main, raw
+        if raw:
+            return self._tree(_LONG_KEY_TREE, create), hashlib.sha256(raw).digest()
         return self._tree(_EMPTY_KEY_TREE, create), _EMPTY_KEY_SLOT
+
+    @staticmethod
+    def _long(raw: bytes) -> bool:
+        return len(raw) > engine.MAX_KEY_SIZE
+
+    @staticmethod
+    def _unwrap(raw: bytes, stored: bytes | None) -> bytes | None:
+        """The value of long key `raw` from its stored record (None: not this key)."""
+        if stored is None:
+            return None
+        (n,) = _LONG.unpack_from(stored)
+        if stored[4 : 4 + n] != raw:
+            return None
+        return stored[4 + n :]
 
     # -- mapping ---------------------------------------------------------------
 
@@ -128,6 +152,11 @@ class Dbm(MutableMapping[bytes, bytes]):
             tree, slot = self._locate(raw)
             if tree is None:
                 raise KeyError(key)
+            if self._long(raw):
+                value = self._unwrap(raw, tree.get(slot))
+                if value is None:
+                    raise KeyError(key)
+                return value
             return tree[slot]
         except KeyError:
             raise KeyError(key) from None
@@ -140,7 +169,7 @@ class Dbm(MutableMapping[bytes, bytes]):
         self._writable()
         try:
             tree, slot = self._locate(raw, create=True)
-            tree.put(slot, data)
+            tree.put(slot, _LONG.pack(len(raw)) + raw + data if self._long(raw) else data)
         except Exception as exc:
             raise _translated(exc) from exc
 
@@ -149,6 +178,8 @@ class Dbm(MutableMapping[bytes, bytes]):
         self._writable()
         try:
             tree, slot = self._locate(raw)
+            if tree is not None and self._long(raw) and self._unwrap(raw, tree.get(slot)) is None:
+                tree = None
             found = tree is not None and tree.delete(slot)
         except Exception as exc:
             raise _translated(exc) from exc
@@ -160,6 +191,8 @@ class Dbm(MutableMapping[bytes, bytes]):
         self._live()
         try:
             tree, slot = self._locate(raw)
+            if tree is not None and self._long(raw):
+                return self._unwrap(raw, tree.get(slot)) is not None
             return tree is not None and slot in tree
         except Exception as exc:
             raise _translated(exc) from exc
@@ -167,13 +200,15 @@ class Dbm(MutableMapping[bytes, bytes]):
     def __len__(self) -> int:
         self._live()
         try:
-            trees = (self._main, self._tree(_EMPTY_KEY_TREE, create=False))
+            trees = (self._main, self._tree(_EMPTY_KEY_TREE, create=False),
+                     self._tree(_LONG_KEY_TREE, create=False))
             return sum(len(tree) for tree in trees if tree is not None)
         except Exception as exc:
             raise _translated(exc) from exc
 
     def __iter__(self) -> Iterator[bytes]:
-        """Keys in byte order (the empty key first); tolerates writes meanwhile."""
+        """Keys in byte order (the empty key first, keys longer than
+        `MAX_KEY_SIZE` last); tolerates writes meanwhile."""
         self._live()
         return self._iter_keys()
 
@@ -183,6 +218,11 @@ class Dbm(MutableMapping[bytes, bytes]):
                 yield b""
             if self._main is not None:
                 yield from self._main
+            long_keys = self._tree(_LONG_KEY_TREE, create=False)
+            if long_keys is not None:
+                for stored in long_keys.values():
+                    (n,) = _LONG.unpack_from(stored)
+                    yield stored[4 : 4 + n]
         except Exception as exc:
             raise _translated(exc) from exc
 
@@ -216,7 +256,7 @@ class Dbm(MutableMapping[bytes, bytes]):
         """Remove every key."""
         db = self._writable()
         try:
-            for name in (_TREE, _EMPTY_KEY_TREE):
+            for name in (_TREE, _EMPTY_KEY_TREE, _LONG_KEY_TREE):
                 if name in db.trees():
                     db.drop_tree(name)
             self._main = db.tree(_TREE)

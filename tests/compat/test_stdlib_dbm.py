@@ -22,8 +22,11 @@ import shelve
 import stat
 import types
 import unittest
+import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import engine
 import engine.dbm as edbm
@@ -31,7 +34,6 @@ from engine.errors import (
     DatabaseClosedError,
     DatabaseLockedError,
     DragonDBError,
-    KeyTooLargeError,
     NotADatabaseError,
     ReadOnlyError,
 )
@@ -275,17 +277,67 @@ def test_bytes_like_keys_and_values(path) -> None:
         assert db.items() == [(b"k1", b"v1"), (b"k2", b"v2")]
 
 
-def test_large_values_and_key_limits(path) -> None:
+def test_large_values_and_keys_of_any_length(path) -> None:
+    """As dbm.dumb, dbm.gnu and dbm.sqlite3: keys of any length, e.g. the
+    2,700-byte str key of a shelve program."""
     big = random.Random(1).randbytes(100_000)
-    long_key = b"k" * engine.MAX_KEY_SIZE
+    edge = b"k" * engine.MAX_KEY_SIZE
+    longer = b"k" * (engine.MAX_KEY_SIZE + 1)
+    huge = "\u00e9" * 1350  # 2,700 UTF-8 bytes
     with edbm.open(path, "c") as db:
         db[b"big"] = big
-        db[long_key] = b"long"
-        with pytest.raises(KeyTooLargeError):
-            db[b"k" * (engine.MAX_KEY_SIZE + 1)] = b"x"
+        db[edge] = b"edge"
+        db[longer] = b"longer"
+        db[huge] = b"huge"
+        assert db[longer] == b"longer" and db[huge] == b"huge" and db[edge] == b"edge"
+        assert longer in db and huge in db and longer + b"k" not in db
+        assert len(db) == 4
+        with pytest.raises(KeyError):
+            db[longer + b"k"]
     with edbm.open(path, "r") as db:
         assert db[b"big"] == big
-        assert db[long_key] == b"long"
+        assert db[edge] == b"edge" and db[longer] == b"longer"
+        assert sorted(db.keys()) == sorted([b"big", edge, longer, huge.encode()])
+    with edbm.open(path, "w") as db:
+        del db[huge]
+        with pytest.raises(KeyError):
+            del db[huge]
+        assert huge not in db and len(db) == 3
+        db.clear()
+        assert len(db) == 0 and db.keys() == []
+    with shelve.Shelf(edbm.open(path, "c")) as shelf:
+        shelf["x" * 2700] = {"a": 1}
+        assert shelf["x" * 2700] == {"a": 1}
+
+
+_DBM_KEYS = st.one_of(
+    st.binary(max_size=4),
+    st.builds(lambda c, n: c * n, st.sampled_from([b"a", b"b"]),
+              st.sampled_from([engine.MAX_KEY_SIZE - 1, engine.MAX_KEY_SIZE, engine.MAX_KEY_SIZE + 1, 3000])),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.booleans(), _DBM_KEYS, st.binary(max_size=20)), max_size=30))
+def test_keys_of_every_length_match_a_dict(tmp_path, ops) -> None:
+    path = str(tmp_path / f"h{uuid.uuid4().hex}")
+    shadow: dict[bytes, bytes] = {}
+    with edbm.open(path, "n") as db:
+        for put, key, value in ops:
+            if put:
+                db[key] = value
+                shadow[key] = value
+            elif key in shadow:
+                del db[key]
+                del shadow[key]
+            else:
+                with pytest.raises(KeyError):
+                    del db[key]
+            assert len(db) == len(shadow)
+    with edbm.open(path, "r") as db:
+        assert sorted(db.items()) == sorted(shadow.items())
+        for key in shadow:
+            assert key in db and db[key] == shadow[key]
 
 
 @pytest.mark.parametrize(
