@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
+import math
 import os
 import signal
 import struct
@@ -598,6 +600,13 @@ class Server:
     ) -> None:
         if max_body < 8:
             raise ValueError("max_body must be at least 8 bytes")
+        for name, secs in (("idle_timeout", idle_timeout), ("request_timeout", request_timeout)):
+            if not (isinstance(secs, (int, float)) and math.isfinite(secs) and secs > 0):
+                raise ValueError(f"{name} must be finite and positive, not {secs!r}")
+        if not 1 <= workers <= 1024:
+            raise ValueError(f"workers must be 1..1024, not {workers!r}")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be 0..65535, not {port!r}")
         self.db = db
         self.host = host
         self.port = port
@@ -817,6 +826,39 @@ async def _serve_async(
             await server.stop()
 
 
+def _int_in(lo: int, hi: int | None, what: str) -> Callable[[str], int]:
+    """An argparse type: an int in lo..hi (a usage error, exit 2, otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, not {text!r}") from None
+        if n < lo or (hi is not None and n > hi):
+            bound = f"{lo}..{hi}" if hi is not None else f"at least {lo}"
+            raise argparse.ArgumentTypeError(f"{what} must be {bound}, not {n}")
+        return n
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite, positive number of seconds."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seconds must be a number, not {text!r}") from None
+    if not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"seconds must be finite and positive, not {text}")
+    return x
+
+
+def _ready_path(text: str) -> str:
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file path")
+    return text
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The `serve` options, shared by `python -m engine.server` and `dragondb serve`."""
     parser.add_argument("path", help="database file (created if missing)")
@@ -824,7 +866,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
     )
     parser.add_argument(
-        "--port", type=int, default=8080, help="TCP port, 0 = any free port (default %(default)s)"
+        "--port", type=_int_in(0, 65535, "--port"), default=8080,
+        help="TCP port 0..65535, 0 = any free port (default %(default)s)"
     )
     parser.add_argument(
         "--allow-shutdown",
@@ -833,19 +876,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-body",
-        type=int,
+        type=_int_in(8, None, "--max-body"),
         default=DEFAULT_MAX_BODY,
         help="largest request body in bytes (default 32 MiB)",
     )
     parser.add_argument(
         "--idle-timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_IDLE_TIMEOUT,
         help="seconds before an idle connection is closed (default %(default)s)",
     )
     parser.add_argument(
         "--request-timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_REQUEST_TIMEOUT,
         help="seconds a client has to finish sending a request or to read replies (default %(default)s)",
     )
@@ -857,10 +900,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="commit durability (default full)",
     )
     parser.add_argument(
-        "--workers", type=int, default=16, help="engine threads for writes (default %(default)s)"
+        "--workers", type=_int_in(1, 1024, "--workers"), default=16,
+        help="engine threads for writes, 1..1024 (default %(default)s)"
     )
     parser.add_argument(
         "--ready-file",
+        type=_ready_path,
         default=None,
         help="once listening, write 'HOST PORT' to this file (for scripts)",
     )
@@ -874,9 +919,14 @@ def serve_from_args(
     def on_ready(host: str, port: int) -> None:
         if args.ready_file:
             tmp = f"{args.ready_file}.tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(f"{host} {port}\n")
-            os.replace(tmp, args.ready_file)
+            try:
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    fh.write(f"{host} {port}\n")
+                os.replace(tmp, args.ready_file)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)  # no stray temporary file beside a path we could not write
+                raise
         if ready is not None:
             ready(host, port)
 
