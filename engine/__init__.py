@@ -5,12 +5,12 @@
         t = db.tree("default")
         t[b"key"] = b"value"
 
-See shared/API.md for the contract. The library logs through loguru and is
-silent by default (`logger.enable("engine")` turns diagnostics on).
+See docs/api.md for the contract. The library logs through loguru and is
+silent by default; `engine.log.enable()` turns diagnostics on (loguru is
+imported only then).
 """
 
-from loguru import logger
-
+from engine import log
 from engine.check import CheckReport
 from engine.codec import MAX_KEY_SIZE, PAGE_SIZE
 from engine.db import MAX_VALUE_SIZE, Batch, Database, PageInfo, Tree, open
@@ -29,10 +29,8 @@ from engine.errors import (
     ValueTooLargeError,
 )
 
-logger.disable("engine")
-
 __all__ = [
-    "open", "Database", "Tree", "Batch", "CheckReport", "PageInfo",
+    "open", "log", "Database", "Tree", "Batch", "CheckReport", "PageInfo",
     "MAX_KEY_SIZE", "MAX_VALUE_SIZE", "PAGE_SIZE",
     "DragonDBError", "StorageIOError", "NeedsRecoveryError", "CorruptionError", "NotADatabaseError",
     "DatabaseLockedError", "DatabaseClosedError", "ReadOnlyError", "KeyTooLargeError",

@@ -40,6 +40,7 @@ from typing import Any, NoReturn
 from loguru import logger
 
 import engine
+from engine import log
 from engine.errors import DragonDBError
 
 __all__ = [
@@ -806,9 +807,9 @@ def _set_verbose(verbose: bool) -> None:
             backtrace=False,
             diagnose=False,  # no variable dumps: keys and values may be large or private
         )
-        logger.enable("engine")
+        log.enable()
     else:
-        logger.disable("engine")
+        log.disable()
 
 
 def _run_campaign(argv: list[str]) -> int:
@@ -845,7 +846,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _set_verbose(args.verbose)
         return _guard(lambda: args.func(args))
     finally:
-        logger.disable("engine")  # the library's default: silent
+        log.disable()  # the library's default: silent
 
 
 def _guard(run: Any) -> int:

@@ -16,9 +16,7 @@ import os
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 
-from loguru import logger
-
-from engine import btree, syncpoints
+from engine import btree, log, syncpoints
 from engine.bufferpool import BufferPool
 from engine.check import CheckReport, check_database
 from engine.codec import (
@@ -486,7 +484,7 @@ class Database:
             raise
         except DragonDBError as exc:  # the commit stands; the next commit retries
             self.last_checkpoint_error = exc
-            logger.warning("automatic checkpoint failed: {}", exc)
+            log.warning("automatic checkpoint failed: {}", exc)
 
     def _ensure_root(self, name: str) -> None:
         syncpoints.reach("btree.root.check")
@@ -676,7 +674,7 @@ class Database:
                 try:
                     closer()
                 except (OSError, DragonDBError, BufferError) as exc:
-                    logger.warning("close: {}", exc)
+                    log.warning("close: {}", exc)
         self._pool = None
 
     @property
