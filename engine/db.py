@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from engine import btree, syncpoints
+from engine import btree, bulk, syncpoints
 from engine.bufferpool import BufferPool
 from engine.check import CheckReport, check_database
 from engine.codec import (
@@ -887,6 +887,12 @@ class Tree(MutableMapping):
             return btree.edge(db._pool, self._entry().root, last)
         finally:
             db._latch.release_read()
+
+    # -- whole-tree writes (engine.bulk) ------------------------------------------
+
+    def clear(self) -> None:
+        """Remove every key in one atomic commit; costs the tree's pages, not its keys."""
+        self._db._write(bulk.clear, self.name)
 
 
 class _ItemsView:

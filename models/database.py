@@ -304,6 +304,14 @@ class ModelTree(MutableMapping[bytes, bytes]):
     # keys(), values() and items() are the MutableMapping views: re-iterable,
     # sized, and walking the tree afresh each time, as the engine's are.
 
+    # -- whole-tree writes -----------------------------------------------------
+
+    def clear(self) -> None:
+        """Remove every key at once (one commit in the engine)."""
+        store = self._store(write=True)
+        store.data.clear()
+        store.keys.clear()
+
     def check_invariants(self) -> list[str]:
         """Return every broken rule of this tree's store (see `_Store`)."""
         return self._store().check_invariants()

@@ -316,6 +316,10 @@ class EngineVsModel(RuleBasedStateMachine):
         self.same(lambda d: len(d.tree(name, create=False)))
 
     @rule(name=tree_names)
+    def clear(self, name: str) -> None:
+        self.same(lambda d: d.tree(name).clear())
+
+    @rule(name=tree_names)
     def drop_tree(self, name: str) -> None:
         self.same(lambda d: d.drop_tree(name))
 
