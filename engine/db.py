@@ -754,6 +754,9 @@ def _batch(txn: Txn, ops: list) -> None:
 
 # -- trees ------------------------------------------------------------------------
 
+_NO_DEFAULT = object()
+
+
 class Tree(MutableMapping):
     """An ordered mapping bytes -> bytes stored in a B+ tree."""
 
@@ -893,6 +896,57 @@ class Tree(MutableMapping):
     def clear(self) -> None:
         """Remove every key in one atomic commit; costs the tree's pages, not its keys."""
         self._db._write(bulk.clear, self.name)
+
+    def update(self, other=(), /, **kw) -> None:
+        """Put every item of a mapping or of (key, value) pairs, and of `kw`
+        (whose str names raise TypeError, as any str key does), in ONE
+        atomic commit; every item is checked first, so a bad one changes
+        nothing."""
+        if hasattr(other, "keys"):
+            pairs = [(_key(k), _value(other[k])) for k in other.keys()]
+        else:
+            pairs = []
+            for i, item in enumerate(other):
+                try:
+                    k, v = item
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"update: item #{i} is not a (key, value) pair") from exc
+                pairs.append((_key(k), _value(v)))
+        pairs += [(_key(k), _value(v)) for k, v in kw.items()]
+        self._db._check_writable()
+        self._entry()
+        if pairs:
+            self._db._write(bulk.update, self.name, pairs)
+
+    def pop(self, key, default=_NO_DEFAULT):
+        """Remove `key` and return its value in one commit; absent: `default`,
+        or KeyError without one (as dict)."""
+        key = _key(key)
+        try:
+            value = self._db._write(bulk.pop, self.name, key)
+        except KeyError:  # the tree was dropped: as if the key were missing
+            value = None
+        if value is None:
+            if default is _NO_DEFAULT:
+                raise KeyError(key)
+            return default
+        return value
+
+    def popitem(self) -> tuple[bytes, bytes]:
+        """Remove and return the (key, value) with the smallest key in one
+        commit; KeyError when the tree is empty."""
+        item = self._db._write(bulk.popitem, self.name)
+        if item is None:
+            raise KeyError("popitem(): tree is empty")
+        return item
+
+    def setdefault(self, key, default=None):
+        """`t[key]` if present, else store `default` (bytes) and return it,
+        atomically. The default None is not a value: TypeError when absent."""
+        value = self.get(key)
+        if value is not None:
+            return value
+        return self._db._write(bulk.setdefault, self.name, _key(key), _value(default))
 
 
 class _ItemsView:

@@ -312,6 +312,57 @@ class ModelTree(MutableMapping[bytes, bytes]):
         store.data.clear()
         store.keys.clear()
 
+    def update(self, other: Any = (), /, **kw: Any) -> None:
+        """Put every item of a mapping or of (key, value) pairs and of `kw`,
+        all checked first (a bad one changes nothing); one commit in the engine.
+        A write even when there is nothing to put (ReadOnlyError)."""
+        if hasattr(other, "keys"):
+            pairs = [(check_key(k), check_value(other[k])) for k in other.keys()]
+        else:
+            pairs = []
+            for item in other:
+                k, v = item
+                pairs.append((check_key(k), check_value(v)))
+        pairs += [(check_key(k), check_value(v)) for k, v in kw.items()]
+        store = self._store(write=True)
+        for k, v in pairs:
+            store.put(k, v)
+
+    def pop(self, key: object, *default: Any) -> Any:
+        """Remove `key` and return its value; absent (or the tree dropped):
+        the default, or KeyError. A write: ReadOnlyError even on a miss."""
+        raw = check_key(key)
+        self._db._check_open()
+        self._db._check_writable()
+        store = self._db._trees.get(self.name)
+        if store is not None and raw in store.data:
+            value = store.data[raw]
+            store.delete(raw)
+            return value
+        if default:
+            return default[0]
+        raise KeyError(raw)
+
+    def popitem(self) -> tuple[bytes, bytes]:
+        """Remove and return the item with the smallest key; KeyError when empty."""
+        store = self._store(write=True)
+        if not store.keys:
+            raise KeyError("popitem(): tree is empty")
+        key = store.keys[0]
+        value = store.data[key]
+        store.delete(key)
+        return key, value
+
+    def setdefault(self, key: object, default: Any = None) -> Any:
+        """`self[key]` if present, else store `default` (which must be bytes)."""
+        raw = check_key(key)
+        value = self.get(raw)
+        if value is not None:
+            return value
+        raw_value = check_value(default)
+        self._store(write=True).put(raw, raw_value)
+        return raw_value
+
     def check_invariants(self) -> list[str]:
         """Return every broken rule of this tree's store (see `_Store`)."""
         return self._store().check_invariants()

@@ -66,3 +66,11 @@ def _contents(n):
 def test_clear_is_all_or_nothing_at_every_crash_point():
     seen = _crash_everywhere(_prepare(400), lambda db: db.tree("t").clear(), _contents(400), {})
     assert seen == {False, True}
+
+
+def test_update_is_all_or_nothing_at_every_crash_point():
+    new = {b"n%04d" % i: b"w" * 60 for i in range(300)}
+    new[b"k0001"] = b"overwritten"
+    after = {**_contents(100), **new}
+    seen = _crash_everywhere(_prepare(100), lambda db: db.tree("t").update(new), _contents(100), after)
+    assert seen == {False, True}

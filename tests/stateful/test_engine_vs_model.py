@@ -319,6 +319,29 @@ class EngineVsModel(RuleBasedStateMachine):
     def clear(self, name: str) -> None:
         self.same(lambda d: d.tree(name).clear())
 
+    @rule(name=tree_names, items=st.lists(st.tuples(S.keys(), S.values()), max_size=12),
+          bad=st.one_of(st.none(), S.bad_keys()), position=st.integers(0, 12))
+    def update(self, name: str, items: list, bad: object, position: int) -> None:
+        items = list(items)
+        if bad is not None:  # one bad key anywhere: nothing may change
+            items.insert(min(position, len(items)), (bad, b"v"))
+        self.same(lambda d: d.tree(name).update(items))
+
+    @rule(name=tree_names, key=st.one_of(keys, S.keys()), default=st.sampled_from([None, b"?", "no"]))
+    def pop(self, name: str, key: bytes, default: Any) -> None:
+        if default == "no":
+            self.same(lambda d: d.tree(name).pop(key))
+        else:
+            self.same(lambda d: d.tree(name).pop(key, default))
+
+    @rule(name=tree_names)
+    def popitem(self, name: str) -> None:
+        self.same(lambda d: d.tree(name).popitem())
+
+    @rule(name=tree_names, key=st.one_of(keys, S.keys()), default=st.one_of(st.none(), S.values()))
+    def setdefault(self, name: str, key: bytes, default: Any) -> None:
+        self.same(lambda d: d.tree(name).setdefault(key, default))
+
     @rule(name=tree_names)
     def drop_tree(self, name: str) -> None:
         self.same(lambda d: d.drop_tree(name))
@@ -405,6 +428,10 @@ class EngineVsModel(RuleBasedStateMachine):
             self.same(lambda d: d.tree(name, create=False).put(key, value))
             self.same(lambda d: d.tree(name, create=False).delete(key))
             self.same(lambda d: d.drop_tree(name))
+            self.same(lambda d: d.tree(name, create=False).clear())
+            self.same(lambda d: d.tree(name, create=False).update({}))
+            self.same(lambda d: d.tree(name, create=False).pop(key, None))
+            self.same(lambda d: d.tree(name, create=False).setdefault(key, value))
             report = self.db.check()
             assert report.ok, report.problems
         finally:
