@@ -26,6 +26,8 @@ from engine.errors import (
     ReadOnlyError,
     StorageIOError,
     TreeLimitError,
+    TreeNotEmptyError,
+    UnsortedItemsError,
     ValueTooLargeError,
 )
 
@@ -37,4 +39,5 @@ __all__ = [
     "DragonDBError", "StorageIOError", "NeedsRecoveryError", "CorruptionError", "NotADatabaseError",
     "DatabaseLockedError", "DatabaseClosedError", "ReadOnlyError", "KeyTooLargeError",
     "BufferPoolFullError", "TreeLimitError", "ValueTooLargeError",
+    "TreeNotEmptyError", "UnsortedItemsError",
 ]

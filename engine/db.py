@@ -43,6 +43,7 @@ from engine.errors import (
     ReadOnlyError,
     StorageIOError,
     TreeLimitError,
+    TreeNotEmptyError,
     ValueTooLargeError,
 )
 from engine.latch import RWLatch
@@ -53,6 +54,7 @@ from engine.wal import (
     OP_CREATE,
     OP_DELETE,
     OP_DROP,
+    OP_LOAD,
     OP_PUT,
     LoggedStore,
     RecoveryPlan,
@@ -701,6 +703,10 @@ def _apply(txn: Txn, op: int, name: str, key, value, log: bool = True) -> None:
     elif op == OP_DROP:
         if name in txn.trees:
             btree.drop(txn, name)
+    elif op == OP_LOAD:  # redo of a bulk load: the tree was empty when it ran
+        if name in txn.trees:
+            bulk.load(txn, name, *value)
+        return
     if log:
         txn.ops.append((op, name, key, value))
 
@@ -896,6 +902,19 @@ class Tree(MutableMapping):
     def clear(self) -> None:
         """Remove every key in one atomic commit; costs the tree's pages, not its keys."""
         self._db._write(bulk.clear, self.name)
+
+    def load(self, items) -> None:
+        """Fill this EMPTY tree from (key, value) pairs in strictly ascending
+        key order, built bottom-up (packed pages, written once) in ONE atomic
+        commit. Every item is checked first: a bad key or value raises as
+        `put` would, an out-of-order or repeated key `UnsortedItemsError`, a
+        tree holding keys `TreeNotEmptyError`; each changes nothing."""
+        keys, vals = bulk.check_items(items, _key, _value, MAX_VALUE_SIZE)
+        db = self._db
+        db._check_writable()
+        self._entry()
+        if not db._write(bulk.load, self.name, keys, vals):
+            raise TreeNotEmptyError(f"load: tree {self.name!r} holds {len(self)} keys; load fills an empty tree")
 
     def update(self, other=(), /, **kw) -> None:
         """Put every item of a mapping or of (key, value) pairs, and of `kw`

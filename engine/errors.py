@@ -21,6 +21,8 @@ __all__ = [
     "BufferPoolFullError",
     "TreeLimitError",
     "ValueTooLargeError",
+    "TreeNotEmptyError",
+    "UnsortedItemsError",
 ]
 
 
@@ -83,3 +85,13 @@ class TreeLimitError(DragonDBError, ValueError):
 
 class ValueTooLargeError(DragonDBError, ValueError):
     """A value is longer than `MAX_VALUE_SIZE`. Nothing changed."""
+
+
+class TreeNotEmptyError(DragonDBError, ValueError):
+    """`Tree.load` on a tree that holds keys: a bulk load builds a tree from
+    nothing. Nothing changed."""
+
+
+class UnsortedItemsError(DragonDBError, ValueError):
+    """`Tree.load` met a key not strictly greater than the one before it
+    (unsorted or duplicate). Nothing changed."""

@@ -16,6 +16,8 @@ the same errors as the engine:
 | tree name empty or above 255 UTF-8 bytes | `TreeLimitError` |
 | any call after `close()` | `DatabaseClosedError` |
 | any write on a read-only database | `ReadOnlyError` |
+| `load` of keys not strictly ascending | `UnsortedItemsError` |
+| `load` into a tree holding keys | `TreeNotEmptyError` |
 
 Checks run in the engine's order: arguments first, then closed, then
 read-only, then whether the tree exists.
@@ -39,6 +41,8 @@ from engine.errors import (
     KeyTooLargeError,
     ReadOnlyError,
     TreeLimitError,
+    TreeNotEmptyError,
+    UnsortedItemsError,
     ValueTooLargeError,
 )
 
@@ -311,6 +315,24 @@ class ModelTree(MutableMapping[bytes, bytes]):
         store = self._store(write=True)
         store.data.clear()
         store.keys.clear()
+
+    def load(self, items: Any) -> None:
+        """Fill an empty tree from (key, value) pairs in strictly ascending key
+        order. Every item is checked first (bad key/value as `put`, a key not
+        above the one before it `UnsortedItemsError`), then closed, read-only
+        and a missing tree, then a tree holding keys (`TreeNotEmptyError`)."""
+        pairs: list[tuple[bytes, bytes]] = []
+        for item in items:
+            k, v = item
+            raw_key, raw_value = check_key(k), check_value(v)
+            if pairs and raw_key <= pairs[-1][0]:
+                raise UnsortedItemsError("keys must be strictly ascending")
+            pairs.append((raw_key, raw_value))
+        store = self._store(write=True)
+        if store.data:
+            raise TreeNotEmptyError("load fills an empty tree")
+        for k, v in pairs:
+            store.put(k, v)
 
     def update(self, other: Any = (), /, **kw: Any) -> None:
         """Put every item of a mapping or of (key, value) pairs and of `kw`,

@@ -74,3 +74,19 @@ def test_update_is_all_or_nothing_at_every_crash_point():
     after = {**_contents(100), **new}
     seen = _crash_everywhere(_prepare(100), lambda db: db.tree("t").update(new), _contents(100), after)
     assert seen == {False, True}
+
+
+def test_load_is_all_or_nothing_at_every_crash_point():
+    """Spilled leaves (pool of 16), an overflow value, the commit record;
+    a crash before the commit's sync leaves the tree empty, after it whole
+    (redone from the log's OP_LOAD when no checkpoint ran)."""
+    items = [(b"n%05d" % i, b"w" * 150) for i in range(700)]
+    items.insert(3, (b"n00002big", b"B" * 30_000))
+
+    def prepare(db):
+        db.tree("t")
+        db.tree("u")[b"x"] = b"y"
+        db.checkpoint()
+
+    seen = _crash_everywhere(prepare, lambda db: db.tree("t").load(items), {}, dict(items))
+    assert seen == {False, True}

@@ -327,6 +327,25 @@ class EngineVsModel(RuleBasedStateMachine):
             items.insert(min(position, len(items)), (bad, b"v"))
         self.same(lambda d: d.tree(name).update(items))
 
+    @rule(name=tree_names, data=st.dictionaries(S.keys(), st.one_of(S.values(), S.large_values()), max_size=60),
+          clear_first=st.booleans(), disorder=st.sampled_from([None, "swap", "repeat", "bad"]))
+    def load(self, name: str, data: dict, clear_first: bool, disorder: str | None) -> None:
+        items = sorted(data.items())
+        if disorder == "swap" and len(items) > 1:
+            items[0], items[-1] = items[-1], items[0]
+        elif disorder == "repeat" and items:
+            items.append(items[-1])
+        elif disorder == "bad":
+            items.append((b"\xff" * 8, "not bytes"))
+
+        def call(d: Any) -> None:
+            t = d.tree(name)
+            if clear_first:
+                t.clear()
+            t.load(items)
+
+        self.same(call)
+
     @rule(name=tree_names, key=st.one_of(keys, S.keys()), default=st.sampled_from([None, b"?", "no"]))
     def pop(self, name: str, key: bytes, default: Any) -> None:
         if default == "no":

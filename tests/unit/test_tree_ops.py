@@ -3,6 +3,8 @@ December additions of the API)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import engine
@@ -165,3 +167,177 @@ def test_pop_is_one_commit(open_db):
     t.popitem()
     t.pop(b"zz", None)  # a miss writes nothing
     assert db.stats()["commits"] - before == 2
+
+
+# -- load ------------------------------------------------------------------------
+
+import strategies as S  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _reopened(db, path, **kw):
+    db.close()
+    return engine.open(path, sync="off", **kw)
+
+
+@settings(max_examples=60)
+@given(data=st.dictionaries(S.keys(), st.one_of(S.values(), S.large_values()), max_size=150),
+       long_keys=st.booleans())
+def test_load_round_trips_any_sorted_items(tmp_path_factory, data, long_keys):
+    path = str(tmp_path_factory.mktemp("load") / "db")
+    if long_keys:  # 1 KiB keys: three separators to an internal node, so several levels
+        data = {k.ljust(1000, b".")[:1024]: v[:300] for k, v in data.items()}
+    items = sorted(data.items())
+    db = engine.open(path, sync="off", pool_pages=16)
+    t = db.tree("t")
+    t.load(items)
+    assert list(t.items()) == items and len(t) == len(items)
+    assert list(t.scan(reverse=True)) == items[::-1]
+    db.check(strict=True)
+    db = _reopened(db, path, pool_pages=16)
+    assert list(db.tree("t").items()) == items
+    db.check(strict=True)
+    db.close()
+
+
+@pytest.mark.parametrize("n", [1, 2, 31, 32, 33, 34, 65, 1000, 5000])
+def test_load_sizes_at_page_boundaries(open_db, n):
+    db = open_db(pool_pages=16)
+    t = db.tree("t")
+    items = [(b"k%08d" % i, b"v" * 100) for i in range(n)]  # 125-byte cells: 32 to a leaf
+    before = db.stats()["commits"]
+    t.load(items)
+    assert db.stats()["commits"] - before == 1
+    assert list(t.items()) == items
+    report = db.check(strict=True)
+    assert report.pages_leaked == 0
+    t[b"k00000000x"] = b"after"  # the loaded tree takes ordinary writes
+    del t[b"k%08d" % (n - 1)]
+    db.check(strict=True)
+
+
+def test_load_many_levels_with_long_keys(open_db):
+    db = open_db(pool_pages=16)
+    t = db.tree("t")
+    items = [(b"%06d" % i + b"k" * 1018, b"v") for i in range(3000)]
+    t.load(items)
+    assert len(db.tree_levels("t")) >= 4
+    assert t.first() == items[0] and t.last() == items[-1]
+    assert t[items[1234][0]] == b"v"
+    db.check(strict=True)
+
+
+def test_load_stores_large_values_in_overflow_pages(open_db):
+    db = open_db(pool_pages=16)
+    t = db.tree("t")
+    items = [(b"a", b"x" * 100_000), (b"b", b""), (b"c", b"y" * 1400), (b"d", b"z" * 5000)]
+    t.load(items)
+    assert list(t.items()) == items
+    db.check(strict=True)
+
+
+def test_load_into_a_tree_emptied_by_deletes(open_db):
+    db = open_db()
+    t = db.tree("t")
+    t[b"x"] = b"1"
+    del t[b"x"]
+    t.load([(b"a", b"1"), (b"b", b"2")])
+    assert dict(t.items()) == {b"a": b"1", b"b": b"2"}
+    report = db.check(strict=True)
+    assert report.pages_leaked == 0
+
+
+@pytest.mark.parametrize("items, error", [
+    ([(b"b", b"1"), (b"a", b"2")], engine.UnsortedItemsError),
+    ([(b"a", b"1"), (b"a", b"2")], engine.UnsortedItemsError),
+    ([(b"a", b"1"), ("b", b"2")], TypeError),
+    ([(b"a", b"1"), (b"b", "2")], TypeError),
+    ([(b"a", b"1"), (b"", b"2")], engine.KeyTooLargeError),
+    ([(b"a", b"1"), (b"b" * (engine.MAX_KEY_SIZE + 1), b"2")], engine.KeyTooLargeError),
+    ([(b"a", b"1"), (b"b", b"2", b"3")], ValueError),
+    ([(b"a", b"1"), 7], TypeError),
+])
+def test_load_refuses_bad_items_and_changes_nothing(open_db, items, error):
+    db = open_db()
+    t = db.tree("t")
+    before = db.stats()
+    with pytest.raises(error):
+        t.load(iter([(b"0", b"x" * 9000)] + items))
+    after = db.stats()
+    assert len(t) == 0 and list(t) == []
+    assert (after["pages_allocated"], after["pages_free"], after["commits"]) == (
+        before["pages_allocated"], before["pages_free"], before["commits"])
+    assert issubclass(engine.UnsortedItemsError, (engine.DragonDBError, ValueError))
+    db.check(strict=True)
+
+
+def test_load_refuses_a_tree_with_keys(open_db):
+    db = open_db()
+    t = db.tree("t")
+    t[b"m"] = b"1"
+    before = db.stats()
+    with pytest.raises(engine.TreeNotEmptyError):
+        t.load([(b"a", b"1")])
+    assert isinstance(engine.TreeNotEmptyError("x"), ValueError)
+    assert dict(t.items()) == {b"m": b"1"}
+    assert db.stats()["pages_allocated"] == before["pages_allocated"]
+    db.drop_tree("t")
+    with pytest.raises(KeyError):
+        t.load([(b"a", b"1")])
+    db.check(strict=True)
+
+
+def test_load_makes_a_file_no_larger_than_random_puts(tmp_path):
+    import random
+
+    rng = random.Random(7)
+    items = sorted({rng.randbytes(16): rng.randbytes(100) for _ in range(20_000)}.items())
+    shuffled = items[:]
+    rng.shuffle(shuffled)
+    sizes = {}
+    for how in ("load", "puts"):
+        path = str(tmp_path / how)
+        with engine.open(path, sync="off") as db:
+            t = db.tree("t")
+            if how == "load":
+                t.load(items)
+            else:
+                for k, v in shuffled:
+                    t[k] = v
+            db.check(strict=True)
+        sizes[how] = os.path.getsize(path)
+    assert sizes["load"] <= sizes["puts"] * 0.8, sizes
+
+
+@pytest.mark.parametrize("kind, nth, file", [
+    ("write", 1, "-wal"), ("write", 2, "-wal"), ("write", 3, "-wal"), ("extend", 1, "db"),
+])
+def test_load_failing_on_io_changes_nothing(tmp_path, kind, nth, file):
+    """A log write (spilled pages, the commit record) or the file growth
+    failing mid-load: the load raises and leaves no trace, no leaked page."""
+    from faults.io import FaultPlan
+
+    plan = FaultPlan(seed=1)
+    path = str(tmp_path / "db")
+    db = engine.open(path, opener=plan.opener(), pool_pages=16, sync="off")
+    t = db.tree("t")
+    t[b"other"] = b"1"
+    db.tree("u")[b"x"] = b"y"
+    db.checkpoint()
+    before = db.stats()
+    items = [(b"k%06d" % i, b"v" * 200) for i in range(6000)]  # 2 runs of spilled leaves, then the commit
+    t.clear()
+    plan.fail(kind, nth, file=file)
+    with pytest.raises(engine.StorageIOError):
+        t.load(items)
+    assert plan.injected
+    assert len(t) == 0 and db.tree("u")[b"x"] == b"y"
+    report = db.check(strict=True)
+    assert report.pages_leaked == 0
+    assert db.stats()["pages_allocated"] - db.stats()["pages_free"] <= before["pages_allocated"] - before["pages_free"]
+    t.load(items[:10])  # works again
+    db.close()
+    with engine.open(path) as db:
+        assert list(db.tree("t").items()) == items[:10]
+        db.check(strict=True)
