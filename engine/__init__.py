@@ -15,6 +15,7 @@ from engine.check import CheckReport
 from engine.codec import MAX_KEY_SIZE, PAGE_SIZE
 from engine.db import MAX_VALUE_SIZE, Batch, Database, PageInfo, Tree, open
 from engine.errors import (
+    BackupTargetError,
     BufferPoolFullError,
     CorruptionError,
     DatabaseClosedError,
@@ -39,5 +40,5 @@ __all__ = [
     "DragonDBError", "StorageIOError", "NeedsRecoveryError", "CorruptionError", "NotADatabaseError",
     "DatabaseLockedError", "DatabaseClosedError", "ReadOnlyError", "KeyTooLargeError",
     "BufferPoolFullError", "TreeLimitError", "ValueTooLargeError",
-    "TreeNotEmptyError", "UnsortedItemsError",
+    "TreeNotEmptyError", "UnsortedItemsError", "BackupTargetError",
 ]

@@ -42,7 +42,7 @@ from engine.wal import OP_CREATE, OP_DELETE, OP_DROP, OP_LOAD, OP_PUT
 
 _SPILL_RUN = 256  # leaves encoded and logged per batch (1 MiB)
 
-__all__ = ["check_items", "clear", "load", "update", "pop", "popitem", "setdefault"]
+__all__ = ["build", "check_items", "clear", "load", "update", "pop", "popitem", "setdefault"]
 
 
 def clear(txn: Txn, name: str) -> None:
@@ -139,13 +139,21 @@ def load(txn: Txn, name: str, keys: list[bytes], vals: list[bytes]) -> bool:
         return True
     if root:  # an empty root leaf left by deletes
         txn.free(root)
-    level = _place(txn, _pack_leaves(txn, keys, vals))
-    while len(level) > 1:
-        level = _place(txn, _pack_internal(level))
-    entry.root = level[0][0]
+    entry.root = build(txn, keys, vals)
     entry.count = len(keys)
     txn.ops.append((OP_LOAD, name, None, (keys, vals)))
     return True
+
+
+def build(txn, keys: list[bytes], vals: list[bytes]) -> int:
+    """Pages of a tree holding `keys`/`vals` (non-empty, strictly ascending),
+    bottom-up; returns the root's page id. `txn` is the page sink: a `Txn`,
+    or anything with its `allocate`, `put_node`, `spill_nodes`,
+    `write_overflow` and `pool.n_frames` (compaction writes to the log)."""
+    level = _place(txn, _pack_leaves(txn, keys, vals))
+    while len(level) > 1:
+        level = _place(txn, _pack_internal(level))
+    return level[0][0]
 
 
 def _pack_leaves(txn: Txn, keys: list[bytes], vals: list[bytes]) -> list[tuple[Node, bytes]]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from engine import btree, bulk, syncpoints
+from engine import btree, bulk, maintenance, syncpoints
 from engine.bufferpool import BufferPool
 from engine.check import CheckReport, check_database
 from engine.codec import (
@@ -556,6 +556,16 @@ class Database:
             wal.failed = True
             raise NeedsRecoveryError(exc.errno or 5, f"log reset failed ({exc}); reopen to recover") from exc
         self.checkpoints += 1
+
+    def backup(self, dest_path) -> None:
+        """A consistent copy of the last committed state at `dest_path`, while
+        the database stays open (see engine.maintenance)."""
+        maintenance.backup(self, dest_path)
+
+    def compact(self) -> dict:
+        """Rewrite the file packed, giving free space back to the file
+        system; crash-safe (see engine.maintenance)."""
+        return maintenance.compact(self)
 
     def check(self, strict: bool = False) -> CheckReport:
         """Walk every invariant; see ARCHITECTURE.md."""

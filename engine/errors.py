@@ -23,6 +23,7 @@ __all__ = [
     "ValueTooLargeError",
     "TreeNotEmptyError",
     "UnsortedItemsError",
+    "BackupTargetError",
 ]
 
 
@@ -95,3 +96,8 @@ class TreeNotEmptyError(DragonDBError, ValueError):
 class UnsortedItemsError(DragonDBError, ValueError):
     """`Tree.load` met a key not strictly greater than the one before it
     (unsorted or duplicate). Nothing changed."""
+
+
+class BackupTargetError(DragonDBError, ValueError):
+    """`backup` was given the database itself (or its log) as the
+    destination. Nothing was written."""
