@@ -21,6 +21,8 @@ Rules (numbered as SQLite's pager.c numbers its own):
    CKPT_END, fsyncs the log, then writes the images home and fsyncs the data
    file, then resets the log (new header, truncate, fsync). A torn home write
    is therefore always repairable from the log.
+   Only CKPT_END's image count is checked; CKPT_BEGIN's is informational (a
+   compaction, which streams a whole new layout as one checkpoint, writes 0).
 4. Recovery: scan records from the header while the checksum, length and LSN
    sequence hold (a torn or half-written tail ends the scan); apply the images
    of the last complete checkpoint (idempotent); redo the commit records after

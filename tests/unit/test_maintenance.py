@@ -110,3 +110,108 @@ def test_backup_while_writers_commit_is_one_consistent_state(open_db, tmp_path):
         stop.set()
         th.join()
     assert not errors
+
+
+# -- compact -----------------------------------------------------------------------
+
+def _fresh_load_size(tmp_path, contents) -> int:
+    path = str(tmp_path / "fresh.db")
+    with engine.open(path, sync="off") as fresh:
+        for name, items in contents.items():
+            fresh.tree(name).load(sorted(items.items()))
+    return os.path.getsize(path)
+
+
+def test_compact_after_deleting_90_percent(open_db, db_path, tmp_path):
+    db = open_db()
+    t = db.tree("t")
+    t.update({b"k%06d" % i: b"v" * 100 for i in range(30_000)})
+    db.tree("big").update({b"b%d" % i: b"B" * 40_000 for i in range(40)})
+    db.tree("empty")
+    db.checkpoint()
+    size_full = os.path.getsize(db_path)
+    with db.batch() as b:
+        for i in range(30_000):
+            if i % 10:
+                b.delete("t", b"k%06d" % i)
+        for i in range(40):
+            b.delete("big", b"b%d" % i)
+    db.checkpoint()
+    size_deleted = os.path.getsize(db_path)
+    want = _contents(db)
+    it = t.scan()
+    first = next(it)
+    result = db.compact()
+    size_compact = os.path.getsize(db_path)
+    assert result["pages_after"] < result["pages_before"]
+    assert next(it) > first  # an iterator across a compaction goes on
+    assert _contents(db) == want
+    db.check(strict=True)
+    fresh = _fresh_load_size(tmp_path, want)
+    print(f"sizes: full {size_full}, after delete {size_deleted}, after compact {size_compact}, fresh load {fresh}")
+    assert size_compact <= 1.3 * fresh
+    assert size_compact < size_deleted / 5
+    t[b"new"] = b"write after compact"
+    db.close()
+    db = open_db()
+    want["t"][b"new"] = b"write after compact"
+    assert _contents(db) == want
+    db.check(strict=True)
+    assert db.stats()["pages_free"] == 0
+
+
+def test_compact_trees_emptied_by_deletes_and_read_only(open_db, db_path):
+    db = open_db()
+    db.tree("a")[b"x"] = b"1"
+    del db.tree("a")[b"x"]  # an empty root leaf
+    db.tree("b")
+    db.tree("c").load([(b"k", b"v")])
+    db.compact()
+    assert _contents(db) == {"a": {}, "b": {}, "c": {b"k": b"v"}}
+    db.check(strict=True)
+    db.tree("a")[b"y"] = b"2"
+    db.close()
+    ro = open_db(read_only=True)
+    with pytest.raises(engine.ReadOnlyError):
+        ro.compact()
+    assert _contents(ro) == {"a": {b"y": b"2"}, "b": {}, "c": {b"k": b"v"}}
+
+
+@pytest.mark.parametrize("kind, nth, file, page, after_commit", [
+    ("write", 2, "-wal", None, False),  # an image run: before the commit point
+    ("sync", 1, "-wal", None, False),  # the commit point's fsync itself fails
+    ("write", 1, "db", 1, True),  # writing home (page 1: not the first checkpoint's), after the commit point
+    ("truncate", 1, "db", None, True),
+])
+def test_compact_failing_on_io(tmp_path, kind, nth, file, page, after_commit):
+    from faults.io import FaultPlan
+
+    plan = FaultPlan(seed=2)
+    path = str(tmp_path / "db")
+    db = engine.open(path, opener=plan.opener(), pool_pages=16)
+    db.tree("t").update({b"k%05d" % i: b"v" * 100 for i in range(3000)})
+    with db.batch() as b:
+        for i in range(0, 3000, 2):
+            b.delete("t", b"k%05d" % i)
+    db.checkpoint()
+    want = _contents(db)
+    pages = db.stats()["pages_allocated"]
+    plan.fail(kind, nth, file=file, page=page)
+    with pytest.raises(engine.StorageIOError) as raised:
+        db.compact()
+    assert plan.injected
+    assert isinstance(raised.value, engine.NeedsRecoveryError) == (after_commit or kind == "sync")
+    if kind == "write" and not after_commit:
+        assert _contents(db) == want  # nothing changed, and it still works
+        db.check(strict=True)
+        db.tree("t")[b"more"] = b"1"
+        want["t"][b"more"] = b"1"
+    else:
+        with pytest.raises(engine.NeedsRecoveryError):
+            db.tree("t")[b"more"] = b"1"
+    db.close()
+    with engine.open(path) as db:
+        assert _contents(db) == want
+        db.check(strict=True)
+        if after_commit:
+            assert db.stats()["pages_allocated"] < pages
