@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 import engine
 from faults.crash import CrashDisk
 
