@@ -15,6 +15,7 @@ from engine.check import CheckReport
 from engine.codec import MAX_KEY_SIZE, PAGE_SIZE
 from engine.db import MAX_VALUE_SIZE, Batch, Database, PageInfo, Tree, open
 from engine.errors import (
+    BackupTargetError,
     BufferPoolFullError,
     CorruptionError,
     DatabaseClosedError,
@@ -26,6 +27,8 @@ from engine.errors import (
     ReadOnlyError,
     StorageIOError,
     TreeLimitError,
+    TreeNotEmptyError,
+    UnsortedItemsError,
     ValueTooLargeError,
 )
 
@@ -35,4 +38,5 @@ __all__ = [
     "DragonDBError", "StorageIOError", "NeedsRecoveryError", "CorruptionError", "NotADatabaseError",
     "DatabaseLockedError", "DatabaseClosedError", "ReadOnlyError", "KeyTooLargeError",
     "BufferPoolFullError", "TreeLimitError", "ValueTooLargeError",
+    "TreeNotEmptyError", "UnsortedItemsError", "BackupTargetError",
 ]

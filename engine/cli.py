@@ -2,12 +2,14 @@
 
 Every database subcommand takes the database path first, then its own
 arguments; `dragondb SUBCOMMAND --help` documents each one. Read-only
-subcommands (get, scan, trees, stats, check, show) open the file with
+subcommands (get, scan, trees, stats, check, show, dump) open the file with
 `create=False, read_only=True`, so a typo in a path never creates a file.
 
 Keys and values are text (UTF-8) unless `--hex` says they are hex. Output
-shows bytes as text when they are printable UTF-8 and as hex otherwise;
-`--hex-output` forces hex.
+shows bytes as text when they are printable UTF-8 and as hex marked "0x"
+otherwise (text starting with "0x" too); `--hex-output` forces hex.
+`--format json` (get, scan, trees, stats, check) prints JSON, with bytes as
+in `dump`: a string when valid UTF-8, else base64 under "key_b64"/"value_b64".
 
 Exit status (scripts rely on it):
 
@@ -40,7 +42,7 @@ from typing import Any, NoReturn
 from loguru import logger
 
 import engine
-from engine import log
+from engine import dump, log
 from engine.errors import DragonDBError
 
 __all__ = [
@@ -105,7 +107,9 @@ def parse_bytes(text: str, *, hex_input: bool) -> bytes:
 
 
 def format_bytes(data: bytes | None, *, hex_output: bool = False) -> str:
-    """Show bytes as text when printable UTF-8, else (or with `hex_output`) as hex."""
+    """Show bytes as text when printable UTF-8, else (or with `hex_output`) as
+    hex marked with "0x" (which `--hex` input accepts). Text that itself
+    starts with "0x" is shown as hex too, so the two never look alike."""
     if data is None:
         return "-"
     if not hex_output:
@@ -115,9 +119,9 @@ def format_bytes(data: bytes | None, *, hex_output: bool = False) -> str:
             pass
         else:
             # Tabs and newlines would break the one-record-per-line output.
-            if text.isprintable():
+            if text.isprintable() and not text.startswith(("0x", "0X")):
                 return text
-    return data.hex()
+    return "0x" + data.hex()
 
 
 def _clip(text: str, width: int) -> str:
@@ -365,10 +369,15 @@ def _out(text: str = "") -> None:
 
 
 def _cmd_put(args: argparse.Namespace) -> int:
-    if len(args.items) % 2:
-        _usage(args, "put takes KEY VALUE pairs; the last key has no value")
-    items = [_input(args, text) for text in args.items]
-    pairs = list(zip(items[::2], items[1::2], strict=True))
+    if args.value_file is not None:
+        if len(args.items) != 1:
+            _usage(args, "with --value-file, put takes one KEY (its value comes from the file)")
+        pairs = [(_input(args, args.items[0]), _read_input(args.value_file))]
+    else:
+        if len(args.items) % 2:
+            _usage(args, "put takes KEY VALUE pairs; the last key has no value")
+        items = [_input(args, text) for text in args.items]
+        pairs = list(zip(items[::2], items[1::2], strict=True))
     with _open(args, write=True, create=True) as db:
         tree = db.tree(args.tree)
         if len(pairs) == 1:
@@ -389,7 +398,9 @@ def _cmd_get(args: argparse.Namespace) -> int:
         raise _Exit(
             EXIT_NOT_FOUND, f"key {_show(args, key)} not in tree {args.tree!r}", label="not found"
         )
-    if args.raw:
+    if args.format == "json":
+        _out(json.dumps(dump.item(key, value)))
+    elif args.raw:
         sys.stdout.flush()
         sys.stdout.buffer.write(value)
         sys.stdout.buffer.flush()
@@ -429,13 +440,19 @@ def _print_rows(args: argparse.Namespace, rows: Iterator[tuple[bytes, bytes]]) -
     for count, (key, value) in enumerate(rows):
         if args.limit is not None and count >= args.limit:
             break
-        _out(_show(args, key) if args.keys_only else f"{_show(args, key)}\t{_show(args, value)}")
+        if getattr(args, "format", "text") == "json":
+            rec = dump.item(key, value)
+            _out(json.dumps({k: v for k, v in rec.items() if k.startswith("key")} if args.keys_only else rec))
+        else:
+            _out(_show(args, key) if args.keys_only else f"{_show(args, key)}\t{_show(args, value)}")
 
 
 def _cmd_trees(args: argparse.Namespace) -> int:
     with _open(args, write=False) as db:
         names = db.trees()
-        if args.long:
+        if args.format == "json":
+            _out(json.dumps([{"name": n, "keys": len(db.tree(n, create=False))} for n in names]))
+        elif args.long:
             for line in _align([[name, str(len(db.tree(name, create=False)))] for name in names]):
                 _out(line)
         else:
@@ -447,7 +464,7 @@ def _cmd_trees(args: argparse.Namespace) -> int:
 def _cmd_stats(args: argparse.Namespace) -> int:
     with _open(args, write=False) as db:
         stats = db.stats()
-    _out(json.dumps(stats, indent=2, default=str) if args.json else render_table(stats))
+    _out(json.dumps(stats, indent=2, default=str) if args.json or args.format == "json" else render_table(stats))
     return EXIT_OK
 
 
@@ -460,7 +477,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         "pages_free": report.pages_free,
         "pages_leaked": report.pages_leaked,
     }
-    if args.json:
+    if args.json or args.format == "json":
         _out(json.dumps({"ok": report.ok, **figures, "problems": list(report.problems)}, indent=2))
     else:
         summary = (
@@ -480,6 +497,71 @@ def _cmd_show(args: argparse.Namespace) -> int:
         levels = db.tree_levels(args.tree)
     render = render_levels_dot if args.format == "dot" else render_levels_text
     _out(render(args.tree, levels, hex_output=args.hex_output, key_width=args.key_width))
+    return EXIT_OK
+
+
+def _read_input(name: str) -> bytes:
+    """The bytes of file `name`, or of stdin for "-"."""
+    if name == "-":
+        return sys.stdin.buffer.read()
+    with open(name, "rb") as f:
+        return f.read()
+
+
+def _cmd_dump(args: argparse.Namespace) -> int:
+    with _open(args, write=False) as db:
+        names = [_tree(db, args).name] if args.tree is not None else db.trees()
+        _out(dump.header())
+        for name in names:
+            _out(dump.tree_line(name))
+            for key, value in db.tree(name, create=False).items():
+                _out(dump.item_line(key, value, args.binary))
+    return EXIT_OK
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    """Each tree of the dump in one atomic commit: `Tree.load` into an empty
+    tree, `Tree.update` into one holding keys. Read whole before any write."""
+    try:
+        if args.file == "-":
+            trees = dump.parse(sys.stdin.buffer)
+        else:
+            with open(args.file, "rb") as f:
+                trees = dump.parse(f)
+    except dump.DumpFormatError as exc:
+        raise _Exit(EXIT_ERROR, f"{args.file}: {exc}") from None
+    with _open(args, write=True, create=True) as db:
+        for name, items in trees:
+            tree = db.tree(name)
+            if len(tree):
+                tree.update(items)
+            else:
+                tree.load(sorted(items))
+            logger.debug("loaded {} item(s) into tree {!r}", len(items), name)
+    return EXIT_OK
+
+
+def _cmd_compact(args: argparse.Namespace) -> int:
+    before = Path(args.path).stat().st_size if Path(args.path).exists() else 0
+    with _open(args, write=True) as db:
+        result = db.compact()
+    after = Path(args.path).stat().st_size
+    _out(f"compacted: {result['pages_before']} pages -> {result['pages_after']} pages "
+         f"({before:,} -> {after:,} bytes)")
+    return EXIT_OK
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    with _open(args, write=True) as db:
+        db.backup(args.dest)
+    return EXIT_OK
+
+
+def _cmd_drop_tree(args: argparse.Namespace) -> int:
+    with _open(args, write=True) as db:
+        args.tree = args.name
+        _tree(db, args)
+        db.drop_tree(args.name)
     return EXIT_OK
 
 
@@ -628,6 +710,31 @@ _HELP: dict[str, tuple[str, str, str]] = {
         "",
     ),
     "trees": ("list the trees", "List the database's trees, one name a line, sorted.", ""),
+    "dump": (
+        "write trees as JSON Lines",
+        "Write every tree (or --tree's) as JSON Lines: a header with the format version,\n"
+        "then per tree a {\"tree\": NAME} line and its items in key order. Bytes that are\n"
+        "valid UTF-8 are strings; others (all with --binary) base64 under key_b64/value_b64.",
+        "example:\n  dragondb dump my.db > my.jsonl && dragondb load copy.db my.jsonl",
+    ),
+    "load": (
+        "read trees from a dump (each tree one atomic commit)",
+        "Read a `dragondb dump` (a file, or - for stdin) whole, then write each tree in one\n"
+        "atomic commit: a bulk load into an empty tree, an update into one holding keys.\n"
+        "Creates the database if missing.",
+        "",
+    ),
+    "compact": (
+        "give free space back to the file system",
+        "Rewrite the database packed, in place and crash-safe, and cut the file short.",
+        "",
+    ),
+    "backup": (
+        "copy the database consistently",
+        "Write a consistent copy of the last committed state to DEST (replaced atomically).",
+        "",
+    ),
+    "drop-tree": ("delete a tree and all its keys", "Drop tree NAME, freeing its pages (exit 1 if absent).", ""),
     "stats": ("print statistics", "Print page, buffer-pool and log statistics.", ""),
     "check": (
         "verify every invariant of the file",
@@ -730,19 +837,31 @@ def _build_parser(command: str | None = None) -> argparse.ArgumentParser:
         sub.set_defaults(func=func, parser=sub)
         return sub
 
-    add("put", _cmd_put, path, tree, hex_in).add_argument("items", nargs="+", metavar="KEY VALUE")
-    sub = add("get", _cmd_get, path, tree, hex_in, hex_out)
+    fmt_json = argparse.ArgumentParser(add_help=False)
+    fmt_json.add_argument("--format", choices=("text", "json"), default="text",
+                          help="output format (default: %(default)s)")
+    sub = add("put", _cmd_put, path, tree, hex_in)
+    sub.add_argument("items", nargs="+", metavar="KEY VALUE")
+    sub.add_argument("--value-file", metavar="F", help="the value is the bytes of file F (- for stdin); one KEY")
+    sub = add("get", _cmd_get, path, tree, hex_in, hex_out, fmt_json)
     sub.add_argument("key", metavar="KEY")
     sub.add_argument("--raw", action="store_true", help="write the value's bytes as they are")
     add("delete", _cmd_delete, path, tree, hex_in, hex_out).add_argument(
         "keys", nargs="+", metavar="KEY"
     )
-    add("scan", _cmd_scan, path, tree, hex_in, hex_out, scan)
-    add("trees", _cmd_trees, path).add_argument(
+    add("scan", _cmd_scan, path, tree, hex_in, hex_out, scan, fmt_json)
+    add("trees", _cmd_trees, path, fmt_json).add_argument(
         "-l", "--long", action="store_true", help="with key counts"
     )
-    add("stats", _cmd_stats, path).add_argument("--json", action="store_true", help="print JSON")
-    add("check", _cmd_check, path).add_argument("--json", action="store_true", help="print JSON")
+    add("stats", _cmd_stats, path, fmt_json).add_argument("--json", action="store_true", help="print JSON")
+    add("check", _cmd_check, path, fmt_json).add_argument("--json", action="store_true", help="print JSON")
+    sub = add("dump", _cmd_dump, path)
+    sub.add_argument("-t", "--tree", metavar="NAME", help="only this tree (default: all)")
+    sub.add_argument("--binary", action="store_true", help="every key and value as base64")
+    add("load", _cmd_load, path).add_argument("file", metavar="FILE", help="a dump, or - for stdin")
+    add("compact", _cmd_compact, path)
+    add("backup", _cmd_backup, path).add_argument("dest", metavar="DEST", help="the copy's path")
+    add("drop-tree", _cmd_drop_tree, path).add_argument("name", metavar="TREE")
     sub = add("show", _cmd_show, path, tree, hex_out)
     sub.add_argument(
         "--format", choices=("text", "dot"), default="text", help="default: %(default)s"
@@ -770,7 +889,8 @@ def _build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 # argparse cannot say "pairs" in a usage line by itself.
 _USAGE = {
-    "put": "dragondb put [-h] [-v] [-t NAME] [--hex] PATH KEY VALUE [KEY VALUE ...]",
+    "put": "dragondb put [-h] [-v] [-t NAME] [--hex] PATH KEY VALUE [KEY VALUE ...]\n"
+           "       dragondb put [-h] [-v] [-t NAME] [--hex] PATH KEY --value-file F|-",
 }
 
 

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 
-from engine import btree, log, syncpoints
+from engine import btree, bulk, log, maintenance, syncpoints
 from engine.bufferpool import BufferPool
 from engine.check import CheckReport, check_database
 from engine.codec import (
@@ -41,6 +41,7 @@ from engine.errors import (
     ReadOnlyError,
     StorageIOError,
     TreeLimitError,
+    TreeNotEmptyError,
     ValueTooLargeError,
 )
 from engine.latch import RWLatch
@@ -51,6 +52,7 @@ from engine.wal import (
     OP_CREATE,
     OP_DELETE,
     OP_DROP,
+    OP_LOAD,
     OP_PUT,
     LoggedStore,
     RecoveryPlan,
@@ -588,6 +590,16 @@ class Database:
             raise NeedsRecoveryError(exc.errno or 5, f"log reset failed ({exc}); reopen to recover") from exc
         self.checkpoints += 1
 
+    def backup(self, dest_path) -> None:
+        """A consistent copy of the last committed state at `dest_path`, while
+        the database stays open (see engine.maintenance)."""
+        maintenance.backup(self, dest_path)
+
+    def compact(self) -> dict:
+        """Rewrite the file packed, giving free space back to the file
+        system; crash-safe (see engine.maintenance)."""
+        return maintenance.compact(self)
+
     def check(self, strict: bool = False) -> CheckReport:
         """Walk every invariant; see ARCHITECTURE.md."""
         self._check()
@@ -730,6 +742,10 @@ def _apply(txn: Txn, op: int, name: str, key, value, log: bool = True) -> None:
     elif op == OP_DROP:
         if name in txn.trees:
             btree.drop(txn, name)
+    elif op == OP_LOAD:  # redo of a bulk load: the tree was empty when it ran
+        if name in txn.trees:
+            bulk.load(txn, name, *value)
+        return
     if log:
         txn.ops.append((op, name, key, value))
 
@@ -782,6 +798,9 @@ def _batch(txn: Txn, ops: list) -> None:
 
 
 # -- trees ------------------------------------------------------------------------
+
+_NO_DEFAULT = object()
+
 
 class Tree(MutableMapping):
     """An ordered mapping bytes -> bytes stored in a B+ tree."""
@@ -916,6 +935,76 @@ class Tree(MutableMapping):
             return btree.edge(db._pool, self._entry().root, last)
         finally:
             db._latch.release_read()
+
+    # -- whole-tree writes (engine.bulk) ------------------------------------------
+
+    def clear(self) -> None:
+        """Remove every key in one atomic commit; costs the tree's pages, not its keys."""
+        self._db._write(bulk.clear, self.name)
+
+    def load(self, items) -> None:
+        """Fill this EMPTY tree from (key, value) pairs in strictly ascending
+        key order, built bottom-up (packed pages, written once) in ONE atomic
+        commit. Every item is checked first: a bad key or value raises as
+        `put` would, an out-of-order or repeated key `UnsortedItemsError`, a
+        tree holding keys `TreeNotEmptyError`; each changes nothing."""
+        keys, vals = bulk.check_items(items, _key, _value, MAX_VALUE_SIZE)
+        db = self._db
+        db._check_writable()
+        self._entry()
+        if not db._write(bulk.load, self.name, keys, vals):
+            raise TreeNotEmptyError(f"load: tree {self.name!r} holds {len(self)} keys; load fills an empty tree")
+
+    def update(self, other=(), /, **kw) -> None:
+        """Put every item of a mapping or of (key, value) pairs, and of `kw`
+        (whose str names raise TypeError, as any str key does), in ONE
+        atomic commit; every item is checked first, so a bad one changes
+        nothing."""
+        if hasattr(other, "keys"):
+            pairs = [(_key(k), _value(other[k])) for k in other.keys()]
+        else:
+            pairs = []
+            for i, item in enumerate(other):
+                try:
+                    k, v = item
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"update: item #{i} is not a (key, value) pair") from exc
+                pairs.append((_key(k), _value(v)))
+        pairs += [(_key(k), _value(v)) for k, v in kw.items()]
+        self._db._check_writable()
+        self._entry()
+        if pairs:
+            self._db._write(bulk.update, self.name, pairs)
+
+    def pop(self, key, default=_NO_DEFAULT):
+        """Remove `key` and return its value in one commit; absent: `default`,
+        or KeyError without one (as dict)."""
+        key = _key(key)
+        try:
+            value = self._db._write(bulk.pop, self.name, key)
+        except KeyError:  # the tree was dropped: as if the key were missing
+            value = None
+        if value is None:
+            if default is _NO_DEFAULT:
+                raise KeyError(key)
+            return default
+        return value
+
+    def popitem(self) -> tuple[bytes, bytes]:
+        """Remove and return the (key, value) with the smallest key in one
+        commit; KeyError when the tree is empty."""
+        item = self._db._write(bulk.popitem, self.name)
+        if item is None:
+            raise KeyError("popitem(): tree is empty")
+        return item
+
+    def setdefault(self, key, default=None):
+        """`t[key]` if present, else store `default` (bytes) and return it,
+        atomically. The default None is not a value: TypeError when absent."""
+        value = self.get(key)
+        if value is not None:
+            return value
+        return self._db._write(bulk.setdefault, self.name, _key(key), _value(default))
 
 
 class _ItemsView:

@@ -21,6 +21,9 @@ __all__ = [
     "BufferPoolFullError",
     "TreeLimitError",
     "ValueTooLargeError",
+    "TreeNotEmptyError",
+    "UnsortedItemsError",
+    "BackupTargetError",
 ]
 
 
@@ -83,3 +86,18 @@ class TreeLimitError(DragonDBError, ValueError):
 
 class ValueTooLargeError(DragonDBError, ValueError):
     """A value is longer than `MAX_VALUE_SIZE`. Nothing changed."""
+
+
+class TreeNotEmptyError(DragonDBError, ValueError):
+    """`Tree.load` on a tree that holds keys: a bulk load builds a tree from
+    nothing. Nothing changed."""
+
+
+class UnsortedItemsError(DragonDBError, ValueError):
+    """`Tree.load` met a key not strictly greater than the one before it
+    (unsorted or duplicate). Nothing changed."""
+
+
+class BackupTargetError(DragonDBError, ValueError):
+    """`backup` was given the database itself (or its log) as the
+    destination. Nothing was written."""

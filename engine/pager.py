@@ -119,6 +119,13 @@ class Pager:
         self.page_count = pid + 1
         return pid
 
+    def reset(self, page_count: int) -> None:
+        """Pages 0..page_count-1 all in use, none free (after a compaction
+        rewrote the file)."""
+        self.page_count = page_count
+        self._free_heap = []
+        self._free_set = set()
+
     def free(self, page_id: int) -> None:
         assert 0 < page_id < self.page_count, "free: page id out of range"
         assert page_id not in self._free_set, "free: page already free"

@@ -22,10 +22,12 @@ from __future__ import annotations
 from engine.bufferpool import BufferPool, Frame
 from engine.codec import (
     OVERFLOW_PAYLOAD,
+    PAGE_SIZE,
     Node,
     Overflow,
     decode_node,
     decode_overflow,
+    encode_node,
     encode_overflow,
 )
 from engine.errors import CorruptionError
@@ -98,6 +100,30 @@ class Txn:
         self._pinned[page_id] = frame
         self._snap[page_id] = _NEW
         return page_id, node
+
+    def allocate(self) -> int:
+        """A new page for the caller to fill with `put_node` (freed again on rollback)."""
+        page_id = self.pager.allocate()
+        self._new.append(page_id)
+        return page_id
+
+    def put_node(self, page_id: int, node: Node) -> None:
+        """Give the pool a finished node for a page from `allocate`, unpinned
+        and dirty: a bulk build holds no pins, so it is not bound by the pool."""
+        frame = self.pool.new_page(page_id)
+        frame.obj = node
+        frame.obj_dirty = True
+        self.pool.unpin(frame, dirty=True)
+
+    def spill_nodes(self, nodes: list[tuple[int, Node]]) -> None:
+        """`put_node` for many nodes at once, written straight to the log as
+        spilled images (read from there until a checkpoint takes them home)."""
+        pages = []
+        for page_id, node in nodes:
+            page = bytearray(PAGE_SIZE)
+            encode_node(node, page)
+            pages.append((page_id, page))
+        self.wal.spill_many(pages)
 
     def free(self, page_id: int) -> None:
         """Free `page_id` when the transaction commits."""

@@ -22,6 +22,8 @@ Rules (numbered as SQLite's pager.c numbers its own):
    CKPT_END, fsyncs the log, then writes the images home and fsyncs the data
    file, then resets the log (new header, truncate, fsync). A torn home write
    is therefore always repairable from the log.
+   Only CKPT_END's image count is checked; CKPT_BEGIN's is informational (a
+   compaction, which streams a whole new layout as one checkpoint, writes 0).
 4. Recovery: scan records from the header while the checksum, length and LSN
    sequence hold (a torn or half-written tail ends the scan); apply the images
    of the last complete checkpoint (idempotent); redo the commit records after
@@ -75,7 +77,7 @@ from engine.latch import wait
 __all__ = [
     "Wal", "LoggedStore", "first_record", "RecoveryPlan", "encode_op", "encode_ops", "decode_ops", "scan",
     "COMMIT", "SPILL", "CKPT_BEGIN", "CKPT_IMAGE", "CKPT_END",
-    "OP_PUT", "OP_DELETE", "OP_CREATE", "OP_DROP",
+    "OP_PUT", "OP_DELETE", "OP_CREATE", "OP_DROP", "OP_LOAD",
 ]
 
 HEADER_BYTES = SECTOR  # the header owns the first sector, so records start aligned
@@ -90,6 +92,10 @@ _PREALLOCATE = 64 * 1024  # zeros written ahead of the tail under sync="full"
 
 COMMIT, SPILL, CKPT_BEGIN, CKPT_IMAGE, CKPT_END = 1, 2, 3, 4, 5
 OP_PUT, OP_DELETE, OP_CREATE, OP_DROP = 1, 2, 3, 4
+# OP_LOAD (a bulk load of an empty tree): its "key" is None and its "value" the
+# (keys, values) lists; stored as count u32 | key lengths u32* | value
+# lengths u32* | keys | values (arrays, so 100k items pack in a few C calls)
+OP_LOAD = 5
 _OP_HEAD = struct.Struct("<BB")
 _LEN = struct.Struct("<I")
 
@@ -115,6 +121,11 @@ def encode_ops(ops: list[tuple[int, str, bytes | None, bytes | None]]) -> bytes:
         name = tree.encode()
         parts.append(_OP_HEAD.pack(op, len(name)))
         parts.append(name)
+        if op == OP_LOAD:
+            keys, vals = value
+            n = len(keys)
+            parts += (_LEN.pack(n), struct.pack(f"<{n}I", *map(len, keys)),
+                      struct.pack(f"<{n}I", *map(len, vals)), *keys, *vals)
         if op in (OP_PUT, OP_DELETE):
             parts.append(_LEN.pack(len(key)))
             parts.append(key)
@@ -147,12 +158,31 @@ def decode_ops(payload: bytes) -> list[tuple[int, str, bytes | None, bytes | Non
                 (vl,) = _LEN.unpack_from(payload, pos)
                 value = payload[pos + 4 : pos + 4 + vl]
                 pos += 4 + vl
-            if op not in (OP_PUT, OP_DELETE, OP_CREATE, OP_DROP) or pos > n:
+            if op == OP_LOAD:
+                value, pos = _decode_load(payload, pos)
+            if op not in (OP_PUT, OP_DELETE, OP_CREATE, OP_DROP, OP_LOAD) or pos > n:
                 raise CorruptionError("log: malformed commit record")
             ops.append((op, tree, key, value))
     except (struct.error, UnicodeDecodeError) as exc:
         raise CorruptionError("log: malformed commit record") from exc
     return ops
+
+
+def _decode_load(payload: bytes, pos: int) -> tuple[tuple[list[bytes], list[bytes]], int]:
+    """The (keys, values) of an OP_LOAD at `pos`, and the position after it."""
+    (count,) = _LEN.unpack_from(payload, pos)
+    pos += 4
+    if count > (len(payload) - pos) // 8:
+        raise CorruptionError("log: malformed commit record")
+    klens = struct.unpack_from(f"<{count}I", payload, pos)
+    vlens = struct.unpack_from(f"<{count}I", payload, pos + 4 * count)
+    pos += 8 * count
+    out: tuple[list[bytes], list[bytes]] = ([], [])
+    for lens, dest in ((klens, out[0]), (vlens, out[1])):
+        for ln in lens:
+            dest.append(payload[pos : pos + ln])
+            pos += ln
+    return out, pos
 
 
 def _record(lsn: int, durable: int, rtype: int, payload: bytes | memoryview) -> bytes:
@@ -495,6 +525,18 @@ class Wal:
         with self._mutex:
             _, offset = self._append(SPILL, _PID.pack(page_id) + bytes(buf))
             self.spilled[page_id] = offset + _REC.size + _PID.size
+
+    def spill_many(self, pages: list[tuple[int, bytes | memoryview]]) -> None:
+        """`spill` of many pages, up to 256 to a write (a bulk load's pages
+        that the pool has no room for)."""
+        skip = _REC.size + _PID.size
+        for i in range(0, len(pages), _IMAGES_PER_WRITE):
+            chunk = pages[i : i + _IMAGES_PER_WRITE]
+            payloads = [_PID.pack(pid) + bytes(image) for pid, image in chunk]
+            with self._mutex:
+                offsets = self._append_records(SPILL, payloads)
+                for (pid, _), offset in zip(chunk, offsets, strict=True):
+                    self.spilled[pid] = offset + skip
 
     def read_spill(self, page_id: int, buf: memoryview) -> bool:
         """Fill `buf` with the latest spilled image of `page_id`; False if none."""

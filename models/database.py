@@ -16,6 +16,8 @@ the same errors as the engine:
 | tree name empty or above 255 UTF-8 bytes | `TreeLimitError` |
 | any call after `close()` | `DatabaseClosedError` |
 | any write on a read-only database | `ReadOnlyError` |
+| `load` of keys not strictly ascending | `UnsortedItemsError` |
+| `load` into a tree holding keys | `TreeNotEmptyError` |
 
 Checks run in the engine's order: arguments first, then closed, then
 read-only, then whether the tree exists.
@@ -39,6 +41,8 @@ from engine.errors import (
     KeyTooLargeError,
     ReadOnlyError,
     TreeLimitError,
+    TreeNotEmptyError,
+    UnsortedItemsError,
     ValueTooLargeError,
 )
 
@@ -303,6 +307,83 @@ class ModelTree(MutableMapping[bytes, bytes]):
 
     # keys(), values() and items() are the MutableMapping views: re-iterable,
     # sized, and walking the tree afresh each time, as the engine's are.
+
+    # -- whole-tree writes -----------------------------------------------------
+
+    def clear(self) -> None:
+        """Remove every key at once (one commit in the engine)."""
+        store = self._store(write=True)
+        store.data.clear()
+        store.keys.clear()
+
+    def load(self, items: Any) -> None:
+        """Fill an empty tree from (key, value) pairs in strictly ascending key
+        order. Every item is checked first (bad key/value as `put`, a key not
+        above the one before it `UnsortedItemsError`), then closed, read-only
+        and a missing tree, then a tree holding keys (`TreeNotEmptyError`)."""
+        pairs: list[tuple[bytes, bytes]] = []
+        for item in items:
+            k, v = item
+            raw_key, raw_value = check_key(k), check_value(v)
+            if pairs and raw_key <= pairs[-1][0]:
+                raise UnsortedItemsError("keys must be strictly ascending")
+            pairs.append((raw_key, raw_value))
+        store = self._store(write=True)
+        if store.data:
+            raise TreeNotEmptyError("load fills an empty tree")
+        for k, v in pairs:
+            store.put(k, v)
+
+    def update(self, other: Any = (), /, **kw: Any) -> None:
+        """Put every item of a mapping or of (key, value) pairs and of `kw`,
+        all checked first (a bad one changes nothing); one commit in the engine.
+        A write even when there is nothing to put (ReadOnlyError)."""
+        if hasattr(other, "keys"):
+            pairs = [(check_key(k), check_value(other[k])) for k in other.keys()]
+        else:
+            pairs = []
+            for item in other:
+                k, v = item
+                pairs.append((check_key(k), check_value(v)))
+        pairs += [(check_key(k), check_value(v)) for k, v in kw.items()]
+        store = self._store(write=True)
+        for k, v in pairs:
+            store.put(k, v)
+
+    def pop(self, key: object, *default: Any) -> Any:
+        """Remove `key` and return its value; absent (or the tree dropped):
+        the default, or KeyError. A write: ReadOnlyError even on a miss."""
+        raw = check_key(key)
+        self._db._check_open()
+        self._db._check_writable()
+        store = self._db._trees.get(self.name)
+        if store is not None and raw in store.data:
+            value = store.data[raw]
+            store.delete(raw)
+            return value
+        if default:
+            return default[0]
+        raise KeyError(raw)
+
+    def popitem(self) -> tuple[bytes, bytes]:
+        """Remove and return the item with the smallest key; KeyError when empty."""
+        store = self._store(write=True)
+        if not store.keys:
+            raise KeyError("popitem(): tree is empty")
+        key = store.keys[0]
+        value = store.data[key]
+        store.delete(key)
+        return key, value
+
+    def setdefault(self, key: object, default: Any = None) -> Any:
+        """`self[key]` if present, else store `default` (which must be bytes)."""
+        raw = check_key(key)
+        value = self.get(raw)
+        if value is not None:
+            return value
+        raw_value = check_value(default)
+        self._store(write=True).put(raw, raw_value)
+        return raw_value
 
     def check_invariants(self) -> list[str]:
         """Return every broken rule of this tree's store (see `_Store`)."""

@@ -316,6 +316,52 @@ class EngineVsModel(RuleBasedStateMachine):
         self.same(lambda d: len(d.tree(name, create=False)))
 
     @rule(name=tree_names)
+    def clear(self, name: str) -> None:
+        self.same(lambda d: d.tree(name).clear())
+
+    @rule(name=tree_names, items=st.lists(st.tuples(S.keys(), S.values()), max_size=12),
+          bad=st.one_of(st.none(), S.bad_keys()), position=st.integers(0, 12))
+    def update(self, name: str, items: list, bad: object, position: int) -> None:
+        items = list(items)
+        if bad is not None:  # one bad key anywhere: nothing may change
+            items.insert(min(position, len(items)), (bad, b"v"))
+        self.same(lambda d: d.tree(name).update(items))
+
+    @rule(name=tree_names, data=st.dictionaries(S.keys(), st.one_of(S.values(), S.large_values()), max_size=60),
+          clear_first=st.booleans(), disorder=st.sampled_from([None, "swap", "repeat", "bad"]))
+    def load(self, name: str, data: dict, clear_first: bool, disorder: str | None) -> None:
+        items = sorted(data.items())
+        if disorder == "swap" and len(items) > 1:
+            items[0], items[-1] = items[-1], items[0]
+        elif disorder == "repeat" and items:
+            items.append(items[-1])
+        elif disorder == "bad":
+            items.append((b"\xff" * 8, "not bytes"))
+
+        def call(d: Any) -> None:
+            t = d.tree(name)
+            if clear_first:
+                t.clear()
+            t.load(items)
+
+        self.same(call)
+
+    @rule(name=tree_names, key=st.one_of(keys, S.keys()), default=st.sampled_from([None, b"?", "no"]))
+    def pop(self, name: str, key: bytes, default: Any) -> None:
+        if default == "no":
+            self.same(lambda d: d.tree(name).pop(key))
+        else:
+            self.same(lambda d: d.tree(name).pop(key, default))
+
+    @rule(name=tree_names)
+    def popitem(self, name: str) -> None:
+        self.same(lambda d: d.tree(name).popitem())
+
+    @rule(name=tree_names, key=st.one_of(keys, S.keys()), default=st.one_of(st.none(), S.values()))
+    def setdefault(self, name: str, key: bytes, default: Any) -> None:
+        self.same(lambda d: d.tree(name).setdefault(key, default))
+
+    @rule(name=tree_names)
     def drop_tree(self, name: str) -> None:
         self.same(lambda d: d.drop_tree(name))
 
@@ -401,6 +447,10 @@ class EngineVsModel(RuleBasedStateMachine):
             self.same(lambda d: d.tree(name, create=False).put(key, value))
             self.same(lambda d: d.tree(name, create=False).delete(key))
             self.same(lambda d: d.drop_tree(name))
+            self.same(lambda d: d.tree(name, create=False).clear())
+            self.same(lambda d: d.tree(name, create=False).update({}))
+            self.same(lambda d: d.tree(name, create=False).pop(key, None))
+            self.same(lambda d: d.tree(name, create=False).setdefault(key, value))
             report = self.db.check()
             assert report.ok, report.problems
         finally:

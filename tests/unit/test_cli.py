@@ -88,9 +88,10 @@ def test_parse_bytes_text_and_hex():
 def test_format_bytes_printable_text_else_hex():
     assert cli.format_bytes(b"plain text") == "plain text"
     assert cli.format_bytes("ünï".encode()) == "ünï"
-    assert cli.format_bytes(b"tab\there") == b"tab\there".hex()  # would break the line format
-    assert cli.format_bytes(b"\xff\xfe") == "fffe"
-    assert cli.format_bytes(b"text", hex_output=True) == "74657874"
+    assert cli.format_bytes(b"tab\there") == "0x" + b"tab\there".hex()  # would break the line format
+    assert cli.format_bytes(b"\xff\xfe") == "0xfffe"  # hex is always marked as hex
+    assert cli.format_bytes(b"0xab") == "0x30786162"  # text that looks marked is shown as hex
+    assert cli.format_bytes(b"text", hex_output=True) == "0x74657874"
     assert cli.format_bytes(b"") == ""
     assert cli.format_bytes(None) == "-"
 
@@ -99,7 +100,7 @@ def test_format_bytes_printable_text_else_hex():
 @given(st.binary(max_size=64))
 def test_shown_bytes_parse_back(data):
     shown = cli.format_bytes(data)
-    is_text = shown == data.decode("utf-8", "replace") and shown.isprintable()
+    is_text = not shown.startswith("0x")
     assert cli.parse_bytes(shown, hex_input=not is_text) == data
     assert cli.parse_bytes(cli.format_bytes(data, hex_output=True), hex_input=True) == data
 
@@ -121,7 +122,7 @@ def test_render_text_draws_each_level():
     assert lines[1] == "level 0 (root): 1 page"
     assert "page 7" in lines[2] and "internal" in lines[2] and "-> 3 5 6" in lines[2]
     assert lines[3] == "level 1 (leaves): 3 pages"
-    assert "f .. 6f00" in lines[5]  # a non-printable key is shown as hex
+    assert "f .. 0x6f00" in lines[5]  # a non-printable key is shown as hex
     assert "[##########] 100%" in lines[6]
     # One alignment for all levels: the kind column starts at the same place.
     assert len({line.index("leaf") for line in lines[4:7]} | {lines[2].index("internal")}) == 1
@@ -248,11 +249,11 @@ def test_put_several_pairs_is_one_batch(db_path, capsys):
 def test_hex_input_and_output(db_path, capsys):
     assert run(capsys, "put", "--hex", db_path, "00ff", "0x0102")[0] == 0
     assert run(capsys, "put", db_path, "text", "")[0] == 0
-    assert run(capsys, "get", "--hex", db_path, "00FF") == (0, "0102\n", "")
+    assert run(capsys, "get", "--hex", db_path, "00FF") == (0, "0x0102\n", "")
     assert run(capsys, "get", db_path, "text") == (0, "\n", "")
-    assert run(capsys, "get", "-X", db_path, "text") == (0, "\n", "")
+    assert run(capsys, "get", "-X", db_path, "text") == (0, "0x\n", "")
     assert run(capsys, "put", db_path, "word", "hi")[0] == 0
-    assert run(capsys, "get", "--hex-output", db_path, "word") == (0, "6869\n", "")
+    assert run(capsys, "get", "--hex-output", db_path, "word") == (0, "0x6869\n", "")
     with engine.open(db_path, create=False, read_only=True) as db:
         assert db.tree("default", create=False).get(b"\x00\xff") == b"\x01\x02"
 
@@ -263,11 +264,11 @@ def test_hex_input_and_output(db_path, capsys):
 @given(key=st.binary(min_size=1, max_size=64), value=st.binary(max_size=300))
 def test_any_bytes_round_trip_through_hex(db_path, capsys, key, value):
     assert run(capsys, "put", "--hex", db_path, key.hex(), value.hex()) == (0, "", "")
-    assert run(capsys, "get", "--hex", "-X", db_path, key.hex()) == (0, value.hex() + "\n", "")
+    assert run(capsys, "get", "--hex", "-X", db_path, key.hex()) == (0, "0x" + value.hex() + "\n", "")
     code, out, _ = run(capsys, "get", "--hex", db_path, key.hex())
     shown = out[:-1]
     assert code == 0
-    assert shown == value.hex() or shown.encode() == value
+    assert shown == "0x" + value.hex() or shown.encode() == value
 
 
 def test_get_raw_writes_bytes(db_path, capsysbinary):
@@ -321,8 +322,8 @@ def test_scan_in_order_with_bounds(filled, capsys):
 
 def test_scan_hex_bounds_and_non_printable_keys(db_path, capsys):
     assert run(capsys, "put", "--hex", db_path, "0001", "aa", "0002", "bb", "0100", "cc")[0] == 0
-    assert run(capsys, "scan", "--hex", "--prefix", "00", db_path)[1] == "0001\taa\n0002\tbb\n"
-    assert run(capsys, "scan", "--hex", "--start", "0002", db_path)[1] == "0002\tbb\n0100\tcc\n"
+    assert run(capsys, "scan", "--hex", "--prefix", "00", db_path)[1] == "0x0001\t0xaa\n0x0002\t0xbb\n"
+    assert run(capsys, "scan", "--hex", "--start", "0002", db_path)[1] == "0x0002\t0xbb\n0x0100\t0xcc\n"
 
 
 def test_scan_negative_limit_is_usage_error(filled, capsys):
@@ -665,8 +666,8 @@ def test_serve_and_remote_commands(tmp_path, capsys):
         assert run(capsys, "remote-put", "--hex", *at, "00ff", "0102")[0] == 0
         assert run(capsys, "remote-put", *at, "banana", "yellow")[0] == 0
         assert run(capsys, "remote-get", *at, "apple") == (0, "red\n", "")
-        assert run(capsys, "remote-get", "--hex", "-X", *at, "00ff") == (0, "0102\n", "")
-        assert run(capsys, "remote-scan", *at, "--keys-only") == (0, "00ff\napple\nbanana\n", "")
+        assert run(capsys, "remote-get", "--hex", "-X", *at, "00ff") == (0, "0x0102\n", "")
+        assert run(capsys, "remote-scan", *at, "--keys-only") == (0, "0x00ff\napple\nbanana\n", "")
         assert run(capsys, "remote-scan", *at, "--reverse", "--limit", "1") == (
             0,
             "banana\tyellow\n",

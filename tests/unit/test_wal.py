@@ -24,6 +24,7 @@ from engine.wal import (
     OP_CREATE,
     OP_DELETE,
     OP_DROP,
+    OP_LOAD,
     OP_PUT,
     RecoveryPlan,
     Wal,
@@ -41,6 +42,9 @@ _op = st.one_of(
     st.tuples(st.just(OP_PUT), _names, st.binary(min_size=1, max_size=64), st.binary(max_size=300)),
     st.tuples(st.just(OP_DELETE), _names, st.binary(min_size=1, max_size=64), st.none()),
     st.tuples(st.sampled_from([OP_CREATE, OP_DROP]), _names, st.none(), st.none()),
+    st.tuples(st.just(OP_LOAD), _names, st.none(),
+              st.lists(st.tuples(st.binary(min_size=1, max_size=20), st.binary(max_size=40)), max_size=8).map(
+                  lambda kv: ([k for k, _ in kv], [v for _, v in kv]))),
 )
 
 

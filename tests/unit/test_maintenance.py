@@ -1,0 +1,217 @@
+"""`db.backup` and `db.compact` (engine/maintenance.py)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+import engine
+
+
+def _contents(db):
+    return {name: dict(db.tree(name, create=False).items()) for name in db.trees()}
+
+
+# -- backup ------------------------------------------------------------------------
+
+def test_backup_is_the_committed_state_while_open(open_db, db_path, tmp_path):
+    db = open_db(pool_pages=16)
+    t = db.tree("t")
+    t.update({b"k%05d" % i: b"v" * 50 for i in range(3000)})
+    t[b"big"] = b"B" * 50_000
+    db.tree("u")[b"x"] = b"y"
+    del t[b"k00007"]
+    want = _contents(db)
+    dest = str(tmp_path / "copy.db")
+    db.backup(dest)
+    t[b"after"] = b"not in the copy"  # the source stays open and writable
+    assert not os.path.exists(dest + ".tmp")
+    with engine.open(dest, sync="off") as copy:
+        assert _contents(copy) == want
+        copy.check(strict=True)
+    assert t[b"after"] == b"not in the copy"
+    db.check(strict=True)
+
+
+def test_backup_refuses_the_source_and_its_log(open_db, db_path, tmp_path):
+    db = open_db()
+    db.tree("t")[b"a"] = b"1"
+    os.symlink(db_path, str(tmp_path / "link.db"))
+    for dest in (db_path, str(tmp_path / "link.db"), db_path + "-wal",
+                 os.path.relpath(db_path)):
+        with pytest.raises(engine.BackupTargetError):
+            db.backup(dest)
+    assert issubclass(engine.BackupTargetError, ValueError)
+    assert db.tree("t")[b"a"] == b"1"
+    db.check(strict=True)
+
+
+def test_backup_replaces_an_old_copy_and_its_stale_log(open_db, tmp_path):
+    dest = str(tmp_path / "copy.db")
+    with engine.open(dest, sync="off") as other:
+        other.tree("old")[b"stale"] = b"1"
+    with open(dest + "-wal", "wb") as f:  # a log of the old copy: must not be replayed onto the new one
+        f.write(b"DRGNWAL1" + bytes(600))
+    db = open_db()
+    db.tree("t")[b"new"] = b"2"
+    db.backup(dest)
+    assert not os.path.exists(dest + "-wal") or os.path.getsize(dest + "-wal") <= 512
+    with engine.open(dest) as copy:
+        assert _contents(copy) == {"t": {b"new": b"2"}}
+
+
+def test_backup_of_a_read_only_or_closed_handle(open_db, db_path, tmp_path):
+    db = open_db()
+    db.tree("t")[b"a"] = b"1"
+    db.close()
+    with pytest.raises(engine.DatabaseClosedError):
+        db.backup(str(tmp_path / "c.db"))
+    ro = open_db(read_only=True)
+    with pytest.raises(engine.ReadOnlyError):
+        ro.backup(str(tmp_path / "c.db"))
+    assert not os.path.exists(str(tmp_path / "c.db"))
+
+
+def test_backup_while_writers_commit_is_one_consistent_state(open_db, tmp_path):
+    """Each batch writes the same counter to two trees: a copy holding two
+    different counters would be a torn state."""
+    db = open_db(pool_pages=64)
+    stop = threading.Event()
+    errors = []
+
+    def writer():
+        i = 0
+        try:
+            while not stop.is_set():
+                i += 1
+                with db.batch() as b:
+                    b.put("a", b"n", b"%d" % i)
+                    b.put("b", b"n", b"%d" % i)
+                    b.put("a", b"k%d" % i, b"x" * 100)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        for j in range(5):
+            dest = str(tmp_path / f"c{j}.db")
+            db.backup(dest)
+            with engine.open(dest, sync="off") as copy:
+                names = copy.trees()
+                if names:
+                    a, b = copy.tree("a", create=False), copy.tree("b", create=False)
+                    assert a[b"n"] == b[b"n"]
+                    assert len(a) == int(a[b"n"]) + 1
+                copy.check(strict=True)
+    finally:
+        stop.set()
+        th.join()
+    assert not errors
+
+
+# -- compact -----------------------------------------------------------------------
+
+def _fresh_load_size(tmp_path, contents) -> int:
+    path = str(tmp_path / "fresh.db")
+    with engine.open(path, sync="off") as fresh:
+        for name, items in contents.items():
+            fresh.tree(name).load(sorted(items.items()))
+    return os.path.getsize(path)
+
+
+def test_compact_after_deleting_90_percent(open_db, db_path, tmp_path):
+    db = open_db()
+    t = db.tree("t")
+    t.update({b"k%06d" % i: b"v" * 100 for i in range(30_000)})
+    db.tree("big").update({b"b%d" % i: b"B" * 40_000 for i in range(40)})
+    db.tree("empty")
+    db.checkpoint()
+    size_full = os.path.getsize(db_path)
+    with db.batch() as b:
+        for i in range(30_000):
+            if i % 10:
+                b.delete("t", b"k%06d" % i)
+        for i in range(40):
+            b.delete("big", b"b%d" % i)
+    db.checkpoint()
+    size_deleted = os.path.getsize(db_path)
+    want = _contents(db)
+    it = t.scan()
+    first = next(it)
+    result = db.compact()
+    size_compact = os.path.getsize(db_path)
+    assert result["pages_after"] < result["pages_before"]
+    assert next(it) > first  # an iterator across a compaction goes on
+    assert _contents(db) == want
+    db.check(strict=True)
+    fresh = _fresh_load_size(tmp_path, want)
+    print(f"sizes: full {size_full}, after delete {size_deleted}, after compact {size_compact}, fresh load {fresh}")
+    assert size_compact <= 1.3 * fresh
+    assert size_compact < size_deleted / 5
+    t[b"new"] = b"write after compact"
+    db.close()
+    db = open_db()
+    want["t"][b"new"] = b"write after compact"
+    assert _contents(db) == want
+    db.check(strict=True)
+    assert db.stats()["pages_free"] == 0
+
+
+def test_compact_trees_emptied_by_deletes_and_read_only(open_db, db_path):
+    db = open_db()
+    db.tree("a")[b"x"] = b"1"
+    del db.tree("a")[b"x"]  # an empty root leaf
+    db.tree("b")
+    db.tree("c").load([(b"k", b"v")])
+    db.compact()
+    assert _contents(db) == {"a": {}, "b": {}, "c": {b"k": b"v"}}
+    db.check(strict=True)
+    db.tree("a")[b"y"] = b"2"
+    db.close()
+    ro = open_db(read_only=True)
+    with pytest.raises(engine.ReadOnlyError):
+        ro.compact()
+    assert _contents(ro) == {"a": {b"y": b"2"}, "b": {}, "c": {b"k": b"v"}}
+
+
+@pytest.mark.parametrize("kind, nth, file, page, after_commit", [
+    ("write", 2, "-wal", None, False),  # an image run: before the commit point
+    ("sync", 1, "-wal", None, False),  # the commit point's fsync itself fails
+    ("write", 1, "db", 1, True),  # writing home (page 1: not the first checkpoint's), after the commit point
+    ("truncate", 1, "db", None, True),
+])
+def test_compact_failing_on_io(tmp_path, kind, nth, file, page, after_commit):
+    from faults.io import FaultPlan
+
+    plan = FaultPlan(seed=2)
+    path = str(tmp_path / "db")
+    db = engine.open(path, opener=plan.opener(), pool_pages=16)
+    db.tree("t").update({b"k%05d" % i: b"v" * 100 for i in range(3000)})
+    with db.batch() as b:
+        for i in range(0, 3000, 2):
+            b.delete("t", b"k%05d" % i)
+    db.checkpoint()
+    want = _contents(db)
+    pages = db.stats()["pages_allocated"]
+    plan.fail(kind, nth, file=file, page=page)
+    with pytest.raises(engine.StorageIOError) as raised:
+        db.compact()
+    assert plan.injected
+    assert isinstance(raised.value, engine.NeedsRecoveryError) == (after_commit or kind == "sync")
+    if kind == "write" and not after_commit:
+        assert _contents(db) == want  # nothing changed, and it still works
+        db.check(strict=True)
+        db.tree("t")[b"more"] = b"1"
+        want["t"][b"more"] = b"1"
+    else:
+        with pytest.raises(engine.NeedsRecoveryError):
+            db.tree("t")[b"more"] = b"1"
+    db.close()
+    with engine.open(path) as db:
+        assert _contents(db) == want
+        db.check(strict=True)
+        if after_commit:
+            assert db.stats()["pages_allocated"] < pages
