@@ -54,9 +54,13 @@ def _too_deep(root: int) -> CorruptionError:
 
 
 def _next_leaf(pool: BufferPool, node: Node, pid: int, last_key: bytes | None, forward: bool) -> Node:
-    """Follow a leaf link, refusing links that break the key order (cycles)."""
+    """Follow a leaf link, refusing links that break the key order (cycles):
+    the next leaf's keys must all lie beyond this leaf's (or, for an empty
+    leaf, beyond `last_key`), so a walk cannot return to a leaf or a key."""
     if pid == 0:
         raise CorruptionError("leaf link to page 0")
+    if node.keys:
+        last_key = node.keys[-1] if forward else node.keys[0]
     nxt = read_node(pool, pid)
     if not nxt.leaf or not nxt.keys or (
         last_key is not None and (nxt.keys[0] <= last_key if forward else nxt.keys[-1] >= last_key)):
