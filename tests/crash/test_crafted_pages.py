@@ -615,3 +615,27 @@ def test_free_list_trunks(tmp_path, case: str) -> None:
     _write_page(path, head, page)
     with pytest.raises(engine.CorruptionError):
         engine.open(path, create=False, sync="off")
+
+
+@pytest.mark.timeout(BOUND)
+def test_merge_of_a_leaf_with_an_internal_sibling(tmp_path) -> None:
+    """A root whose child 0 is another tree's (under-full) root leaf puts
+    leaves at two depths: a put there rebalanced the leaf with its internal
+    sibling, leaving a leaf with more keys than values that the next
+    checkpoint failed to encode (struct.error at close, found by
+    faults.crafted). Siblings of two kinds are refused."""
+    path = str(tmp_path / "c.db")
+    _build(path, 3000)
+    with engine.open(path, sync="off") as db:
+        db.tree("u").put(b"a-small-tree", b"v")
+    root, node, _ = _internal(path)
+    other = decode_meta(_read_page(path, 0)).trees["u"][0]
+    node.children[0] = other
+    _rewrite_node(path, root, node)
+    db = engine.open(path, create=False, sync="off")
+    try:
+        with pytest.raises(engine.CorruptionError):
+            db.tree("t").put(b"a", b"x" * 10)  # routes to child 0, the other tree's leaf
+        assert db.tree("u")[b"a-small-tree"] == b"v"  # the refused put changed nothing
+    finally:
+        db.close()
