@@ -54,9 +54,17 @@ def _too_deep(root: int) -> CorruptionError:
 
 
 def _next_leaf(pool: BufferPool, node: Node, pid: int, last_key: bytes | None, forward: bool) -> Node:
-    """Follow a leaf link, refusing links that break the key order (cycles)."""
+    """Follow a leaf link, refusing links that break the key order (cycles):
+    the next leaf's keys must all lie beyond both this leaf's and `last_key`
+    (the last key returned, or the one the walk resumes after), so a walk
+    never returns to a leaf or a key, even from a leaf a crafted parent
+    chose wrongly."""
     if pid == 0:
         raise CorruptionError("leaf link to page 0")
+    if node.keys:
+        edge = node.keys[-1] if forward else node.keys[0]
+        if last_key is None or (edge > last_key if forward else edge < last_key):
+            last_key = edge
     nxt = read_node(pool, pid)
     if not nxt.leaf or not nxt.keys or (
         last_key is not None and (nxt.keys[0] <= last_key if forward else nxt.keys[-1] >= last_key)):
@@ -357,6 +365,8 @@ def _rebalance(txn: Txn, parent: Node, idx: int, pid: int, node: Node) -> None:
         lpid, rpid = pid, parent.children[1]
         left = node
         right = txn.modify(rpid)
+    if lpid == rpid or left.leaf != right.leaf:  # a crafted parent: merging would mix the two
+        raise CorruptionError(f"pages {lpid} and {rpid} cannot be siblings")
     sep = parent.keys[s]
     if left.leaf:
         if left.size + right.size <= USABLE:

@@ -38,6 +38,8 @@ Metadata page (page 0), after the header::
     64 checkpoint_lsn u64 | 72 trees: name_len u8 | name | root u32 | count u64 | ...
 
 Overflow page: header (free_start = payload bytes used) then up to 4064 payload bytes.
+A value of L bytes is a chain of ceil(L / 4064) distinct pages, each full but
+the last, the last linking to 0; a reader refuses any other chain (cycles included).
 Free-list trunk page: header (slot_count = ids held, next = next trunk) then u32 page ids.
 
 Node operations here work on decoded nodes (`Node`) and return plans; the
@@ -61,7 +63,7 @@ from operator import lt
 from engine.errors import CorruptionError
 
 __all__ = [
-    "PAGE_SIZE", "HEADER_SIZE", "USABLE", "MAX_KEY_SIZE", "MAX_LEAF_CELL", "MAX_INTERNAL_CELL",
+    "PAGE_SIZE", "HEADER_SIZE", "USABLE", "MAX_KEY_SIZE", "MAX_VALUE_SIZE", "MAX_LEAF_CELL", "MAX_LEAF_KEYS", "MAX_INTERNAL_CELL",
     "LEAF_MIN_FILL", "INTERNAL_MIN_FILL", "OVERFLOW_PAYLOAD", "FREELIST_CAPACITY",
     "META", "LEAF", "INTERNAL", "OVERFLOW", "FREELIST", "MAGIC", "FORMAT_VERSION",
     "Overflow", "Node", "Meta", "seal", "verify", "page_type", "page_lsn", "set_lsn",
@@ -76,12 +78,15 @@ PAGE_SIZE = 4096  # one page: the unit of I/O, caching and checksums
 HEADER_SIZE = 32
 USABLE = PAGE_SIZE - HEADER_SIZE  # 4064 bytes for slots and cells
 MAX_KEY_SIZE = 1024  # API promise: keys of 1..1024 bytes
+MAX_VALUE_SIZE = 2**31 - 1  # API promise; log records carry lengths as u32, with a margin
 MAX_LEAF_CELL = 1354  # 3 * 1354 <= 4064: a leaf always holds three cells
 MAX_INTERNAL_CELL = 6 + MAX_KEY_SIZE + 2  # 1032: an internal node holds three cells
 LEAF_MIN_FILL = (USABLE - MAX_LEAF_CELL) // 2  # 1355
 INTERNAL_MIN_FILL = (USABLE - 2 * MAX_INTERNAL_CELL) // 2  # 1000
 OVERFLOW_PAYLOAD = USABLE  # 4064 value bytes per overflow page
 FREELIST_CAPACITY = USABLE // 4  # 1016 page ids per trunk page
+MAX_LEAF_KEYS = USABLE // (9 + 1)  # 406: the smallest leaf cell is a 1-byte key, empty value
+_MAX_INLINE = MAX_LEAF_CELL - 9  # key + inline value bytes of the largest leaf cell
 
 META, LEAF, INTERNAL, OVERFLOW, FREELIST = 1, 2, 3, 4, 5
 MAGIC = b"DRAGONDB"
@@ -174,12 +179,18 @@ class Node:
 
     def problems(self) -> list[str]:
         """Invariants of one node, each violated one reported:
-        keys strictly ascending; size equals the sum of cell sizes and fits the page;
-        leaf: len(vals) == len(keys); internal: len(children) == len(keys) + 1, no child 0.
+        keys strictly ascending, each of 1..MAX_KEY_SIZE bytes; size equals the
+        sum of cell sizes and fits the page; leaf: len(vals) == len(keys), no
+        cell over MAX_LEAF_CELL; internal: len(children) == len(keys) + 1, no child 0.
         """
         out = []
         if any(a >= b for a, b in zip(self.keys, self.keys[1:], strict=False)):
             out.append("keys not strictly ascending")
+        if self.keys and (not self.keys[0] or max(map(len, self.keys)) > MAX_KEY_SIZE):
+            out.append("key outside 1..MAX_KEY_SIZE bytes")
+        if self.leaf and any(type(v) is bytes and leaf_cell_size(k, v) > MAX_LEAF_CELL
+                             for k, v in zip(self.keys, self.vals, strict=False)):
+            out.append("inline cell larger than MAX_LEAF_CELL")
         if self.size != self.compute_size():
             out.append(f"size {self.size} != computed {self.compute_size()}")
         if self.size > USABLE:
@@ -301,7 +312,8 @@ def _node_header(data: bytes, page_id: int, types: tuple[int, ...], what: str) -
 
 
 def decode_node(page: bytes | bytearray | memoryview, page_id: int = -1) -> Node:
-    """Decode a leaf or internal page; `CorruptionError` on any inconsistency."""
+    """Decode a leaf or internal page; `CorruptionError` on any inconsistency,
+    including anything `Node.problems` forbids: the page may be crafted."""
     data = bytes(page)
     _, ptype, _, n, _, _, _, _, lsn, nxt, prev = _node_header(data, page_id, (LEAF, INTERNAL), "node")
     offsets = struct.unpack_from(f"<{n}H", data, HEADER_SIZE)
@@ -315,16 +327,20 @@ def decode_node(page: bytes | bytearray | memoryview, page_id: int = -1) -> Node
             unpack = _LEAF_CELL.unpack_from
             for off in offsets:
                 klen, kind, vlen = unpack(data, off)
+                if klen > MAX_KEY_SIZE:
+                    raise CorruptionError(f"page {page_id}: a key of {klen} bytes")
                 kend = off + 7 + klen
                 append_key(data[off + 7 : kend])
                 if kind == 0:
-                    if kend + vlen > PAGE_SIZE:
-                        raise CorruptionError(f"page {page_id}: cell overruns page")
+                    if kend + vlen > PAGE_SIZE or klen + vlen > _MAX_INLINE:
+                        raise CorruptionError(f"page {page_id}: cell overruns page or exceeds MAX_LEAF_CELL")
                     append_val(data[kend : kend + vlen])
                     size += 9 + klen + vlen
-                else:
+                elif kind == 1:
                     append_val(Overflow(_U32.unpack_from(data, kend)[0], vlen))
                     size += 13 + klen
+                else:
+                    raise CorruptionError(f"page {page_id}: leaf cell of unknown kind {kind}")
             children: list[int] = []
         else:
             vals = []
@@ -333,16 +349,20 @@ def decode_node(page: bytes | bytearray | memoryview, page_id: int = -1) -> Node
             unpack = _INTERNAL_CELL.unpack_from
             for off in offsets:
                 klen, child = unpack(data, off)
-                if off + 6 + klen > PAGE_SIZE:
-                    raise CorruptionError(f"page {page_id}: cell overruns page")
+                if off + 6 + klen > PAGE_SIZE or klen > MAX_KEY_SIZE:
+                    raise CorruptionError(f"page {page_id}: cell overruns page or key over MAX_KEY_SIZE")
                 append_key(data[off + 6 : off + 6 + klen])
                 append_child(child)
                 size += 8 + klen
+            if 0 in children:
+                raise CorruptionError(f"page {page_id}: internal node points at page 0")
             nxt = prev = 0
     except struct.error as exc:
         raise CorruptionError(f"page {page_id}: cell overruns page") from exc
     if size > USABLE or not all(map(lt, keys, keys[1:])):
         raise CorruptionError(f"page {page_id}: keys out of order or node overfull")
+    if keys and not keys[0]:  # ascending: only the first can be empty
+        raise CorruptionError(f"page {page_id}: an empty key")
     node = Node.__new__(Node)  # fields set directly: the size is already summed
     node.leaf = ptype == LEAF
     node.keys, node.vals, node.children = keys, vals, children
@@ -372,11 +392,13 @@ def leaf_search(page: bytes | bytearray | memoryview, key: bytes, page_id: int =
             elif k != key:
                 hi = mid
             elif kind == 0:
-                if kend + vlen > PAGE_SIZE:
-                    raise CorruptionError(f"page {page_id}: cell overruns page")
+                if kend + vlen > PAGE_SIZE or klen + vlen > _MAX_INLINE:
+                    raise CorruptionError(f"page {page_id}: cell overruns page or exceeds MAX_LEAF_CELL")
                 return data[kend : kend + vlen]
-            else:
+            elif kind == 1:
                 return Overflow(_U32.unpack_from(data, kend)[0], vlen)
+            else:
+                raise CorruptionError(f"page {page_id}: leaf cell of unknown kind {kind}")
     except struct.error as exc:
         raise CorruptionError(f"page {page_id}: cell overruns page") from exc
     return None
@@ -444,6 +466,23 @@ class Meta:
         self.checkpoint_lsn = checkpoint_lsn
         self.trees = trees if trees is not None else {}  # name -> (root page id, key count)
 
+    def problems(self) -> list[str]:
+        """What no engine writes, each violated one reported:
+        page_count >= 1 (page 0 is this page); freelist_head and free_count below page_count;
+        each tree: a name of 1..255 UTF-8 bytes; root below page_count;
+        count 0 without a root, else at most (page_count - 1) * MAX_LEAF_KEYS.
+        """
+        out = []
+        count = self.page_count
+        if count < 1 or self.freelist_head >= count or self.free_count >= count:
+            out.append(f"page count {count}, free-list head {self.freelist_head}, "
+                       f"free count {self.free_count} are inconsistent")
+        most_keys = max(count - 1, 0) * MAX_LEAF_KEYS  # every page but this one a leaf of the smallest cells
+        for name, (root, kcount) in self.trees.items():
+            if not 0 < len(name.encode()) < 256 or root >= count or kcount > (most_keys if root else 0):
+                out.append(f"tree {name!r} (root {root}, {kcount} keys) is impossible in {count} pages")
+        return out
+
     @staticmethod
     def trees_size(trees: dict[str, tuple[int, int]]) -> int:
         return sum(1 + len(name.encode()) + _TREE_ENTRY.size for name in trees)
@@ -456,6 +495,7 @@ def encode_meta(meta: Meta, page: bytearray | memoryview) -> None:
     """Write the metadata page and seal it.
 
     pre: len(page) >= PAGE_SIZE and Meta.trees_size(meta.trees) <= META_TREES_ROOM
+    pre: meta.problems() == []
     pre: all(0 <= x < 2**32 for x in (meta.page_count, meta.freelist_head, meta.free_count)) and 0 <= meta.checkpoint_lsn < 2**64
     pre: all(len(name.encode()) < 256 and 0 <= root < 2**32 and 0 <= count < 2**64 for name, (root, count) in meta.trees.items())
     post[page]: verify(page) and has_magic(page)
@@ -482,6 +522,8 @@ def has_magic(page: bytes | bytearray | memoryview) -> bool:
 
 
 def decode_meta(page: bytes | bytearray | memoryview) -> Meta:
+    """The metadata page; `NotADatabaseError` without the magic or with
+    another format, `CorruptionError` on damage or on fields `Meta.problems` refuses."""
     data = bytes(page[:PAGE_SIZE])
     if len(data) < PAGE_SIZE or not has_magic(data):
         from engine.errors import NotADatabaseError
@@ -497,12 +539,17 @@ def decode_meta(page: bytes | bytearray | memoryview) -> Meta:
         for _ in range(ntrees):
             ln = data[pos]
             name = data[pos + 1 : pos + 1 + ln].decode()
-            root, kcount = _TREE_ENTRY.unpack_from(data, pos + 1 + ln)
-            trees[name] = (root, kcount)
+            if name in trees:
+                raise CorruptionError(f"metadata page: tree {name!r} listed twice")
+            trees[name] = _TREE_ENTRY.unpack_from(data, pos + 1 + ln)
             pos += 1 + ln + 12
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise CorruptionError("metadata page: tree table is malformed") from exc
-    return Meta(count, head, nfree, ckpt, trees)
+    meta = Meta(count, head, nfree, ckpt, trees)
+    problems = meta.problems()
+    if problems:
+        raise CorruptionError("metadata page: " + "; ".join(problems))
+    return meta
 
 
 # -- overflow and free-list pages ----------------------------------------------------

@@ -22,6 +22,7 @@ from engine.check import CheckReport, check_database
 from engine.codec import (
     MAGIC,
     MAX_KEY_SIZE,
+    MAX_VALUE_SIZE,
     META_TREES_ROOM,
     PAGE_SIZE,
     Meta,
@@ -57,7 +58,6 @@ from engine.wal import (
     LoggedStore,
     RecoveryPlan,
     Wal,
-    decode_ops,
     encode_op,
     encode_ops,
     first_record,
@@ -66,7 +66,6 @@ from engine.wal import (
 
 __all__ = ["open", "Database", "Tree", "Batch", "PageInfo", "MAX_KEY_SIZE", "MAX_VALUE_SIZE", "CheckReport"]
 
-MAX_VALUE_SIZE = 2**31 - 1  # log records carry lengths as u32; keep a margin
 CHECKPOINT_BYTES = 64 * 1024 * 1024  # checkpoint automatically past this much log
 _SYNC_MODES = ("full", "normal", "off")
 
@@ -319,8 +318,8 @@ class Database:
             last = records[-1].lsn if records else base
             wal.start(base, end, last, logdata)
         self._pool = BufferPool(LoggedStore(self._pager, wal), self.pool_pages)
-        for rec in plan.commits:
-            self._replay(decode_ops(logdata[rec.payload_at : rec.payload_at + rec.length]), rec.lsn)
+        for rec, ops in zip(plan.commits, plan.ops, strict=True):  # validated by the plan, before any write
+            self._replay(ops, rec.lsn)
         self.recovered_commits = len(plan.commits)
         if writable and (needs_work or records or end != len(logdata)):
             self._checkpoint_locked()

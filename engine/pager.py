@@ -38,9 +38,14 @@ class Pager:
     # -- I/O ------------------------------------------------------------------
 
     def read(self, page_id: int, buf: memoryview) -> None:
-        """Read `page_id` into `buf`, verifying its checksum."""
+        """Read `page_id` into `buf`, verifying its checksum. Nothing reads a
+        free page (a new page is never read, a freed one is dropped from the
+        pool), so a link to one is a crafted or damaged file: its stale
+        bytes are not data."""
         if not 0 <= page_id < self.page_count:
             raise CorruptionError(f"page {page_id} is outside the file ({self.page_count} pages)")
+        if page_id in self._free_set:
+            raise CorruptionError(f"page {page_id} is free, yet something links to it")
         got = self.file.read_into(page_id * PAGE_SIZE, buf)
         self.reads += 1
         if got != PAGE_SIZE:
@@ -61,7 +66,9 @@ class Pager:
         except StorageIOError:
             return []
         self.reads += 1
-        return [first + i for i in range(got // PAGE_SIZE) if verify(buf[i * PAGE_SIZE : (i + 1) * PAGE_SIZE])]
+        free = self._free_set  # never handed out: `read` reports a link to one
+        return [first + i for i in range(got // PAGE_SIZE)
+                if first + i not in free and verify(buf[i * PAGE_SIZE : (i + 1) * PAGE_SIZE])]
 
     def write(self, page_id: int, buf: memoryview | bytes) -> None:
         self.file.write(page_id * PAGE_SIZE, buf)

@@ -239,19 +239,39 @@ class Txn:
         self._meta.clear()
 
 
+def _bad_chain(ov: Overflow, pid: int, what: str) -> CorruptionError:
+    return CorruptionError(f"overflow chain of {ov.length} bytes from page {ov.page}: {what} at page {pid}")
+
+
+def _check_link(ov: Overflow, pid: int, seen: set[int], remaining: int, got: int, nxt: int) -> None:
+    """One page of a chain as `write_overflow` lays it out: new to this walk,
+    holding min(remaining, OVERFLOW_PAYLOAD) bytes, linking on exactly while
+    bytes remain after it. So a chain is ceil(length / OVERFLOW_PAYLOAD)
+    distinct pages, and a cycle, an empty page or a length mismatch is refused."""
+    if pid in seen:
+        raise _bad_chain(ov, pid, "a cycle")
+    if got != min(remaining, OVERFLOW_PAYLOAD):
+        raise _bad_chain(ov, pid, f"a page of {got} bytes with {remaining} to go")
+    if (nxt == 0) != (remaining <= OVERFLOW_PAYLOAD):
+        raise _bad_chain(ov, pid, "the end" if nxt == 0 else f"a link past the end (to {nxt})")
+    seen.add(pid)
+
+
 def overflow_pages(pool: BufferPool, ov: Overflow) -> list[int]:
-    """Page ids of an overflow chain, in order."""
-    out = []
+    """Page ids of an overflow chain, in order (see `_check_link`)."""
+    out: list[int] = []
+    seen: set[int] = set()
     pid = ov.page
     remaining = ov.length
+    if remaining <= 0 or pid == 0:
+        raise _bad_chain(ov, pid, "an empty value or no first page")
     while remaining > 0:
-        if pid == 0 or len(out) > ov.length // OVERFLOW_PAYLOAD + 1:
-            raise CorruptionError(f"overflow chain of {ov.length} bytes is cut short at page {pid}")
         frame = pool.fetch(pid)
         try:
             payload, nxt = decode_overflow(frame.buf, pid)
         finally:
             pool.unpin(frame)
+        _check_link(ov, pid, seen, remaining, len(payload), nxt)
         out.append(pid)
         remaining -= len(payload)
         pid = nxt
@@ -259,34 +279,35 @@ def overflow_pages(pool: BufferPool, ov: Overflow) -> list[int]:
 
 
 def read_overflow(pool: BufferPool, ov: Overflow) -> bytes:
-    """The value of an overflow chain. Chains are mostly runs of consecutive
-    pages, so the pages still ahead are read from the store a run at a time
-    (`read_uncached`, up to OVERFLOW_RUN pages per call) and a page the run
-    did not bring (cached, spilled, elsewhere or damaged) through the pool."""
+    """The value of an overflow chain (checked as `overflow_pages` checks it).
+    Chains are mostly runs of consecutive pages, so the pages still ahead are
+    read from the store a run at a time (`read_uncached`, up to OVERFLOW_RUN
+    pages per call) and a page the run did not bring (cached, spilled,
+    elsewhere or damaged) through the pool."""
     parts = []
+    seen: set[int] = set()
     pid = ov.page
     remaining = ov.length
+    if remaining <= 0 or pid == 0:
+        raise _bad_chain(ov, pid, "an empty value or no first page")
     run: dict[int, bytes] = {}
     tried = range(0)  # the page ids the last run read covered
     while remaining > 0:
-        if pid == 0:
-            raise CorruptionError(f"overflow chain of {ov.length} bytes is cut short")
         page = run.pop(pid, None)
         if page is None and remaining > OVERFLOW_PAYLOAD and pid not in tried:
             tried = range(pid, pid + min(-(-remaining // OVERFLOW_PAYLOAD), OVERFLOW_RUN))
             run = pool.read_uncached(tried.start, len(tried))
             page = run.pop(pid, None)
         if page is not None:
-            payload, pid = decode_overflow(page, pid)
+            payload, nxt = decode_overflow(page, pid)
         else:
             frame = pool.fetch(pid)
             try:
-                payload, pid = decode_overflow(frame.buf, pid)
+                payload, nxt = decode_overflow(frame.buf, pid)
             finally:
                 pool.unpin(frame)
+        _check_link(ov, pid, seen, remaining, len(payload), nxt)
         parts.append(payload)
         remaining -= len(payload)
-    value = b"".join(parts)
-    if len(value) != ov.length:
-        raise CorruptionError(f"overflow chain holds {len(value)} bytes, cell says {ov.length}")
-    return value
+        pid = nxt
+    return b"".join(parts)

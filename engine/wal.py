@@ -69,9 +69,9 @@ import threading
 import zlib
 
 from engine import syncpoints
-from engine.codec import PAGE_SIZE, verify
+from engine.codec import MAX_KEY_SIZE, MAX_VALUE_SIZE, PAGE_SIZE, decode_meta, verify
 from engine.disk import SECTOR, BlockFile, aligned_buffer
-from engine.errors import CorruptionError, NeedsRecoveryError, StorageIOError
+from engine.errors import CorruptionError, NeedsRecoveryError, NotADatabaseError, StorageIOError
 from engine.latch import wait
 
 __all__ = [
@@ -96,6 +96,7 @@ OP_PUT, OP_DELETE, OP_CREATE, OP_DROP = 1, 2, 3, 4
 # (keys, values) lists; stored as count u32 | key lengths u32* | value
 # lengths u32* | keys | values (arrays, so 100k items pack in a few C calls)
 OP_LOAD = 5
+_OPS = frozenset((OP_PUT, OP_DELETE, OP_CREATE, OP_DROP, OP_LOAD))
 _OP_HEAD = struct.Struct("<BB")
 _LEN = struct.Struct("<I")
 
@@ -136,7 +137,10 @@ def encode_ops(ops: list[tuple[int, str, bytes | None, bytes | None]]) -> bytes:
 
 
 def decode_ops(payload: bytes) -> list[tuple[int, str, bytes | None, bytes | None]]:
-    """Inverse of `encode_ops`; `CorruptionError` on malformed input.
+    """Inverse of `encode_ops`; `CorruptionError` on malformed input and on
+    any operation the API could not have made (a record may be crafted with
+    a valid checksum): an unknown op, a tree name outside 1..255 UTF-8
+    bytes, a key outside 1..MAX_KEY_SIZE bytes, a value over MAX_VALUE_SIZE.
 
     post: encode_ops(__return__) == payload
     """
@@ -146,22 +150,28 @@ def decode_ops(payload: bytes) -> list[tuple[int, str, bytes | None, bytes | Non
     try:
         while pos < n:
             op, ln = _OP_HEAD.unpack_from(payload, pos)
+            if op not in _OPS or not ln:
+                raise CorruptionError(f"log: commit record with op {op}, tree name of {ln} bytes")
             pos += 2
             tree = payload[pos : pos + ln].decode()
             pos += ln
             key = value = None
-            if op in (OP_PUT, OP_DELETE):
+            if op <= OP_DELETE:
                 (kl,) = _LEN.unpack_from(payload, pos)
+                if not 0 < kl <= MAX_KEY_SIZE:
+                    raise CorruptionError(f"log: commit record with a key of {kl} bytes")
                 key = payload[pos + 4 : pos + 4 + kl]
                 pos += 4 + kl
             if op == OP_PUT:
                 (vl,) = _LEN.unpack_from(payload, pos)
+                if vl > MAX_VALUE_SIZE:
+                    raise CorruptionError(f"log: commit record with a value of {vl} bytes")
                 value = payload[pos + 4 : pos + 4 + vl]
                 pos += 4 + vl
             if op == OP_LOAD:
                 value, pos = _decode_load(payload, pos)
-            if op not in (OP_PUT, OP_DELETE, OP_CREATE, OP_DROP, OP_LOAD) or pos > n:
-                raise CorruptionError("log: malformed commit record")
+            if pos > n:
+                raise CorruptionError("log: commit record cut short")
             ops.append((op, tree, key, value))
     except (struct.error, UnicodeDecodeError) as exc:
         raise CorruptionError("log: malformed commit record") from exc
@@ -177,11 +187,19 @@ def _decode_load(payload: bytes, pos: int) -> tuple[tuple[list[bytes], list[byte
     klens = struct.unpack_from(f"<{count}I", payload, pos)
     vlens = struct.unpack_from(f"<{count}I", payload, pos + 4 * count)
     pos += 8 * count
+    # a crafted load may not store what no load could (like decode_ops' own checks)
+    if count and (min(klens) < 1 or max(klens) > MAX_KEY_SIZE or max(vlens) > MAX_VALUE_SIZE):
+        raise CorruptionError("log: bulk load record with an impossible key or value size")
+    if pos + sum(klens) + sum(vlens) > len(payload):
+        raise CorruptionError("log: bulk load record cut short")
     out: tuple[list[bytes], list[bytes]] = ([], [])
     for lens, dest in ((klens, out[0]), (vlens, out[1])):
         for ln in lens:
             dest.append(payload[pos : pos + ln])
             pos += ln
+    keys = out[0]
+    if any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
+        raise CorruptionError("log: bulk load record with keys out of order")
     return out, pos
 
 
@@ -276,18 +294,30 @@ def _refuse_damaged_durable(data: bytes | memoryview, pos: int, broken: int) -> 
             at = raw.find(_LSN_BYTES.pack(later), at + 1, stop)
 
 
+_SIZES = {CKPT_BEGIN: _PID.size, CKPT_IMAGE: _PID.size + PAGE_SIZE, CKPT_END: _PID.size}
+
+
 class RecoveryPlan:
     """What recovery must do, computed purely from the log's bytes and its
     scanned records: `images`, (page id, offset of the page bytes) of the last
-    complete checkpoint, and `commits`, the commit records after it."""
+    complete checkpoint, `commits`, the commit records after it, and `ops`,
+    their operations, decoded and validated before recovery writes anything.
 
-    __slots__ = ("images", "commits")
+    Records may be crafted with valid checksums, so every size and target is
+    checked (`CorruptionError`): checkpoint records are exactly a u32 (plus a
+    page for an image); each image verifies; the checkpoint holds the
+    metadata page and no image lies past the page count it gives."""
+
+    __slots__ = ("images", "commits", "ops")
 
     def __init__(self, data: bytes | memoryview, records: list[Record]) -> None:
         self.images: list[tuple[int, int]] = []
         start = 0
         pending: list[tuple[int, int]] | None = None
         for i, rec in enumerate(records):
+            size = _SIZES.get(rec.rtype)
+            if size is not None and rec.length != size:
+                raise CorruptionError(f"log: record {rec.lsn} (type {rec.rtype}) of {rec.length} bytes, not {size}")
             if rec.rtype == CKPT_BEGIN:
                 pending = []
             elif rec.rtype == CKPT_IMAGE and pending is not None:
@@ -298,7 +328,27 @@ class RecoveryPlan:
                     self.images = pending
                     start = i + 1
                 pending = None
+        self._check_images(data)
         self.commits = [r for r in records[start:] if r.rtype == COMMIT]
+        self.ops = [decode_ops(bytes(data[r.payload_at : r.payload_at + r.length])) for r in self.commits]
+
+    def _check_images(self, data: bytes | memoryview) -> None:
+        if not self.images:
+            return
+        pages = None
+        for pid, at in self.images:
+            image = data[at : at + PAGE_SIZE]
+            if not verify(image):
+                raise CorruptionError(f"log: checkpoint image of page {pid} fails its checksum")
+            if pid == 0:
+                try:
+                    pages = decode_meta(image).page_count
+                except NotADatabaseError as exc:
+                    raise CorruptionError(f"log: checkpoint image of the metadata page: {exc}") from exc
+        if pages is None:
+            raise CorruptionError("log: a checkpoint without the metadata page's image")
+        if any(pid >= pages for pid, _ in self.images):
+            raise CorruptionError(f"log: checkpoint images past the {pages} pages of its metadata")
 
 
 # -- the log ---------------------------------------------------------------------

@@ -208,12 +208,13 @@ def test_node_encoding_is_canonical_and_fills_every_byte(node):
 
 
 def test_node_of_exactly_one_page_fits_and_one_byte_more_does_not():
-    vlen = USABLE - 3 * (9 + 1) - 9 - 1  # four cells filling USABLE exactly
-    node = Node(True, [b"a", b"b", b"c", b"d"], [b"", b"", b"", b"v" * vlen])
+    big = MAX_LEAF_CELL - 9 - 1  # four cells, none over MAX_LEAF_CELL, filling USABLE exactly
+    rest = USABLE - 2 * MAX_LEAF_CELL - (9 + 1) - 9 - 1
+    node = Node(True, [b"a", b"b", b"c", b"d"], [b"v" * big, b"v" * big, b"v" * rest, b""])
     assert node.size == USABLE
     page = _encoded(node)
     assert codec.free_space(page) == 0 and struct.unpack_from("<HH", page, 8) == (40, 40)
-    over = Node(True, node.keys, node.vals[:3] + [b"v" * (vlen + 1)])
+    over = Node(True, node.keys, node.vals[:3] + [b"v"])
     assert over.problems() == [f"size {USABLE + 1} exceeds page"]
     with pytest.raises(AssertionError, match="encode_node"):
         codec.encode_node(over, bytearray(PAGE_SIZE))
@@ -241,10 +242,15 @@ def test_inline_fits_matches_leaf_cell_size(klen, vlen):
 
 @st.composite
 def metas(draw) -> Meta:
-    trees = draw(st.dictionaries(tree_names(), st.tuples(u32, lsns), max_size=12))
+    """A metadata page the engine could write (`Meta.problems` is empty)."""
+    count = draw(st.integers(1, U32 - 1))
+    entries = st.integers(1, count - 1).flatmap(
+        lambda root: st.tuples(st.just(root), st.integers(0, (count - 1) * codec.MAX_LEAF_KEYS)))
+    trees = draw(st.dictionaries(tree_names(), st.just((0, 0)) | entries if count > 1 else st.just((0, 0)),
+                                 max_size=12))
     while Meta.trees_size(trees) > codec.META_TREES_ROOM:
         trees.popitem()
-    return Meta(draw(u32), draw(u32), draw(u32), draw(lsns), trees)
+    return Meta(count, draw(st.integers(0, count - 1)), draw(st.integers(0, count - 1)), draw(lsns), trees)
 
 
 @given(metas())
@@ -259,7 +265,7 @@ def test_meta_round_trip(meta):
 
 def test_meta_with_a_full_tree_table_round_trips():
     names = [f"{i:03d}" + "t" * 251 for i in range(15)]  # 15 * 268 = 4020 <= 4024 bytes
-    meta = Meta(9, 3, 2, 5, {n: (i + 1, i) for i, n in enumerate(names)})
+    meta = Meta(20, 3, 2, 5, {n: (i + 1, i) for i, n in enumerate(names)})
     assert Meta.trees_size(meta.trees) <= codec.META_TREES_ROOM
     page = bytearray(PAGE_SIZE)
     checked(codec.encode_meta, meta, page)
@@ -341,7 +347,11 @@ def test_slotted_operations_agree_with_a_dict(ops):
     for probe in [b"", b"\x00", b"\xff" * 4, *model]:
         found, idx = checked(codec.slotted_search, page, probe)
         assert (found, idx) == (probe in model, bisect_left(sorted(model), probe))
-    assert codec.decode_node(page).keys == sorted(model)
+    if all(_cell(k, v) <= MAX_LEAF_CELL for k, v in model.items()):
+        assert codec.decode_node(page).keys == sorted(model)
+    else:  # the slotted algebra takes any cell that fits; a tree page holds none over MAX_LEAF_CELL
+        with pytest.raises(CorruptionError, match="MAX_LEAF_CELL"):
+            codec.decode_node(page)
 
 
 @pytest.mark.parametrize("slack", [10, 11, 12, 100, 1353])

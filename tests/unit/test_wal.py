@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.codec import PAGE_SIZE, seal
+from engine.codec import MAX_KEY_SIZE, PAGE_SIZE, Meta, encode_meta, seal
 from engine.disk import DirectFile
 from engine.errors import CorruptionError, NeedsRecoveryError, StorageIOError
 from engine.wal import (
@@ -43,8 +43,8 @@ _op = st.one_of(
     st.tuples(st.just(OP_DELETE), _names, st.binary(min_size=1, max_size=64), st.none()),
     st.tuples(st.sampled_from([OP_CREATE, OP_DROP]), _names, st.none(), st.none()),
     st.tuples(st.just(OP_LOAD), _names, st.none(),
-              st.lists(st.tuples(st.binary(min_size=1, max_size=20), st.binary(max_size=40)), max_size=8).map(
-                  lambda kv: ([k for k, _ in kv], [v for _, v in kv]))),
+              st.dictionaries(st.binary(min_size=1, max_size=20), st.binary(max_size=40), max_size=8).map(
+                  lambda kv: (sorted(kv), [kv[k] for k in sorted(kv)]))),
 )
 
 
@@ -197,7 +197,11 @@ def test_scan_rejects_a_bad_header(log):
 
 
 def _page(fill: int) -> bytes:
+    """An image whose checksum holds; page 0's is a metadata page of 16 pages,
+    as every checkpoint holds (the plan bounds the other images by it)."""
     page = bytearray([fill]) * PAGE_SIZE
+    if fill == 0:
+        encode_meta(Meta(page_count=16), page)
     seal(page)
     return bytes(page)
 
@@ -258,7 +262,7 @@ def test_plan_uses_the_last_complete_checkpoint(tmp_path):
 
 def test_plan_ignores_a_checkpoint_cut_by_the_torn_tail(tmp_path):
     wal = _open_wal(tmp_path / "log")
-    _checkpoint(wal, {1: _page(1)})
+    _checkpoint(wal, {1: _page(1), 0: _page(0)})
     wal.commit(_payload(0))
     _checkpoint(wal, {2: _page(2), 3: _page(3)})
     data = wal.read_all()
@@ -269,8 +273,46 @@ def test_plan_ignores_a_checkpoint_cut_by_the_torn_tail(tmp_path):
     cut = data[: end_record.pos + 5]  # the END record is torn
     _, records, _ = scan(cut)
     plan = RecoveryPlan(cut, records)
-    assert _images(cut, plan) == {1: _page(1)}
+    assert _images(cut, plan) == {1: _page(1), 0: _page(0)}
     assert _commits(cut, plan) == [_payload(0)]
+
+
+@pytest.mark.parametrize("images, match", [
+    ({1: _page(1)}, "metadata"),  # no metadata image: nothing bounds the others
+    ({0: _page(0), 16: _page(16)}, "past"),  # beyond the 16 pages the metadata image gives
+    ({0: _page(0), 1: _page(1)[:-1] + b"x"}, "checksum"),
+])
+def test_plan_refuses_impossible_checkpoint_images(tmp_path, images, match):
+    wal = _open_wal(tmp_path / "log")
+    _checkpoint(wal, images)
+    data = wal.read_all()
+    wal.close()
+    with pytest.raises(CorruptionError, match=match):
+        RecoveryPlan(data, scan(data)[1])
+
+
+def test_plan_refuses_checkpoint_records_of_the_wrong_size(tmp_path):
+    wal = _open_wal(tmp_path / "log")
+    with wal._mutex:
+        wal._append(CKPT_BEGIN, b"\x01\x00\x00")  # a u32 count cut short
+    data = wal.read_all()
+    wal.close()
+    with pytest.raises(CorruptionError, match="not 4"):
+        RecoveryPlan(data, scan(data)[1])
+
+
+@pytest.mark.parametrize("ops", [
+    [(OP_PUT, "t", b"", b"v")], [(OP_PUT, "t", b"k" * (MAX_KEY_SIZE + 1), b"v")],
+    [(OP_DELETE, "t", b"", None)], [(OP_PUT, "", b"k", b"v")], [(OP_CREATE, "", None, None)],
+    [(OP_DROP, "", None, None)], [(9, "t", b"k", b"v")],
+], ids=["put-empty-key", "put-key-1025", "delete-empty-key", "put-empty-name", "create-empty-name",
+        "drop-empty-name", "unknown-op"])
+def test_decode_ops_refuses_what_no_api_call_writes(ops):
+    """Each payload has a valid framing: only its content is impossible."""
+    with pytest.raises(CorruptionError):
+        decode_ops(encode_ops(ops))
+    assert decode_ops(encode_ops([(OP_PUT, "t", b"k" * MAX_KEY_SIZE, b"")])) == [
+        (OP_PUT, "t", b"k" * MAX_KEY_SIZE, b"")]
 
 
 # -- group commit and failed syncs ------------------------------------------------------------
@@ -376,3 +418,10 @@ def test_failed_log_write_at_create_is_a_storage_error(tmp_path):
         engine.open(path, opener=plan.opener(), sync="off")
     with engine.open(path, sync="off") as db:  # nothing left locked
         db.tree("t")[b"k"] = b"v"
+
+
+@pytest.mark.parametrize("keys", [[b"b", b"a"], [b"a", b"a"], [b""], [b"k" * 1025]])
+def test_a_bulk_load_record_no_load_could_write_is_refused(keys) -> None:
+    payload = encode_ops([(OP_LOAD, "t", None, (keys, [b"v"] * len(keys)))])
+    with pytest.raises(CorruptionError):
+        decode_ops(payload)

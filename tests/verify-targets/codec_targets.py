@@ -242,12 +242,12 @@ def internal_round_trip(nkeys: int, klen: int, child: int) -> bool:
 def meta_round_trip(page_count: int, head: int, root: int, count: int, name_len: int, lsn: int) -> bool:
     """The metadata page keeps its counters and tree table.
 
-    pre: 0 <= page_count < 2**32 and 0 <= head < 2**32 and 0 <= root < 2**32
-    pre: 0 <= count < 2**64 and 0 <= lsn < 2**64 and 1 <= name_len <= 255
+    pre: 0 < page_count < 2**32 and 0 <= head < page_count and 0 < root < page_count
+    pre: 0 <= count <= page_count - 1 and 0 <= lsn < 2**64 and 1 <= name_len <= 255
     post: __return__
     """
     with _loud():
-        trees = {"t" * name_len: (root, count), "default": (root // 3, count // 5)}
+        trees = {"t" * name_len: (root, count), "default": (root, count // 5)}
         page = bytearray(PAGE_SIZE)
         encode_meta(Meta(page_count, head, page_count // 2, lsn, trees), page)
         back = decode_meta(page)
