@@ -15,11 +15,13 @@ from engine.check import CheckReport
 from engine.codec import MAX_KEY_SIZE, PAGE_SIZE
 from engine.db import MAX_VALUE_SIZE, Batch, Database, PageInfo, Tree, open
 from engine.errors import (
+    BatchStateError,
     BufferPoolFullError,
     CorruptionError,
     DatabaseClosedError,
     DatabaseLockedError,
     DragonDBError,
+    ForkedError,
     KeyTooLargeError,
     NeedsRecoveryError,
     NotADatabaseError,
@@ -36,5 +38,5 @@ __all__ = [
     "MAX_KEY_SIZE", "MAX_VALUE_SIZE", "PAGE_SIZE",
     "DragonDBError", "StorageIOError", "NeedsRecoveryError", "CorruptionError", "NotADatabaseError",
     "DatabaseLockedError", "DatabaseClosedError", "ReadOnlyError", "KeyTooLargeError",
-    "BufferPoolFullError", "TreeLimitError", "ValueTooLargeError",
+    "BufferPoolFullError", "TreeLimitError", "ValueTooLargeError", "ForkedError", "BatchStateError",
 ]

@@ -34,6 +34,7 @@ from engine.codec import (
 )
 from engine.disk import BlockFile, DirectFile, FileLock, fsync_dir
 from engine.errors import (
+    BatchStateError,
     CorruptionError,
     DatabaseClosedError,
     DragonDBError,
@@ -916,31 +917,63 @@ class _ValuesView(_ItemsView):
 
 
 class Batch:
-    """Writes collected in memory and applied as one atomic commit on exit."""
+    """Writes collected in memory and applied as one atomic commit on exit.
+
+    A batch is used inside its `with` block only; anything else raises
+    `BatchStateError` at once and records nothing (checked after the
+    database is found open, before the arguments)::
+
+        NEW --__enter__--> OPEN --__exit__--> DONE
+
+    | state | `__enter__`        | `put`/`delete` | `__exit__`                              |
+    |-------|--------------------|----------------|-----------------------------------------|
+    | NEW   | -> OPEN            | BatchStateError | -                                      |
+    | OPEN  | BatchStateError    | recorded       | -> DONE: applied, or discarded on error |
+    | DONE  | BatchStateError    | BatchStateError | -                                      |
+    """
+
+    __slots__ = ("_db", "_ops", "_state")
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._ops: list = []
-        self._done = False
+        self._state = _NEW
+
+    def _recording(self) -> None:
+        db = self._db
+        if db._closed:
+            db._check()
+        if self._state is not _OPEN:
+            raise BatchStateError(f"batch used outside its with-block ({self._state})")
 
     def put(self, tree: str, key, value) -> None:
+        self._recording()
         self._ops.append((OP_PUT, _tree_name(tree), _key(key), _value(value)))
 
     def delete(self, tree: str, key) -> None:
+        self._recording()
         self._ops.append((OP_DELETE, _tree_name(tree), _key(key), None))
 
     def __len__(self) -> int:
         return len(self._ops)
 
     def __enter__(self) -> Batch:
+        self._db._check_writable()
+        if self._state is not _NEW:
+            raise BatchStateError(f"a batch is used in one with-block only ({self._state})")
+        self._state = _OPEN
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self._done:
+        if self._state is not _OPEN:  # called by hand, out of turn
             return
-        self._done = True
-        if exc_type is None and self._ops:
-            self._db._write(_batch, self._ops)
+        self._state = _DONE
+        ops, self._ops = self._ops, []
+        if exc_type is None and ops:
+            self._db._write(_batch, ops)
+
+
+_NEW, _OPEN, _DONE = "new", "open", "done"  # Batch states
 
 
 _ = leaf_cell_size
