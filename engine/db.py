@@ -499,7 +499,13 @@ class Database:
         """Make every completed write durable now (fsync the log)."""
         self._check()
         if not self.read_only:
-            self._wal.sync_to(self._wal.lsn, force=True)
+            wal = self._wal
+            try:
+                wal.sync_to(wal.lsn, force=True)
+            except StorageIOError as exc:
+                if self._closed:  # close() shut the log under this sync
+                    raise DatabaseClosedError(f"{self.path}: database closed during commit()") from exc
+                raise
 
     def checkpoint(self) -> None:
         """Write dirty pages home and trim the log."""
@@ -561,6 +567,7 @@ class Database:
         self._check()
         self._latch.acquire_write()
         try:
+            self._check()  # again: close() may have released the pool meanwhile
             report = check_database(self._pool, self._pager, self._trees)
         finally:
             self._latch.release_write()
@@ -570,6 +577,14 @@ class Database:
 
     def stats(self) -> dict:
         self._check()
+        self._latch.acquire_read()  # close() must not shut the files under it
+        try:
+            self._check()
+            return self._stats()
+        finally:
+            self._latch.release_read()
+
+    def _stats(self) -> dict:
         pool, wal = self._pool, self._wal
         return {
             "page_size": PAGE_SIZE,
@@ -600,6 +615,9 @@ class Database:
             raise KeyError(name)
         self._latch.acquire_read()
         try:
+            self._check()
+            if name not in self._trees:
+                raise KeyError(name)
             out = []
             for level in btree.levels(self._pool, self._trees[name].root):
                 row = []
@@ -623,6 +641,7 @@ class Database:
             if self._closed:
                 return
             self._closed = True
+            self._version += 1  # open iterators stop at their next item
             error = None
             if not self.read_only and not self._wal.failed:
                 try:
@@ -650,6 +669,7 @@ class Database:
         return self._closed
 
     def __enter__(self) -> Database:
+        self._check()
         return self
 
     def __exit__(self, *exc) -> None:
