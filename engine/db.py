@@ -13,6 +13,7 @@ so threads committing together share one fsync.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ from engine.errors import (
     CorruptionError,
     DatabaseClosedError,
     DragonDBError,
+    ForkedError,
     KeyTooLargeError,
     NeedsRecoveryError,
     NotADatabaseError,
@@ -188,6 +190,8 @@ class Database:
         self.sync_mode = sync
         self.pool_pages = pool_pages
         self._closed = True
+        self._forked = False  # set in a fork()ed child only: see `_forget_in_child`
+        self._pid = os.getpid()
         self._lock: FileLock | None = None
         self._data: BlockFile | None = None
         self._wal: Wal | None = None
@@ -212,6 +216,7 @@ class Database:
             raise
         self._closed = False
         self.debug = Debug(self)
+        _open_databases.add(self)
 
     # -- opening and recovery -------------------------------------------------
 
@@ -364,6 +369,9 @@ class Database:
 
     def _check(self) -> None:
         if self._closed:
+            if self._forked:
+                raise ForkedError(f"{self.path}: opened in process {self._pid} before a fork(); "
+                                  f"open the database again in this process")
             raise DatabaseClosedError(f"{self.path}: database is closed")
         if self._wal is not None and self._wal.failed:
             raise NeedsRecoveryError(f"{self.path}: a sync failed; close and reopen the database to recover")
@@ -635,6 +643,8 @@ class Database:
     def close(self) -> None:
         """Checkpoint and close; idempotent."""
         if self._closed:
+            if self._forked:
+                self._check()  # raises: a child must not checkpoint or unlock the parent's file
             return
         self._latch.acquire_write()
         try:
@@ -642,6 +652,7 @@ class Database:
                 return
             self._closed = True
             self._version += 1  # open iterators stop at their next item
+            _open_databases.discard(self)
             error = None
             if not self.read_only and not self._wal.failed:
                 try:
@@ -664,6 +675,22 @@ class Database:
                     logger.warning("close: {}", exc)
         self._pool = None
 
+    def _forget_in_child(self) -> None:
+        """In a child of fork(), before any other code runs there: the handle
+        becomes closed for this process without touching what the parent
+        shares with it. No checkpoint, write or flush; no flock(LOCK_UN),
+        which would unlock the parent's open file description; only the
+        child's copy of the lock fd is closed, so the parent can reopen
+        after closing while the child lives. A latch that another parent
+        thread held at fork time stays held forever here: a fresh one lets
+        every call reach its closed check and raise `ForkedError`."""
+        self._forked = True
+        self._closed = True
+        self._version += 1  # inherited iterators stop at their next item
+        self._latch = RWLatch()
+        if self._lock is not None:
+            self._lock.forget()
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -680,6 +707,19 @@ class Database:
 
 
 HEADER_END = 512
+
+# Every open Database of this process, for the at-fork hook.
+_open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_open_databases):
+        db._forget_in_child()
+    _open_databases.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _creation_page() -> bytes:
