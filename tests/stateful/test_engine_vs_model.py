@@ -422,6 +422,27 @@ class EngineVsModel(RuleBasedStateMachine):
 
         self.same(call)
 
+    @rule(ops=batch_ops, late=batch_ops)
+    def batch_across_close_and_reopen(self, ops, late) -> None:
+        """A batch open across close() records nothing more and applies
+        nothing, even after the file is opened again."""
+        sides = {}
+        for side, db in (("engine", self.db), ("model", self.model)):
+            b = db.batch()
+            b.__enter__()
+            self._fill_batch(b, ops)
+            sides[side] = b
+        self.same(lambda d: d.close())
+        self.db = self.opener(self.path, False)
+        self.model = self.model.reopen()
+        outcomes = {
+            side: self._steps(lambda b=b: self._fill_batch(b, late[:1]),
+                              lambda b=b: b.__exit__(None, None, None))
+            for side, b in sides.items()
+        }
+        assert outcomes["engine"] == outcomes["model"], outcomes
+        self.same_contents()
+
     @rule(
         name=tree_names,
         view=st.sampled_from(["iter", "values", "items", "scan", "scan_reverse"]),
