@@ -16,11 +16,13 @@ from engine.codec import MAX_KEY_SIZE, PAGE_SIZE
 from engine.db import MAX_VALUE_SIZE, Batch, Database, PageInfo, Tree, open
 from engine.errors import (
     BackupTargetError,
+    BatchStateError,
     BufferPoolFullError,
     CorruptionError,
     DatabaseClosedError,
     DatabaseLockedError,
     DragonDBError,
+    ForkedError,
     KeyTooLargeError,
     NeedsRecoveryError,
     NotADatabaseError,
@@ -38,5 +40,5 @@ __all__ = [
     "DragonDBError", "StorageIOError", "NeedsRecoveryError", "CorruptionError", "NotADatabaseError",
     "DatabaseLockedError", "DatabaseClosedError", "ReadOnlyError", "KeyTooLargeError",
     "BufferPoolFullError", "TreeLimitError", "ValueTooLargeError",
-    "TreeNotEmptyError", "UnsortedItemsError", "BackupTargetError",
+    "TreeNotEmptyError", "UnsortedItemsError", "BackupTargetError", "ForkedError", "BatchStateError",
 ]

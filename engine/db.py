@@ -13,6 +13,7 @@ so threads committing together share one fsync.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 
@@ -33,9 +34,11 @@ from engine.codec import (
 )
 from engine.disk import BlockFile, DirectFile, FileLock, Overlay, fsync_dir
 from engine.errors import (
+    BatchStateError,
     CorruptionError,
     DatabaseClosedError,
     DragonDBError,
+    ForkedError,
     KeyTooLargeError,
     NeedsRecoveryError,
     NotADatabaseError,
@@ -181,6 +184,8 @@ class Database:
         self.sync_mode = sync
         self.pool_pages = pool_pages
         self._closed = True
+        self._forked = False  # set in a fork()ed child only: see `_forget_in_child`
+        self._pid = os.getpid()
         self._lock: FileLock | None = None
         self._data: BlockFile | None = None
         self._wal: Wal | None = None
@@ -205,6 +210,7 @@ class Database:
             raise
         self._closed = False
         self.debug = Debug(self)
+        _open_databases.add(self)
 
     # -- opening and recovery -------------------------------------------------
 
@@ -394,6 +400,9 @@ class Database:
 
     def _check(self) -> None:
         if self._closed:
+            if self._forked:
+                raise ForkedError(f"{self.path}: opened in process {self._pid} before a fork(); "
+                                  f"open the database again in this process")
             raise DatabaseClosedError(f"{self.path}: database is closed")
         if self._wal is not None and self._wal.failed:
             raise NeedsRecoveryError(f"{self.path}: a sync failed; close and reopen the database to recover")
@@ -529,7 +538,13 @@ class Database:
         """Make every completed write durable now (fsync the log)."""
         self._check()
         if not self.read_only:
-            self._wal.sync_to(self._wal.lsn, force=True)
+            wal = self._wal
+            try:
+                wal.sync_to(wal.lsn, force=True)
+            except StorageIOError as exc:
+                if self._closed:  # close() shut the log under this sync
+                    raise DatabaseClosedError(f"{self.path}: database closed during commit()") from exc
+                raise
 
     def checkpoint(self) -> None:
         """Write dirty pages home and trim the log."""
@@ -604,6 +619,7 @@ class Database:
         self._check()
         self._latch.acquire_write()
         try:
+            self._check()  # again: close() may have released the pool meanwhile
             report = check_database(self._pool, self._pager, self._trees)
         finally:
             self._latch.release_write()
@@ -613,6 +629,14 @@ class Database:
 
     def stats(self) -> dict:
         self._check()
+        self._latch.acquire_read()  # close() must not shut the files under it
+        try:
+            self._check()
+            return self._stats()
+        finally:
+            self._latch.release_read()
+
+    def _stats(self) -> dict:
         pool, wal = self._pool, self._wal
         return {
             "page_size": PAGE_SIZE,
@@ -643,6 +667,9 @@ class Database:
             raise KeyError(name)
         self._latch.acquire_read()
         try:
+            self._check()
+            if name not in self._trees:
+                raise KeyError(name)
             out = []
             for level in btree.levels(self._pool, self._trees[name].root):
                 row = []
@@ -660,12 +687,16 @@ class Database:
     def close(self) -> None:
         """Checkpoint and close; idempotent."""
         if self._closed:
+            if self._forked:
+                self._check()  # raises: a child must not checkpoint or unlock the parent's file
             return
         self._latch.acquire_write()
         try:
             if self._closed:
                 return
             self._closed = True
+            self._version += 1  # open iterators stop at their next item
+            _open_databases.discard(self)
             error = None
             if not self.read_only and not self._wal.failed:
                 try:
@@ -688,11 +719,28 @@ class Database:
                     log.warning("close: {}", exc)
         self._pool = None
 
+    def _forget_in_child(self) -> None:
+        """In a child of fork(), before any other code runs there: the handle
+        becomes closed for this process without touching what the parent
+        shares with it. No checkpoint, write or flush; no flock(LOCK_UN),
+        which would unlock the parent's open file description; only the
+        child's copy of the lock fd is closed, so the parent can reopen
+        after closing while the child lives. A latch that another parent
+        thread held at fork time stays held forever here: a fresh one lets
+        every call reach its closed check and raise `ForkedError`."""
+        self._forked = True
+        self._closed = True
+        self._version += 1  # inherited iterators stop at their next item
+        self._latch = RWLatch()
+        if self._lock is not None:
+            self._lock.forget()
+
     @property
     def closed(self) -> bool:
         return self._closed
 
     def __enter__(self) -> Database:
+        self._check()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -703,6 +751,19 @@ class Database:
 
 
 HEADER_END = 512
+
+# Every open Database of this process, for the at-fork hook.
+_open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_open_databases):
+        db._forget_in_child()
+    _open_databases.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _creation_page() -> bytes:
@@ -1033,31 +1094,63 @@ class _ValuesView(_ItemsView):
 
 
 class Batch:
-    """Writes collected in memory and applied as one atomic commit on exit."""
+    """Writes collected in memory and applied as one atomic commit on exit.
+
+    A batch is used inside its `with` block only; anything else raises
+    `BatchStateError` at once and records nothing (checked after the
+    database is found open, before the arguments)::
+
+        NEW --__enter__--> OPEN --__exit__--> DONE
+
+    | state | `__enter__`        | `put`/`delete` | `__exit__`                              |
+    |-------|--------------------|----------------|-----------------------------------------|
+    | NEW   | -> OPEN            | BatchStateError | -                                      |
+    | OPEN  | BatchStateError    | recorded       | -> DONE: applied, or discarded on error |
+    | DONE  | BatchStateError    | BatchStateError | -                                      |
+    """
+
+    __slots__ = ("_db", "_ops", "_state")
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._ops: list = []
-        self._done = False
+        self._state = _NEW
+
+    def _recording(self) -> None:
+        db = self._db
+        if db._closed:
+            db._check()
+        if self._state is not _OPEN:
+            raise BatchStateError(f"batch used outside its with-block ({self._state})")
 
     def put(self, tree: str, key, value) -> None:
+        self._recording()
         self._ops.append((OP_PUT, _tree_name(tree), _key(key), _value(value)))
 
     def delete(self, tree: str, key) -> None:
+        self._recording()
         self._ops.append((OP_DELETE, _tree_name(tree), _key(key), None))
 
     def __len__(self) -> int:
         return len(self._ops)
 
     def __enter__(self) -> Batch:
+        self._db._check_writable()
+        if self._state is not _NEW:
+            raise BatchStateError(f"a batch is used in one with-block only ({self._state})")
+        self._state = _OPEN
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self._done:
+        if self._state is not _OPEN:  # called by hand, out of turn
             return
-        self._done = True
-        if exc_type is None and self._ops:
-            self._db._write(_batch, self._ops)
+        self._state = _DONE
+        ops, self._ops = self._ops, []
+        if exc_type is None and ops:
+            self._db._write(_batch, ops)
+
+
+_NEW, _OPEN, _DONE = "new", "open", "done"  # Batch states
 
 
 _ = leaf_cell_size

@@ -104,9 +104,10 @@ class Dbm(MutableMapping[bytes, bytes]):
     # -- state checks ----------------------------------------------------------
 
     def _live(self) -> Any:
-        if self._db is None:
+        db = self._db  # read once: close() in another thread may clear it
+        if db is None:
             _raise(DatabaseClosedError, "DBM object has already been closed")
-        return self._db
+        return db
 
     def _writable(self) -> Any:
         db = self._live()

@@ -446,6 +446,17 @@ class FileLock:
                 raise DatabaseLockedError(f"{self.path}: another writer holds the database") from exc
             raise _io_error("lock", self.path, exc) from exc
 
+    def forget(self) -> None:
+        """Close this process's copy of the lock's fd without unlocking: in a
+        child of fork() the lock belongs to the open file description the
+        parent shares, so flock(LOCK_UN) here would unlock the parent."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            try:
+                os.close(fd)
+            except OSError:  # nothing to undo: the parent's lock stands either way
+                pass
+
     def release(self) -> None:
         if self.fd is not None:
             fd, self.fd = self.fd, None

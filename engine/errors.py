@@ -16,6 +16,8 @@ __all__ = [
     "NotADatabaseError",
     "DatabaseLockedError",
     "DatabaseClosedError",
+    "ForkedError",
+    "BatchStateError",
     "ReadOnlyError",
     "KeyTooLargeError",
     "BufferPoolFullError",
@@ -63,7 +65,20 @@ class DatabaseLockedError(DragonDBError):
 
 
 class DatabaseClosedError(DragonDBError):
-    """The database (or a tree of it) was used after `close()`."""
+    """The database (or a tree, batch or iterator of it) was used after
+    `close()`, or while `close()` ran. The call had no effect."""
+
+
+class ForkedError(DatabaseClosedError):
+    """A handle opened by a parent process was used in a child made by
+    `os.fork()`. The call had no effect, and the parent's handle and files
+    are unharmed; open the database again in the child."""
+
+
+class BatchStateError(DragonDBError, RuntimeError):
+    """A batch was used outside its `with` block: `put`/`delete` before
+    entering or after leaving it, or a second `with`. Nothing was recorded
+    or applied."""
 
 
 class ReadOnlyError(DragonDBError):

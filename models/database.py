@@ -15,6 +15,7 @@ the same errors as the engine:
 | tree name not `str` | `TypeError` |
 | tree name empty or above 255 UTF-8 bytes | `TreeLimitError` |
 | any call after `close()` | `DatabaseClosedError` |
+| a batch used outside its one `with` block | `BatchStateError` |
 | any write on a read-only database | `ReadOnlyError` |
 | `load` of keys not strictly ascending | `UnsortedItemsError` |
 | `load` into a tree holding keys | `TreeNotEmptyError` |
@@ -37,6 +38,7 @@ from types import TracebackType
 from typing import Any
 
 from engine.errors import (
+    BatchStateError,
     DatabaseClosedError,
     KeyTooLargeError,
     ReadOnlyError,
@@ -392,18 +394,28 @@ class ModelTree(MutableMapping[bytes, bytes]):
 
 class ModelBatch:
     """Writes collected inside `with db.batch() as b:` and applied together on
-    a clean exit. Arguments are checked when recorded; an exception in the
-    block discards everything."""
+    a clean exit; an exception in the block discards everything. A batch is
+    used in one `with` block only:
+
+    | state | `__enter__`     | `put`/`delete`  | `__exit__`                    |
+    |-------|-----------------|-----------------|-------------------------------|
+    | new   | -> open         | BatchStateError | -                             |
+    | open  | BatchStateError | recorded        | -> done (applied or discarded) |
+    | done  | BatchStateError | BatchStateError | -                             |
+
+    `put`/`delete` check closed, then the state, then their arguments."""
 
     def __init__(self, db: ModelDatabase) -> None:
         self._db = db
         self._ops: list[tuple[str, str, bytes, bytes | None]] = []
-        self._open = False
+        self._state = "new"
 
     def __enter__(self) -> ModelBatch:
         self._db._check_open()
         self._db._check_writable()
-        self._open = True
+        if self._state != "new":
+            raise BatchStateError(f"a batch is used in one with-block only ({self._state})")
+        self._state = "open"
         return self
 
     def __exit__(
@@ -412,7 +424,9 @@ class ModelBatch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._open = False
+        if self._state != "open":
+            return
+        self._state = "done"
         ops, self._ops = self._ops, []
         if exc_type is not None or not ops:
             return
@@ -427,11 +441,12 @@ class ModelBatch:
                     store.delete(key)
 
     def _record(self, op: str, name: object, key: object, value: object) -> None:
+        self._db._check_open()
+        if self._state != "open":
+            raise BatchStateError(f"batch used outside its with-block ({self._state})")
         tree_name = check_tree_name(name)
         raw_key = check_key(key)
         raw_value = check_value(value) if op == "put" else None
-        if not self._open:
-            raise RuntimeError("batch used outside its with-block")
         self._ops.append((op, tree_name, raw_key, raw_value))
 
     def put(self, tree: object, key: object, value: object) -> None:

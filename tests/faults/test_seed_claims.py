@@ -60,6 +60,12 @@ def root_scenario(double_check: bool, n: int = 2, sync: str = "off"):
     return [writer(i) for i in range(n)], outcome
 
 
+def _root_race_outcome(seed: int) -> dict:
+    threads, outcome = root_scenario(double_check=False)
+    run(threads, seed)
+    return outcome()[2]
+
+
 def test_two_roots_found_without_the_double_check(record_property) -> None:
     start = time.perf_counter()
     for seed in range(SEEDS):
@@ -72,9 +78,12 @@ def test_two_roots_found_without_the_double_check(record_property) -> None:
         pytest.fail(f"no seed in 0..{SEEDS - 1} found the two-root interleaving")
     record_property("seeds_to_find_two_roots", seed + 1)
     record_property("seconds_to_find_two_roots", round(time.perf_counter() - start, 4))
-    # what went wrong is what the seed's bug does: the first root is orphaned (leaked), a key lost
+    # what went wrong is what the seed's bug does: the first root is orphaned (leaked) ...
     assert any("leaked" in p for p in problems), problems
-    assert len(got) == 1, got
+    # ... and, when a put lands in the orphan before the second root replaces it, a key is
+    # lost (the latch serves writers in order, so which shows first depends on the schedule)
+    lost = next((s for s in range(seed, SEEDS) if len(_root_race_outcome(s)) == 1), None)
+    assert lost is not None, f"no seed in {seed}..{SEEDS - 1} lost a key to the two roots"
     both = [i for i, point in result.trace if point == "btree.root.check"]
     assert sorted(both) == [0, 1], f"both threads passed 'no root?': {result.trace}"
     # and the schedule replays to the same failure

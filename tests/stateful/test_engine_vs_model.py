@@ -410,6 +410,113 @@ class EngineVsModel(RuleBasedStateMachine):
 
         self.same(call)
 
+    @staticmethod
+    def _steps(*calls: Callable[[], Any]) -> list[str]:
+        """Run each call in turn; the name of what each raised ("ok" if none)."""
+        return [type(exc).__name__ if exc is not None else "ok" for _, exc in map(_outcome, calls)]
+
+    @rule(first=batch_ops, second=batch_ops, late=batch_ops)
+    def batch_reused(self, first, second, late) -> None:
+        """A second `with` and writes after the block raise and change nothing."""
+
+        def call(d: Any) -> list[str]:
+            b = d.batch()
+            with b:
+                self._fill_batch(b, first)
+
+            def again() -> None:
+                with b:
+                    self._fill_batch(b, second)
+
+            return self._steps(again, lambda: self._fill_batch(b, late[:1] or second[:1]))
+
+        self.same(call)
+        self.same_contents()
+
+    @rule(early=batch_ops, ops=batch_ops)
+    def batch_used_before_with(self, early, ops) -> None:
+        """Writes before entering raise and are not recorded; the block still works."""
+
+        def call(d: Any) -> list[str]:
+            b = d.batch()
+
+            def inside() -> None:
+                with b:
+                    self._fill_batch(b, ops)
+
+            return self._steps(*(lambda op=op: self._fill_batch(b, [op]) for op in early), inside)
+
+        self.same(call)
+
+    @rule(ops=batch_ops, late=batch_ops)
+    def batch_spent_by_an_exception(self, ops, late) -> None:
+        """An exception inside discards the batch, which is then spent."""
+
+        def call(d: Any) -> list[str]:
+            b = d.batch()
+
+            def aborted() -> None:
+                with b:
+                    self._fill_batch(b, ops)
+                    raise _Abort
+
+            def reenter() -> None:
+                with b:
+                    pass
+
+            return self._steps(aborted, lambda: self._fill_batch(b, late[:1]), reenter)
+
+        self.same(call)
+
+    @rule(ops=batch_ops, late=batch_ops)
+    def batch_across_close_and_reopen(self, ops, late) -> None:
+        """A batch open across close() records nothing more and applies
+        nothing, even after the file is opened again."""
+        sides = {}
+        for side, db in (("engine", self.db), ("model", self.model)):
+            b = db.batch()
+            b.__enter__()
+            self._fill_batch(b, ops)
+            sides[side] = b
+        self.same(lambda d: d.close())
+        self.db = self.opener(self.path, False)
+        self.model = self.model.reopen()
+        outcomes = {
+            side: self._steps(lambda b=b: self._fill_batch(b, late[:1]),
+                              lambda b=b: b.__exit__(None, None, None))
+            for side, b in sides.items()
+        }
+        assert outcomes["engine"] == outcomes["model"], outcomes
+        self.same_contents()
+
+    @rule(
+        name=tree_names,
+        view=st.sampled_from(["iter", "values", "items", "scan", "scan_reverse"]),
+        before=st.integers(0, 3),
+    )
+    def iterate_across_close_and_reopen(self, name: str, view: str, before: int) -> None:
+        """An iterator open across close() raises DatabaseClosedError at its
+        next item, even after the file is opened again."""
+        views = {
+            "iter": lambda t: iter(t),
+            "values": lambda t: iter(t.values()),
+            "items": lambda t: iter(t.items()),
+            "scan": lambda t: t.scan(),
+            "scan_reverse": lambda t: t.scan(reverse=True),
+        }
+        its = {}
+        for side, db in (("engine", self.db), ("model", self.model)):
+            it = views[view](db.tree(name))
+            its[side] = (it, [item for _, item in zip(range(before), it, strict=False)])
+        assert its["engine"][1] == its["model"][1], "items before the close differ"
+        self.same(lambda d: d.close())
+        self.db = self.opener(self.path, False)
+        self.model = self.model.reopen()
+        got, got_exc = _outcome(lambda: next(its["engine"][0]))
+        want, want_exc = _outcome(lambda: next(its["model"][0]))
+        assert type(got_exc) is type(want_exc), (got, got_exc, want, want_exc)
+        self.same_contents()
+
     # -- durability and lifecycle ------------------------------------------------
 
     @rule()

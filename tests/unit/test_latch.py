@@ -214,3 +214,68 @@ def test_frame_read_guards_share_and_a_writer_waits():
         assert pool.check_invariants(expect_unpinned=True) == []
     finally:
         pool.close()
+
+
+def test_a_looping_writer_cannot_barge_ahead_of_a_queued_writer():
+    """Finding 7: a thread looping on writes took the free latch again
+    between its release and the queued writer's wakeup, round after round,
+    so a queued `close()` waited ~1.5 s. Counted, not timed: once the
+    second writer is queued, the looping one may finish the hold it has and
+    take the latch at most once more before the queued one gets it."""
+    latch = RWLatch()
+    state = {"loops": 0, "queued_at": None, "got_at": None}
+    stop = threading.Event()
+
+    def looper() -> None:
+        while not stop.is_set() and state["loops"] < 200_000:
+            latch.acquire_write()
+            state["loops"] += 1
+            latch.release_write()
+
+    def queued() -> None:
+        latch.acquire_write()
+        state["got_at"] = state["loops"]
+        latch.release_write()
+
+    latch.acquire_write()  # hold it so both threads line up behind us
+    t1, _ = _start(looper)
+    for _ in range(1000):
+        if latch._waiting == 1:
+            break
+        threading.Event().wait(0.001)
+    t2, done = _start(queued)
+    for _ in range(1000):
+        if latch._waiting == 2:
+            break
+        threading.Event().wait(0.001)
+    assert latch._waiting == 2, "both writers must be queued"
+    state["queued_at"] = state["loops"]
+    latch.release_write()
+    # the loop runs on: let the second writer in, then let the loop go a while
+    assert done.wait(WAIT), "the queued writer never got the latch"
+    stop.set()
+    t1.join(WAIT)
+    t2.join(WAIT)
+    barged = state["got_at"] - state["queued_at"]
+    assert barged <= 2, f"the looping writer took the latch {barged} times ahead of a queued one"
+    assert latch.idle()
+
+
+def test_a_newcomer_queues_behind_a_queued_writer_even_if_the_latch_is_free():
+    latch = RWLatch()
+    latch.acquire_read()
+    order: list[str] = []
+    _, first = _start(lambda: (latch.acquire_write(), order.append("first"), latch.release_write()))
+    for _ in range(1000):
+        if latch._waiting == 1:
+            break
+        threading.Event().wait(0.001)
+    _, second = _start(lambda: (latch.acquire_write(), order.append("second"), latch.release_write()))
+    for _ in range(1000):
+        if latch._waiting == 2:
+            break
+        threading.Event().wait(0.001)
+    latch.release_read()
+    assert first.wait(WAIT) and second.wait(WAIT)
+    assert order == ["first", "second"], "queued writers are served in order"
+    assert latch.idle()
