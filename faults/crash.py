@@ -205,6 +205,17 @@ class CrashDisk:
             self.process += 1
             return self.process
 
+    def copy(self) -> CrashDisk:
+        """An independent disk with the same base, content, events and marks
+        (e.g. to kill one run at many points); its handles start afresh."""
+        with self._lock:
+            other = CrashDisk(self._base, placeholders=self.placeholders, direct=self.direct)
+            other._content = {p: bytearray(b) for p, b in self._content.items()}
+            other.events = list(self.events)
+            other.marks = list(self.marks)
+            other.process = self.process
+            return other
+
     def snapshot(self) -> DiskSnapshot:
         """The event count and every file's latest content, for `changes_since`."""
         with self._lock:
