@@ -23,6 +23,11 @@ have run. Every trial compares the engine with `models.ModelDatabase`:
 - `interleave`: 2-3 threads under the deterministic scheduler with a seeded
   schedule (sometimes with a fault plan too), on disjoint keys of shared trees,
   one of them created empty so the first puts race to create its root.
+- `killpower`, `syncmodes`, `readonly`, `shortfile` (modules in
+  `TRIAL_MODULES`): kill -> recovery by the next process -> power loss; the
+  commit rule in all three sync modes; a read-only open after a kill or
+  crash changes nothing; a short or empty data file beside a log with
+  records is recovered or refused untouched. See docs/campaign.md.
 
 Oracle, after every operation that raised `StorageIOError` or
 `CorruptionError`: the operation had no effect (contents equal the model),
