@@ -23,6 +23,11 @@ have run. Every trial compares the engine with `models.ModelDatabase`:
 - `interleave`: 2-3 threads under the deterministic scheduler with a seeded
   schedule (sometimes with a fault plan too), on disjoint keys of shared trees,
   one of them created empty so the first puts race to create its root.
+- `killpower`, `syncmodes`, `readonly`, `shortfile` (modules in
+  `TRIAL_MODULES`): kill -> recovery by the next process -> power loss; the
+  commit rule in all three sync modes; a read-only open after a kill or
+  crash changes nothing; a short or empty data file beside a log with
+  records is recovered or refused untouched. See docs/campaign.md.
 
 Oracle, after every operation that raised `StorageIOError` or
 `CorruptionError`: the operation had no effect (contents equal the model),
@@ -46,6 +51,7 @@ import bisect
 import errno as _errno
 import gc
 import hashlib
+import importlib
 import json
 import multiprocessing
 import os
@@ -72,7 +78,7 @@ from faults.interleave import run as run_threads
 from faults.io import KINDS, FaultPlan
 from models import ModelDatabase
 
-__all__ = ["KIND_WEIGHTS", "Tally", "main", "make_ops", "merge_reports", "run_trial", "tokens"]
+__all__ = ["KIND_WEIGHTS", "TRIAL_MODULES", "Tally", "main", "make_ops", "merge_reports", "run_trial", "tokens"]
 
 SITE_DEPTH = 2  # a call site is the two innermost engine functions on the stack
 POOL_PAGES = 16  # the smallest pool: reads miss, dirty pages spill to the log
@@ -81,7 +87,16 @@ POOL_PAGES = 16  # the smallest pool: reads miss, dirty pages spill to the log
 # blocks every other thread (tests/faults/test_seed_claims.py pins it); misses still happen.
 INTERLEAVE_POOL = 256
 CRASH_MODES = ("drop", "torn", "reorder", "random")
-KIND_WEIGHTS = {"sweep": 3, "faults": 3, "crash": 2, "interleave": 3}  # a crash trial runs ~10x longer
+# Trial kinds living in their own modules, imported when first run: each has
+# `run(token, seed, tally, tmp, modes)` and `planned_ops(seed)`.
+TRIAL_MODULES = {
+    "killpower": "faults.trials_kill",  # kill -> recovery by the next process -> power loss
+    "syncmodes": "faults.trials_sync",  # everything before the last returned commit() survives
+    "readonly": "faults.trials_readonly",  # a read-only open after a kill or crash writes nothing
+    "shortfile": "faults.trials_shortfile",  # a short or empty data file beside a log with records
+}
+KIND_WEIGHTS = {"sweep": 3, "faults": 3, "crash": 2, "interleave": 3,  # a crash trial runs ~10x longer
+                "killpower": 2, "syncmodes": 2, "readonly": 1, "shortfile": 1}
 ERRNOS = (_errno.EIO, _errno.ENOSPC, _errno.EFBIG)
 EXPECTED = (StorageIOError, CorruptionError)  # what an injected fault may surface as
 _PATH = "/campaign/c.db"  # a CrashDisk path: never touches the real file system
@@ -761,6 +776,10 @@ class _Recovery:
     def _recover(self, images: dict[str, bytes]) -> tuple[Model | None, str | None]:
         self.runs += 1
         d = tempfile.mkdtemp(dir=self.tmp)
+        state, why = self._recover_in(d, images)
+        return state, None if why is None else why.replace(d, "<tmp>")  # the same message on replay
+
+    def _recover_in(self, d: str, images: dict[str, bytes]) -> tuple[Model | None, str | None]:
         try:
             materialize(images, d)
             try:
@@ -1066,6 +1085,8 @@ def run_trial(token: str, modes: tuple[str, ...] = CRASH_MODES) -> dict:
             _crash_trial(token, seed, tally, _tmp(), modes)
         elif kind == "interleave":
             _interleave_trial(token, seed, tally)
+        elif kind in TRIAL_MODULES:
+            importlib.import_module(TRIAL_MODULES[kind]).run(token, seed, tally, _tmp(), modes)
         else:
             raise ValueError(f"run_trial: unknown trial kind {kind!r}")
     except TrialFailure as exc:
@@ -1118,6 +1139,8 @@ def planned_ops(token: str) -> int:
     if kind == "interleave":
         return sum(len(p) for k in range(INTERLEAVINGS_PER_TRIAL)
                    for p in _interleave_setup(seed * INTERLEAVINGS_PER_TRIAL + k)[4])
+    if kind in TRIAL_MODULES:
+        return importlib.import_module(TRIAL_MODULES[kind]).planned_ops(seed)
     raise ValueError(f"planned_ops: unknown trial kind {kind!r}")
 
 

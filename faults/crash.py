@@ -23,6 +23,28 @@ could leave on disk, one `bytes` per file path:
 `materialize(images, directory)` writes them as real files with the same
 basenames, so `engine.open(directory / name)` can recover from them.
 
+Processes: a kill is not a power loss. Written-and-visible (the page cache)
+and synced are two states of a byte, and a killed process only loses its
+future, never its writes. The disk counts processes (`process`, from 1; each
+event records the process that made it):
+
+- `kill(at)` ends the current process right after event `at` (default: the
+  last): events after it never happened (the live content is rebuilt from
+  the first `at`), every handle opened so far is dead (a later call on one
+  raises `StorageIOError(EBADF)` and is recorded in `zombie_calls`, so a
+  test can assert the abandoned handle was never touched), and the pending
+  changes stay pending: still visible to the next process, still not
+  durable.
+- The next process opens through the same `opener` and sees that page
+  cache; its recovery writes and syncs are events like any other.
+- A power loss then applies to whatever is still pending, from either
+  process, in any mode: `images(None, "drop")` keeps only what some sync
+  made durable. A sync is per file, whoever calls it: process 2's fsync of
+  a file makes process 1's pending changes to that file durable too.
+
+`snapshot()` and `changes_since(snapshot)` tell whether anything (an event,
+a byte, a file) changed, e.g. that a read-only open wrote nothing.
+
 Model limits: a created file always exists after a crash (the engine is
 expected to fsync its directory); sectors are the atomic unit; a sync is
 durable the moment it returns.
@@ -40,7 +62,7 @@ from dataclasses import dataclass, field
 from engine.disk import SECTOR
 from engine.errors import StorageIOError
 
-__all__ = ["MODES", "CrashDisk", "CrashFile", "CrashState", "Event", "materialize"]
+__all__ = ["MODES", "CrashDisk", "CrashFile", "CrashState", "DiskSnapshot", "Event", "materialize"]
 
 MODES = ("drop", "keep", "torn", "reorder", "random")
 
@@ -48,7 +70,7 @@ MODES = ("drop", "keep", "torn", "reorder", "random")
 @dataclass(frozen=True)
 class Event:
     """One change to the disk. `offset`/`length` for writes, `size` for
-    extend/truncate; `data` is the written bytes."""
+    extend/truncate; `data` is the written bytes; `process` made it."""
 
     index: int
     kind: str
@@ -57,6 +79,15 @@ class Event:
     length: int = 0
     size: int = 0
     data: bytes = field(default=b"", repr=False)
+    process: int = 1
+
+
+@dataclass(frozen=True)
+class DiskSnapshot:
+    """The disk at one moment: how many events, and every file's latest content."""
+
+    events: int
+    contents: dict[str, bytes] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -132,6 +163,8 @@ class CrashDisk:
         self.marks: list[tuple[int, str]] = []
         self.placeholders = placeholders
         self.direct = direct
+        self.process = 1
+        self.zombie_calls: list[str] = []  # calls on handles of killed processes
 
     # -- the live disk --------------------------------------------------
 
@@ -147,10 +180,65 @@ class CrashDisk:
                 self._log("create", path)
                 if self.placeholders and not os.path.exists(path):
                     open(path, "ab").close()
-        return CrashFile(self, path, self.direct)
+        return CrashFile(self, path, self.direct, self.process)
 
     def _log(self, kind: str, path: str, **kw: object) -> None:
-        self.events.append(Event(len(self.events) + 1, kind, path, **kw))  # type: ignore[arg-type]
+        self.events.append(Event(len(self.events) + 1, kind, path, process=self.process, **kw))  # type: ignore[arg-type]
+
+    def kill(self, at: int | None = None) -> int:
+        """End the current process right after event `at` (None: the last).
+        Later events are undone, its handles die, its pending changes stay
+        visible and pending. Returns the new process's number."""
+        with self._lock:
+            n = len(self.events) if at is None else at
+            if not 0 <= n <= len(self.events):
+                raise ValueError(f"kill: at must be in 0..{len(self.events)}, got {at}")
+            content = {p: bytearray(b) for p, b in self._base.items()}
+            for ev in self.events[:n]:
+                if ev.kind == "create":
+                    content.setdefault(ev.path, bytearray())
+                elif ev.kind != "sync":
+                    _apply(content[ev.path], ev)
+            self._content = content
+            del self.events[n:]
+            self.marks = [(i, label) for i, label in self.marks if i <= n]
+            self.process += 1
+            return self.process
+
+    def copy(self) -> CrashDisk:
+        """An independent disk with the same base, content, events and marks
+        (e.g. to kill one run at many points); its handles start afresh."""
+        with self._lock:
+            other = CrashDisk(self._base, placeholders=self.placeholders, direct=self.direct)
+            other._content = {p: bytearray(b) for p, b in self._content.items()}
+            other.events = list(self.events)
+            other.marks = list(self.marks)
+            other.process = self.process
+            return other
+
+    def snapshot(self) -> DiskSnapshot:
+        """The event count and every file's latest content, for `changes_since`."""
+        with self._lock:
+            return DiskSnapshot(len(self.events), {p: bytes(b) for p, b in self._content.items()})
+
+    def changes_since(self, snap: DiskSnapshot) -> list[str]:
+        """What changed since `snap`: each event, then each file created,
+        removed or whose bytes differ. Empty when nothing did."""
+        with self._lock:
+            out = [f"event {e.index}: {e.kind} {e.path}" + (f" at {e.offset} ({e.length} bytes)"
+                   if e.kind == "write" else f" to {e.size}" if e.kind in ("extend", "truncate") else "")
+                   for e in self.events[snap.events:]]
+            for path in sorted(set(snap.contents) | set(self._content)):
+                old, new = snap.contents.get(path), self._content.get(path)
+                if old is None:
+                    out.append(f"{path}: created")
+                elif new is None:
+                    out.append(f"{path}: removed")
+                elif old != new:
+                    diff = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b),
+                                min(len(old), len(new)))
+                    out.append(f"{path}: {len(old)} -> {len(new)} bytes, first difference at {diff}")
+            return out
 
     def mark(self, label: str) -> int:
         """Note that `label` happened (e.g. "commit 7 returned") after the
@@ -312,15 +400,19 @@ def materialize(images: Mapping[str, bytes], directory: str | os.PathLike[str]) 
 class CrashFile:
     """A `BlockFile` on a `CrashDisk`. Reads see the latest writes."""
 
-    __slots__ = ("disk", "path", "direct", "_closed")
+    __slots__ = ("disk", "path", "direct", "process", "_closed")
 
-    def __init__(self, disk: CrashDisk, path: str, direct: bool = False) -> None:
+    def __init__(self, disk: CrashDisk, path: str, direct: bool = False, process: int = 1) -> None:
         self.disk = disk
         self.path = path
         self.direct = direct
+        self.process = process
         self._closed = False
 
     def _check(self, offset: int = 0) -> None:
+        if self.process != self.disk.process:
+            self.disk.zombie_calls.append(f"process {self.process} touched {self.path} after its kill")
+            raise StorageIOError(errno.EBADF, f"{self.path}: process {self.process} was killed")
         if self._closed:
             raise StorageIOError(errno.EBADF, f"{self.path}: file is closed")
         if offset < 0:
@@ -365,4 +457,7 @@ class CrashFile:
             _apply(self.disk._content[self.path], self.disk.events[-1])
 
     def close(self) -> None:
+        if self.process != self.disk.process:
+            self.disk.zombie_calls.append(f"process {self.process} closed {self.path} after its kill")
+            return
         self._closed = True

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.disk import SECTOR, DirectFile
+from engine.errors import StorageIOError
 from faults.crash import MODES, CrashDisk, materialize
 
 PAGE = 4096
@@ -285,3 +286,82 @@ def test_images_bracket_durable_and_latest(ops, mode, seed) -> None:
     syncs = [e.index for e in disk.events if e.kind == "sync"]
     if syncs:
         assert disk.images(None, "drop") == disk.images(syncs[-1], "keep")
+
+
+# -- processes: a kill keeps the page cache, a power loss drops what is unsynced --------------
+
+def _killed_disk() -> tuple[CrashDisk, object]:
+    """Process 1 synced OLD, then wrote NEW (pending) and a second write it never made."""
+    disk = CrashDisk()
+    f = disk.opener("db", True)
+    f.write(0, OLD * SECTOR)
+    f.sync()
+    f.write(0, NEW * SECTOR)
+    f.write(SECTOR, NEW * SECTOR)  # after the kill point: never happened
+    return disk, f
+
+
+def test_kill_keeps_pending_writes_visible_but_not_durable() -> None:
+    disk, _ = _killed_disk()
+    assert disk.kill(4) == 2, "the next process is process 2"
+    assert [e.index for e in disk.events] == [1, 2, 3, 4], "events after the kill point are undone"
+    g = disk.opener("db", False)
+    assert _read(g, 0, 2 * SECTOR) == NEW * SECTOR, "process 2 sees process 1's page cache"
+    assert disk.images(None, "drop") == {"db": OLD * SECTOR}, "a power loss still drops it"
+    assert [e.index for e in disk.pending_at()] == [4]
+    g.write(SECTOR, OLD * SECTOR)
+    assert [(e.index, e.process) for e in disk.events[-2:]] == [(4, 1), (5, 2)]
+
+
+def test_a_sync_by_the_next_process_makes_the_killed_ones_writes_durable() -> None:
+    disk, _ = _killed_disk()
+    disk.kill(4)
+    g = disk.opener("db", False)
+    g.sync()  # fsync is per file, whoever calls it
+    assert disk.images(None, "drop") == {"db": NEW * SECTOR}
+    assert disk.pending_at() == []
+
+
+def test_killed_handles_are_dead_and_every_touch_is_recorded() -> None:
+    disk, f = _killed_disk()
+    disk.kill()
+    assert disk.zombie_calls == []
+    with pytest.raises(StorageIOError):
+        f.write(0, b"x")
+    with pytest.raises(StorageIOError):
+        _read(f, 0, 1)
+    f.close()
+    assert len(disk.zombie_calls) == 3 and "process 1" in disk.zombie_calls[0]
+    assert len(disk.events) == 5, "a dead handle's write made no event"
+
+
+def test_kill_before_a_create_removes_the_file_and_bad_points_raise() -> None:
+    disk = CrashDisk()
+    disk.opener("db", True).write(0, b"x")
+    disk.mark("wrote")
+    disk.kill(0)
+    assert disk.paths() == [] and disk.events == [] and disk.marks == []
+    with pytest.raises(ValueError):
+        disk.kill(1)
+
+
+def test_changes_since_a_snapshot() -> None:
+    disk = CrashDisk({"db": OLD * 4})
+    snap = disk.snapshot()
+    f = disk.opener("db", False)
+    _read(f, 0, 4)
+    assert disk.changes_since(snap) == [], "reads change nothing"
+    f.write(1, NEW)
+    f.sync()
+    disk.opener("db-wal", True)
+    changes = disk.changes_since(snap)
+    assert changes[:3] == ["event 1: write db at 1 (1 bytes)", "event 2: sync db", "event 3: create db-wal"]
+    assert changes[3:] == ["db: 4 -> 4 bytes, first difference at 1", "db-wal: created"]
+
+
+def test_copy_is_independent() -> None:
+    disk, _ = _killed_disk()
+    other = disk.copy()
+    other.kill(2)
+    assert len(disk.events) == 5 and disk.content("db") == NEW * 2 * SECTOR
+    assert other.content("db") == OLD * SECTOR and other.images(None, "drop") == {"db": b""}

@@ -1,0 +1,109 @@
+"""Campaign trial kind `shortfile`: a short or empty data file beside a log with records.
+
+A short workload (`history.small_ops`, no automatic checkpoint, so a
+returned put's record stays in the log until the next checkpoint) runs on a
+`CrashDisk`. Four disks are taken right after a put or batch returned: as a
+killed writer leaves them (the page cache) or, with `sync="full"`, as a
+power loss keeping only synced bytes leaves them. Their data file is then cut:
+to nothing, to a page boundary below its size, or to an unaligned length (a
+file system that lost the data file's growth or content). The disk is opened
+read-only, then writable.
+
+Oracle: never silent loss. Either the open recovers a state the history
+allows (nothing acknowledged lost) with `check()` clean, or it raises a
+typed `DragonDBError` and both files are byte for byte as they were. The
+read-only open never changes anything.
+"""
+
+from __future__ import annotations
+
+import random
+
+import engine
+from engine.errors import DragonDBError
+from faults.campaign import _PATH, POOL_PAGES, Tally, _diff, _once, contents
+from faults.crash import CrashDisk
+from faults.history import small_ops
+from faults.trials_readonly import check_read_only, record
+
+KIND = "shortfile"
+DISKS = 4
+
+
+def workload(seed: int) -> tuple[list[tuple], str]:
+    rng = random.Random(f"{KIND}:{seed}")
+    sync = ("full", "normal", "off")[rng.randrange(3)]
+    return small_ops(rng, rng.randint(3, 20)), sync
+
+
+def planned_ops(seed: int) -> int:
+    return len(workload(seed)[0])
+
+
+def cut(rng: random.Random, data: bytes) -> int:
+    """A shorter length for the data file: 0, a page boundary, or unaligned."""
+    r = rng.random()
+    if r < 0.4 or len(data) <= 1:
+        return 0
+    if r < 0.7 and len(data) > engine.PAGE_SIZE:
+        return engine.PAGE_SIZE * rng.randrange(1, (len(data) - 1) // engine.PAGE_SIZE + 1)
+    return rng.randrange(1, len(data))
+
+
+def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -> None:
+    rng = random.Random(seed)
+    ops, sync = workload(seed)
+    tally.n["operations"] += len(ops)
+    hist = record(ops, sync, 1 << 30)
+    disk = hist.disk
+    logged = [s for s, op in enumerate(hist.ops) if op in ("put", "batch")]
+    for _ in range(DISKS if logged else 0):
+        s = rng.choice(logged)
+        at = hist.marks[s]
+        if sync == "full" and rng.random() < 0.5:
+            how, images, allowed = "power loss (drop)", disk.images(at, "drop"), hist.allowed(at)
+        else:
+            how, images, allowed = "kill", disk.images(at, "keep"), hist.after_kill(at)
+        size = cut(rng, images[_PATH])
+        images[_PATH] = images[_PATH][:size]
+        where = (f"sync={sync}: {how} after state {s} ({hist.ops[s]}), data file cut to {size} bytes "
+                 f"beside a {len(images[_PATH + '-wal'])}-byte log (states {allowed[:1]}..{allowed[-1:]})")
+        tally.n["crashes_simulated"] += 1
+        tally.modes[f"{KIND}-{'kill' if how == 'kill' else 'drop'}"] += 1
+        why = _open_writable(images, sync, allowed, hist.models)  # each open on its own copy
+        changed = check_read_only(images, sync)[2]
+        if why is None and changed:
+            why = f"the read-only open changed the disk: {changed[:4]}"
+        if why is None:
+            tally.n["recoveries_verified"] += 1
+        else:
+            _once(tally, token, "divergences", f"{where}: {why}")
+
+
+def _open_writable(images: dict[str, bytes], sync: str, allowed: list[int], models: list) -> str | None:
+    """None when the writable open recovered an allowed state (check() clean)
+    or refused with a typed error leaving both files as they were."""
+    d = CrashDisk(images)
+    snap = d.snapshot()
+    try:
+        db = engine.open(_PATH, opener=d.opener, pool_pages=POOL_PAGES, sync=sync)
+    except DragonDBError as exc:
+        touched = [c for c in d.changes_since(snap) if not c.startswith("event")]
+        return f"refused with {exc!r} but changed the files: {touched[:4]}" if touched else None
+    except Exception as exc:  # noqa: BLE001 - any other exception is the finding
+        return f"open raised {exc!r}"
+    try:
+        got = contents(db)
+        rep = db.check()
+    except DragonDBError as exc:
+        return f"the opened database raised {exc!r}"
+    finally:
+        try:
+            db.close()
+        except DragonDBError:
+            pass
+    if not rep.ok:
+        return f"opened, but check(): {rep.problems[:3]}"
+    if any(got == models[s] for s in allowed):
+        return None
+    return f"opened and lost acknowledged data: {_diff(got, models[allowed[-1]])}"
