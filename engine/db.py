@@ -243,7 +243,9 @@ class Database:
         got = data.read_into(0, head) if size else 0
         if got < min(size, PAGE_SIZE):  # the bytes are there: a flaky read, not a foreign file
             raise StorageIOError(5, f"{self.path}: short read of the metadata page ({got} of {min(size, PAGE_SIZE)} bytes)")
-        fresh = size == 0 or (size <= PAGE_SIZE and _interrupted_creation(head[:got]))
+        # a whole creation page is an (empty) database; a part of one is not yet
+        whole = got == PAGE_SIZE and bytes(head) == _creation_page()
+        fresh = size == 0 or (size <= PAGE_SIZE and not whole and _interrupted_creation(head[:got]))
         blank = fresh or not any(head[:got])  # nothing of a metadata page is there
         logdata = self._wal.read_all() if log is not None else b""
         base, records, end = scan(logdata)

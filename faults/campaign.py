@@ -27,7 +27,9 @@ have run. Every trial compares the engine with `models.ModelDatabase`:
   `TRIAL_MODULES`): kill -> recovery by the next process -> power loss; the
   commit rule in all three sync modes; a read-only open after a kill or
   crash changes nothing; a short or empty data file beside a log with
-  records is recovered or refused untouched. See docs/campaign.md.
+  records is recovered or refused untouched; a crafted file (valid
+  checksums, impossible contents) gives data or a typed error, never a hang.
+  See docs/campaign.md.
 
 Oracle, after every operation that raised `StorageIOError` or
 `CorruptionError`: the operation had no effect (contents equal the model),
@@ -94,9 +96,10 @@ TRIAL_MODULES = {
     "syncmodes": "faults.trials_sync",  # everything before the last returned commit() survives
     "readonly": "faults.trials_readonly",  # a read-only open after a kill or crash writes nothing
     "shortfile": "faults.trials_shortfile",  # a short or empty data file beside a log with records
+    "crafted": "faults.trials_crafted",  # valid checksums over contents no engine could write
 }
 KIND_WEIGHTS = {"sweep": 3, "faults": 3, "crash": 2, "interleave": 3,  # a crash trial runs ~10x longer
-                "killpower": 2, "syncmodes": 2, "readonly": 1, "shortfile": 1}
+                "killpower": 2, "syncmodes": 2, "readonly": 1, "shortfile": 1, "crafted": 1}
 ERRNOS = (_errno.EIO, _errno.ENOSPC, _errno.EFBIG)
 EXPECTED = (StorageIOError, CorruptionError)  # what an injected fault may surface as
 _PATH = "/campaign/c.db"  # a CrashDisk path: never touches the real file system

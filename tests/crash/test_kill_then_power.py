@@ -7,8 +7,9 @@ then failed. `CrashDisk.kill` keeps them pending; these tests run the
 sequences of finding 9 of the outside audit deterministically, and the
 campaign kinds that search the class (`faults.trials_*`) for a few seeds.
 
-The `xfail(strict=True)` marks are temporary: they say which finding's engine
-fix (on its own branch) makes the test pass; remove them when it is merged.
+Each test failed before the engine fix of the finding it names (1: recovery
+builds on unsynced bytes; 2: a sync="off" checkpoint undid a commit; 3: an
+empty data file beside a log was recreated; 6: a read-only open wrote).
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ from faults import campaign as C
 from faults.crash import CrashDisk
 
 PATH = "/kill/k.db"  # a CrashDisk path: never touches the real file system
-F1 = pytest.mark.xfail(strict=True, reason="finding 1: fixed on main by the lead")
-F2 = pytest.mark.xfail(strict=True, reason="finding 2: fixed on main by the lead")
-F3 = pytest.mark.xfail(strict=True, reason="finding 3: fixed on main by the lead")
-F6 = pytest.mark.xfail(strict=True, reason="finding 6: fixed on main by the lead")
 
 
 def recover(images: dict[str, bytes]) -> tuple[dict | None, str | None]:
@@ -55,7 +52,6 @@ def wal_writes(disk: CrashDisk, since: int) -> list[int]:
 
 # -- finding 1: recovery vouches for log bytes nobody synced --------------------------------
 
-@F1
 def test_recovery_after_a_kill_builds_only_on_synced_log_bytes() -> None:
     """sync="full": `create tree t; put k0; put k1`, killed after k1's log
     write, before its fsync. Process 2 recovers from the page cache; power
@@ -78,7 +74,6 @@ def test_recovery_after_a_kill_builds_only_on_synced_log_bytes() -> None:
     assert not problems, problems[:3]
 
 
-@F1
 def test_recovery_after_a_kill_inside_a_checkpoint() -> None:
     """40 keys committed, process 1 killed at each write of its checkpoint;
     process 2 recovers and writes the checkpoint again; power fails during it."""
@@ -103,7 +98,6 @@ def test_recovery_after_a_kill_inside_a_checkpoint() -> None:
     assert not problems, problems[:3]
 
 
-@F1
 def test_recovery_after_a_killed_creation() -> None:
     """Process 1 killed at each event of its creation; process 2 creates (or
     recovers) the database and commits a put; power fails at any moment
@@ -131,7 +125,7 @@ def test_recovery_after_a_killed_creation() -> None:
 
 # -- finding 2: a checkpoint never undoes an earlier commit(), in any sync mode -------------
 
-@pytest.mark.parametrize("sync", ["full", "normal", pytest.param("off", marks=F2)])
+@pytest.mark.parametrize("sync", ["full", "normal", "off"])
 def test_commit_survives_a_later_checkpoint(sync: str) -> None:
     disk = CrashDisk()
     db = engine.open(PATH, opener=disk.opener, sync=sync)
@@ -147,7 +141,7 @@ def test_commit_survives_a_later_checkpoint(sync: str) -> None:
 
 # -- finding 3: a log with committed records is never discarded ------------------------------
 
-@pytest.mark.parametrize("size", [pytest.param(0, marks=F3), 100, engine.PAGE_SIZE])
+@pytest.mark.parametrize("size", [0, 100, engine.PAGE_SIZE])
 def test_a_short_data_file_beside_a_log_with_records(size: int) -> None:
     disk = CrashDisk()
     db = engine.open(PATH, opener=disk.opener)
@@ -170,7 +164,6 @@ def test_a_short_data_file_beside_a_log_with_records(size: int) -> None:
 
 # -- finding 6: a read-only open never writes ----------------------------------------------
 
-@F6
 @pytest.mark.parametrize("sync", ["full", "normal", "off"])
 def test_read_only_open_after_a_writer_died_writes_nothing(sync: str) -> None:
     disk = CrashDisk()
@@ -192,16 +185,16 @@ def test_read_only_open_after_a_writer_died_writes_nothing(sync: str) -> None:
 NEW_KINDS = ("killpower", "syncmodes", "readonly", "shortfile")
 # Seeds each kind's trial fails on the unfixed engine (and the finding it shows).
 FAILING = [
-    pytest.param("killpower:15761326546393", marks=F1),
-    pytest.param("killpower:248879755544452", marks=F1),
-    pytest.param("killpower:185261701035936", marks=F1),
-    pytest.param("syncmodes:248879755544452", marks=F2),
-    pytest.param("syncmodes:1012604414711", marks=F2),
-    pytest.param("syncmodes:99161052520454", marks=F2),
-    pytest.param("readonly:256160586488743", marks=F6),
-    pytest.param("readonly:15761326546393", marks=F6),
-    pytest.param("shortfile:176655624009041", marks=F3),
-    pytest.param("shortfile:142560299549463", marks=F3),
+    "killpower:15761326546393",
+    "killpower:248879755544452",
+    "killpower:185261701035936",
+    "syncmodes:248879755544452",
+    "syncmodes:1012604414711",
+    "syncmodes:99161052520454",
+    "readonly:256160586488743",
+    "readonly:15761326546393",
+    "shortfile:176655624009041",
+    "shortfile:142560299549463",
 ]
 
 

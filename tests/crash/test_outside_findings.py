@@ -263,3 +263,15 @@ def test_read_only_open_of_a_crashed_read_only_file(tmp_path) -> None:
         for f in files:
             os.chmod(f, 0o644)
     assert {f: (open(f, "rb").read(), os.path.getsize(f)) for f in files} == before
+
+
+def test_read_only_open_of_a_new_database_whose_creator_died() -> None:
+    """Found by the campaign's `readonly` kind: a database created and never
+    written (the creation page and a log with no records) is an empty
+    database for a read-only open too, not a "creation never finished"."""
+    disk = CrashDisk()
+    engine.open(PATH, opener=disk.opener)  # the creator dies with it open
+    before, start = _digest(disk), len(disk.events)
+    with engine.open(PATH, opener=disk.opener, read_only=True) as db:
+        assert db.trees() == [] and db.check().ok
+    assert _digest(disk) == before and len(disk.events) == start
