@@ -625,7 +625,7 @@ class Database:
             if self._checkpoint_locked(wait=False):
                 self._ckpt_retry_at = 0
             else:
-                self._ckpt_retry_at = self._wal.end + CHECKPOINT_RETRY_BYTES
+                self._ckpt_retry_at = self._wal.end + min(CHECKPOINT_RETRY_BYTES, self.checkpoint_bytes // 4)
         except NeedsRecoveryError:
             raise
         except DragonDBError as exc:  # the commit stands; the next commit retries
