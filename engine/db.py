@@ -441,6 +441,8 @@ class Database:
         read of this handle is in progress, the state brought up to the log."""
         with self._snap_mutex:
             self._check()
+            if self._rlock.forked:  # a child's snapshot count and lock are its parent's
+                self._rlock.hold()  # raises
             if self._snaps == 0:
                 self._rlock.hold()
                 try:
