@@ -321,7 +321,7 @@ class Database:
                 self._wal.file = Overlay(log)
             last = records[-1].lsn if records else (base or 0)
             self._follow = (base, end, last + 1)
-        elif plan.images or restart:
+        elif (plan.images or restart) and self._rlock is not None:
             # pages go home: wait for readers' snapshots to end (rule 9)
             self._rlock.exclusive(wait=True)
         writable = not ro or needs_work
@@ -441,14 +441,15 @@ class Database:
         read of this handle is in progress, the state brought up to the log."""
         with self._snap_mutex:
             self._check()
-            if self._rlock.forked:  # a child's snapshot count and lock are its parent's
-                self._rlock.hold()  # raises
+            rlock = self._rlock or _NO_LOCK  # a database on no real path (an opener's own files)
+            if rlock.forked:  # a child's snapshot count and lock are its parent's
+                rlock.hold()  # raises
             if self._snaps == 0:
-                self._rlock.hold()
+                rlock.hold()
                 try:
                     self._refresh()
                 except BaseException:
-                    self._rlock.release()
+                    rlock.release()
                     raise
             self._snaps += 1
 
@@ -905,6 +906,7 @@ class _NoSnapshot:
 
 
 _NO_SNAPSHOT = _NoSnapshot()
+_NO_LOCK = ReaderLock(os.devnull + "/none", create=False)  # fd None: every call a no-op
 _open_databases: weakref.WeakSet[Database] = weakref.WeakSet()
 
 

@@ -95,8 +95,11 @@ def reader(path: str, seed: int) -> None:
     rng = random.Random(seed ^ os.getpid())
     db = engine.open(path, read_only=True, create=False, pool_pages=16)
     _say("open")
-    rebuilds = 0  # states rebuilt after a writer's checkpoint
+    rebuilds = 0  # states rebuilt after a writer's checkpoint, reported as they happen
     while not _stdin_closed():
+        if db.rebuilds != rebuilds:
+            _say("rebuilds", db.rebuilds - rebuilds)
+            rebuilds = db.rebuilds
         try:
             t = db.tree(TREE, create=False)
         except KeyError:  # before the writer's first commit
@@ -120,10 +123,9 @@ def reader(path: str, seed: int) -> None:
             _say("get", key.hex(), "-" if value is None else value.hex())
         else:
             db.close()
-            rebuilds += db.rebuilds
             db = engine.open(path, read_only=True, create=False, pool_pages=rng.choice([16, 64]))
+            rebuilds = 0
             _say("reopen")
-    _say("rebuilds", rebuilds + db.rebuilds)
     db.close()
 
 
