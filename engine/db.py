@@ -464,6 +464,9 @@ class Database:
         rebuild from both files when the log was reset or a checkpoint may
         have written pages home."""
         log = self._log_file
+        if self._pool is None:  # an earlier rebuild failed: try again
+            self._rebuild()
+            return
         if log is None:
             if os.path.exists(self.path + "-wal"):
                 self._rebuild()
@@ -498,9 +501,10 @@ class Database:
         for _ in range(_REBUILD_TRIES):
             self._latch.acquire_write()
             try:
-                for closer in (self._pool.close, self._wal.close if self._wal else None, self._data.close):
-                    if closer is not None:
-                        closer()
+                for part in (self._pool, self._wal, self._data):  # a failed rebuild may have left some
+                    if part is not None:
+                        part.close()
+                self._pool = self._data = None
                 self._wal = None
                 self._log_file = None
                 self._open(False)
