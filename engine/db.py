@@ -485,7 +485,9 @@ class Database:
         try:
             for lsn, rtype, payload, end in records:
                 if rtype == COMMIT:
-                    self._replay(decode_ops(payload), lsn)
+                    ops = decode_ops(payload)
+                    if len(ops) != 1 or not self._replay_in_place(ops[0], lsn):
+                        self._replay(ops, lsn)
                 self._follow = (base, end, lsn + 1)
                 self._seen_lsn = lsn
             self._version += 1
@@ -518,6 +520,33 @@ class Database:
                 self._seen_lsn = max(seen, last)
                 return
         raise StorageIOError(5, f"{self.path}: the log reads older than a state already shown; reopen")
+
+    def _replay_in_place(self, op: tuple, lsn: int) -> bool:
+        """Replay one put or delete the way the writer's common case made it
+        (`_write_in_place`): within one cached leaf. False when the general
+        path must run. A reader follows a writer's commits at about the
+        writer's own cost this way."""
+        kind, name, key, value = op
+        if kind not in (OP_PUT, OP_DELETE):
+            return False
+        entry = self._trees.get(name)
+        if entry is None or not entry.root:
+            return False
+        if kind == OP_DELETE:
+            value = None
+        plan = btree.in_place(self._pool, entry.root, key, value)
+        if plan is None:
+            return False
+        frame, i, found, size = plan
+        if value is None and not found:
+            return True
+        btree.apply_in_place(frame, i, found, size, key, value, lsn)
+        self._pool.mark_changed(frame)
+        if not found:
+            entry.count += 1
+        elif value is None:
+            entry.count -= 1
+        return True
 
     def _snapshot(self):
         """A context for the non-hot reads of a read-only handle."""

@@ -164,3 +164,31 @@ def test_a_forked_child_does_not_keep_a_dead_writers_lock(tmp_path):
             assert db.tree("t").get(b"k") == b"v"
     finally:
         os.kill(child, 9)
+
+
+def test_a_reader_follows_single_puts_and_deletes_in_place_as_the_model_says(tmp_path):
+    import random
+
+    path = str(tmp_path / "i.db")
+    rng = random.Random(7)
+    w = engine.open(path, sync="off")
+    t = w.tree("t")
+    model: dict[bytes, bytes] = {}
+    r = engine.open(path, read_only=True, pool_pages=16)
+    rt = r.tree("t")
+    for step in range(3000):
+        key = b"k%04d" % rng.randrange(400)
+        if rng.random() < 0.3:
+            t.delete(key)  # most are one-leaf changes: the reader replays them in place
+            model.pop(key, None)
+        else:
+            value = b"%d" % step * rng.randrange(1, 40)
+            t.put(key, value)
+            model[key] = value
+        if step % 97 == 0:
+            assert len(rt) == len(model)
+            assert dict(rt.items()) == model
+    assert dict(rt.items()) == model and len(rt) == len(model)
+    r.check(strict=True)
+    r.close()
+    w.close()
