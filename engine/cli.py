@@ -3,7 +3,9 @@
 Every database subcommand takes the database path first, then its own
 arguments; `dragondb SUBCOMMAND --help` documents each one. Read-only
 subcommands (get, scan, trees, stats, check, show, dump) open the file with
-`create=False, read_only=True`, so a typo in a path never creates a file.
+`create=False, read_only=True`, so a typo in a path never creates a file,
+and they work while another process writes the database (`dragondb serve`,
+a program): each reads one committed state (docs/processes.md).
 
 Keys and values are text (UTF-8) unless `--hex` says they are hex. Output
 shows bytes as text when they are printable UTF-8 and as hex marked "0x"
@@ -71,6 +73,9 @@ _EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader (e.g. `head`) went away
 _PROG = "dragondb"
 _DEFAULT_TREE = "default"
 _CAMPAIGN = "campaign"
+
+_LIVE = ("\nRead-only: works while another process (e.g. `dragondb serve`) writes the database,"
+         " and reads one committed state.")
 
 _EXIT_CODES_HELP = """\
 exit status: 0 ok; 1 not found or check problems; 2 usage error;
@@ -697,7 +702,7 @@ _HELP: dict[str, tuple[str, str, str]] = {
         "  dragondb put my.db $(seq -f 'k%04g v' 500)   # enough keys to split leaves\n"
         "  dragondb put my.db -- -key- -value-          # `--` before text starting with '-'",
     ),
-    "get": ("print the value of a key", "Print the value stored under KEY (exit 1 if absent).", ""),
+    "get": ("print the value of a key", "Print the value stored under KEY (exit 1 if absent)." + _LIVE, ""),
     "delete": (
         "delete keys (several: one atomic batch)",
         "Delete each KEY; several keys go in one atomic batch.\n"
@@ -706,15 +711,16 @@ _HELP: dict[str, tuple[str, str, str]] = {
     ),
     "scan": (
         "print key/value pairs in key order",
-        "Print `key<TAB>value` lines in ascending key order (descending with --reverse).",
+        "Print `key<TAB>value` lines in ascending key order (descending with --reverse)."
+        + _LIVE + " The whole scan is one state.",
         "",
     ),
-    "trees": ("list the trees", "List the database's trees, one name a line, sorted.", ""),
+    "trees": ("list the trees", "List the database's trees, one name a line, sorted." + _LIVE, ""),
     "dump": (
         "write trees as JSON Lines",
         "Write every tree (or --tree's) as JSON Lines: a header with the format version,\n"
         "then per tree a {\"tree\": NAME} line and its items in key order. Bytes that are\n"
-        "valid UTF-8 are strings; others (all with --binary) base64 under key_b64/value_b64.",
+        "valid UTF-8 are strings; others (all with --binary) base64 under key_b64/value_b64." + _LIVE,
         "example:\n  dragondb dump my.db > my.jsonl && dragondb load copy.db my.jsonl",
     ),
     "load": (
@@ -735,17 +741,18 @@ _HELP: dict[str, tuple[str, str, str]] = {
         "",
     ),
     "drop-tree": ("delete a tree and all its keys", "Drop tree NAME, freeing its pages (exit 1 if absent).", ""),
-    "stats": ("print statistics", "Print page, buffer-pool and log statistics.", ""),
+    "stats": ("print statistics", "Print page, buffer-pool and log statistics." + _LIVE, ""),
     "check": (
         "verify every invariant of the file",
         "Walk every tree and check page accounting, tree shape and checksums.\n"
-        "Exit status 0 when all holds, 1 with the problems printed.",
+        "Exit status 0 when all holds, 1 with the problems printed." + _LIVE
+        + " On a live database it checks the committed state it sees.",
         "",
     ),
     "show": (
         "draw a tree's pages level by level",
         "Draw a tree's pages, root level first: page id, type, keys, fill and key range.\n"
-        "--format dot emits Graphviz, to watch splits and merges.",
+        "--format dot emits Graphviz, to watch splits and merges." + _LIVE,
         "example:\n  dragondb show my.db --format dot | dot -Tsvg > tree.svg",
     ),
     _CAMPAIGN: (

@@ -13,6 +13,7 @@ so threads committing together share one fsync.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from engine.codec import (
     has_magic,
     leaf_cell_size,
 )
-from engine.disk import BlockFile, DirectFile, FileLock, Overlay, fsync_dir
+from engine.disk import BlockFile, DirectFile, FileLock, Overlay, ReaderLock, fsync_dir
 from engine.errors import (
     BatchStateError,
     CorruptionError,
@@ -53,6 +54,8 @@ from engine.pager import Pager
 from engine.txn import TreeEntry, Txn
 from engine.wal import (
     CKPT_BEGIN,
+    CKPT_END,
+    COMMIT,
     OP_CREATE,
     OP_DELETE,
     OP_DROP,
@@ -61,15 +64,20 @@ from engine.wal import (
     LoggedStore,
     RecoveryPlan,
     Wal,
+    decode_ops,
     encode_op,
     encode_ops,
     first_record,
+    follow,
+    read_base,
     scan,
 )
 
 __all__ = ["open", "Database", "Tree", "Batch", "PageInfo", "MAX_KEY_SIZE", "MAX_VALUE_SIZE", "CheckReport"]
 
 CHECKPOINT_BYTES = 64 * 1024 * 1024  # checkpoint automatically past this much log
+CHECKPOINT_RETRY_BYTES = 1024 * 1024  # after a checkpoint readers deferred, log grown before the next try
+_REBUILD_TRIES = 3  # a reader's rebuild that reads an older state than it had is retried this often
 _SYNC_MODES = ("full", "normal", "off")
 
 
@@ -187,6 +195,17 @@ class Database:
         self._forked = False  # set in a fork()ed child only: see `_forget_in_child`
         self._pid = os.getpid()
         self._lock: FileLock | None = None
+        # docs/processes.md: the readers lock, and a reader's snapshot state
+        self._rlock: ReaderLock | None = None
+        self._rlock_created = False
+        self._snap_mutex = threading.Lock()
+        self._snaps = 0  # this handle's reads in progress (a reader refreshes only at 0)
+        self._log_file: BlockFile | None = None  # a reader's view of the real log
+        self._follow: tuple[int | None, int, int] = (None, HEADER_END, 0)  # base lsn, offset, next lsn
+        self._seen_lsn = 0  # the last commit a reader's state holds: it never goes back
+        self._ckpt_retry_at = 0
+        self.checkpoints_deferred = 0
+        self.rebuilds = 0
         self._data: BlockFile | None = None
         self._wal: Wal | None = None
         self._pool: BufferPool | None = None
@@ -202,12 +221,19 @@ class Database:
             def opener(p: str, c: bool, _d=direct_io, _ro=read_only) -> BlockFile:
                 return DirectFile.open(p, c, _d if p == self.path else False, read_only=_ro)
         self._opener = opener
+        self._tree_cls = _SnapshotTree if read_only else Tree
         try:
             self._open(create)
             self._pool.prewarm(self._pager.page_count)
-        except BaseException:
+        except BaseException as exc:
             self._release()
+            if isinstance(exc, NotADatabaseError) and self._rlock_created:
+                _unlink(self.path + "-readers")  # a refused open leaves nothing behind
             raise
+        finally:
+            if self._rlock is not None:
+                self._rlock.release()
+        self._seen_lsn = self._follow[2] - 1
         self._closed = False
         self.debug = Debug(self)
         _open_databases.add(self)
@@ -230,8 +256,17 @@ class Database:
         """
         ro = self.read_only
         self._data = data = self._opener(self.path, create and not ro)
-        if os.path.exists(self.path):
-            self._lock = FileLock(self.path, shared=ro)
+        # Only writers lock the data file; readers coordinate with the
+        # writer through the readers lock alone (docs/processes.md).
+        if os.path.exists(self.path) and not ro and self._lock is None:
+            self._lock = FileLock(self.path)
+        if self._rlock is None and os.path.exists(self.path):
+            rpath = self.path + "-readers"
+            existed = os.path.exists(rpath)
+            self._rlock = ReaderLock(rpath, create=not ro)
+            self._rlock_created = not existed and self._rlock.fd is not None
+        if ro and self._rlock is not None and not self._rlock.held:
+            self._rlock.hold()  # the whole open reads one state: no checkpoint writes meanwhile
         size = data.size()
         wal_path = self.path + "-wal"
         # The log is only opened here, never created, until the data file
@@ -252,8 +287,13 @@ class Database:
         if end < len(logdata) and any(logdata[end:]):
             # the scan stopped early: read again, so a flaky read is an I/O
             # error rather than a silently shortened log
-            if self._wal.read_all() != logdata:
-                raise StorageIOError(5, f"{wal_path}: two reads of the log differ")
+            again = self._wal.read_all()
+            if again != logdata:
+                if not ro:
+                    raise StorageIOError(5, f"{wal_path}: two reads of the log differ")
+                # a live writer appends while a reader reads: take the later read
+                logdata = again
+                base, records, end = scan(logdata)
         first = first_record(logdata)
         if fresh and first is None and not base:
             # no database yet: nothing written, or its creation cut short (a
@@ -277,10 +317,18 @@ class Database:
                         f"{self.path}: metadata page lost or damaged, and its log needs it; both files left as they are")
                 self._not_a_database(head, got)
         needs_work = bool(plan.images or plan.commits or restart)
-        if ro and needs_work:
-            # recover in memory: the same steps below, over overlays
+        if ro:
+            # recover in memory: the same steps below, over overlays; later
+            # commits are replayed into them too (rule 9)
+            self._log_file = log
             data = self._data = Overlay(data)
-            self._wal.file = Overlay(self._wal.file)
+            if log is not None:
+                self._wal.file = Overlay(log)
+            last = records[-1].lsn if records else (base or 0)
+            self._follow = (base, end, last + 1)
+        elif (plan.images or restart) and self._rlock is not None:
+            # pages go home: wait for readers' snapshots to end (rule 9)
+            self._rlock.exclusive(wait=True)
         writable = not ro or needs_work
         if restart:
             head[:] = _creation_page()
@@ -330,7 +378,14 @@ class Database:
             self._replay(ops, rec.lsn)
         self.recovered_commits = len(plan.commits)
         if writable and (needs_work or records or end != len(logdata)):
-            self._checkpoint_locked()
+            if not self._checkpoint_locked(wait=False):
+                # readers hold snapshots: keep the log, cut what follows its
+                # valid records so no stale record rejoins the ones appended next
+                if wal.file.size() > end:
+                    wal.file.truncate(end)
+                wal.file.sync()
+        if not ro and self._rlock is not None:
+            self._rlock.release()
 
     def _make_durable(self) -> None:
         """Rule 8: sync what this open read before building on it."""
@@ -383,6 +438,124 @@ class Database:
         if os.path.exists(self.path + "-wal"):
             fsync_dir(self.path)
         self._pool = BufferPool(LoggedStore(self._pager, self._wal), self.pool_pages)
+
+    # -- readers in other processes (docs/processes.md, rule 9 of `wal`) ---------
+
+    def _enter(self) -> None:
+        """Start a snapshot: the readers lock held shared and, when no other
+        read of this handle is in progress, the state brought up to the log."""
+        with self._snap_mutex:
+            self._check()
+            rlock = self._rlock or _NO_LOCK  # a database on no real path (an opener's own files)
+            if rlock.forked:  # a child's snapshot count and lock are its parent's
+                rlock.hold()  # raises
+            if self._snaps == 0:
+                rlock.hold()
+                try:
+                    self._refresh()
+                except BaseException:
+                    rlock.release()
+                    raise
+            self._snaps += 1
+
+    def _leave(self) -> None:
+        with self._snap_mutex:
+            self._snaps -= 1
+            if self._snaps == 0 and self._rlock is not None:
+                self._rlock.release()
+
+    def _refresh(self) -> None:
+        """Rule 9: replay the commits appended since the last snapshot, or
+        rebuild from both files when the log was reset or a checkpoint may
+        have written pages home."""
+        log = self._log_file
+        if self._pool is None:  # an earlier rebuild failed: try again
+            self._rebuild()
+            return
+        if log is None:
+            if os.path.exists(self.path + "-wal"):
+                self._rebuild()
+            return
+        base, pos, expect = self._follow
+        if read_base(log) != base:
+            self._rebuild()
+            return
+        records = follow(log, pos, expect)
+        if any(rtype == CKPT_END for _, rtype, _, _ in records):
+            self._rebuild()
+            return
+        if not records:
+            return
+        self._latch.acquire_write()
+        try:
+            for lsn, rtype, payload, end in records:
+                if rtype == COMMIT:
+                    ops = decode_ops(payload)
+                    if len(ops) != 1 or not self._replay_in_place(ops[0], lsn):
+                        self._replay(ops, lsn)
+                self._follow = (base, end, lsn + 1)
+                self._seen_lsn = lsn
+            self._version += 1
+        finally:
+            self._latch.release_write()
+
+    def _rebuild(self) -> None:
+        """A reader's state built again from the data file and the log (the
+        readers lock is held shared, so no page goes home meanwhile). A
+        state older than the one this handle showed is read again: a reader
+        never goes back."""
+        seen = self._seen_lsn
+        for _ in range(_REBUILD_TRIES):
+            self._latch.acquire_write()
+            try:
+                for part in (self._pool, self._wal, self._data):  # a failed rebuild may have left some
+                    if part is not None:
+                        part.close()
+                self._pool = self._data = None
+                self._wal = None
+                self._log_file = None
+                self._open(False)
+                self._pool.prewarm(self._pager.page_count)
+                self._version += 1
+                self.rebuilds += 1
+            finally:
+                self._latch.release_write()
+            last = self._follow[2] - 1
+            if last >= seen or self._follow[0] is None:
+                self._seen_lsn = max(seen, last)
+                return
+        raise StorageIOError(5, f"{self.path}: the log reads older than a state already shown; reopen")
+
+    def _replay_in_place(self, op: tuple, lsn: int) -> bool:
+        """Replay one put or delete the way the writer's common case made it
+        (`_write_in_place`): within one cached leaf. False when the general
+        path must run. A reader follows a writer's commits at about the
+        writer's own cost this way."""
+        kind, name, key, value = op
+        if kind not in (OP_PUT, OP_DELETE):
+            return False
+        entry = self._trees.get(name)
+        if entry is None or not entry.root:
+            return False
+        if kind == OP_DELETE:
+            value = None
+        plan = btree.in_place(self._pool, entry.root, key, value)
+        if plan is None:
+            return False
+        frame, i, found, size = plan
+        if value is None and not found:
+            return True
+        btree.apply_in_place(frame, i, found, size, key, value, lsn)
+        self._pool.mark_changed(frame)
+        if not found:
+            entry.count += 1
+        elif value is None:
+            entry.count -= 1
+        return True
+
+    def _snapshot(self):
+        """A context for the non-hot reads of a read-only handle."""
+        return _Snapshot(self) if self.read_only else _NO_SNAPSHOT
 
     def _replay(self, ops: list, lsn: int) -> None:
         txn = self._txn()
@@ -490,8 +663,13 @@ class Database:
             raise NeedsRecoveryError(f"rollback could not restore a page ({exc}); reopen to recover") from exc
 
     def _auto_checkpoint(self) -> None:
+        if self._wal.end < self._ckpt_retry_at:
+            return  # readers deferred the last try: the log grows a little first
         try:
-            self._checkpoint_locked()
+            if self._checkpoint_locked(wait=False):
+                self._ckpt_retry_at = 0
+            else:
+                self._ckpt_retry_at = self._wal.end + min(CHECKPOINT_RETRY_BYTES, self.checkpoint_bytes // 4)
         except NeedsRecoveryError:
             raise
         except DragonDBError as exc:  # the commit stands; the next commit retries
@@ -508,18 +686,21 @@ class Database:
         """The tree called `name`, created if missing (unless `create=False`)."""
         name = _tree_name(name)
         self._check()
-        if name not in self._trees:
+        with self._snapshot():
+            missing = name not in self._trees
+        if missing:
             if not create:
                 raise KeyError(name)
             self._write(_create_tree, name)
         handle = self._handles.get(name)
         if handle is None:
-            handle = self._handles[name] = Tree(self, name)
+            handle = self._handles[name] = self._tree_cls(self, name)
         return handle
 
     def trees(self) -> list[str]:
         self._check()
-        return sorted(self._trees)
+        with self._snapshot():
+            return sorted(self._trees)
 
     def drop_tree(self, name: str) -> None:
         """Free every page of tree `name`; KeyError if there is none."""
@@ -549,18 +730,37 @@ class Database:
                 raise
 
     def checkpoint(self) -> None:
-        """Write dirty pages home and trim the log."""
+        """Write dirty pages home and trim the log. Waits until the snapshots
+        readers hold now have ended (docs/processes.md)."""
         self._check()
         if self.read_only:
             return
         self._latch.acquire_write()
         try:
             self._check()
-            self._checkpoint_locked()
+            self._checkpoint_locked(wait=True)
         finally:
             self._latch.release_write()
 
-    def _checkpoint_locked(self) -> None:
+    def _checkpoint_locked(self, wait: bool = True) -> bool:
+        """Checkpoint under the readers lock held exclusive (rule 9 of `wal`):
+        waiting for readers' snapshots to end, or (`wait=False`) returning
+        False at once when a reader holds one. A reader's own in-memory
+        checkpoint runs under its shared hold."""
+        rlock = self._rlock
+        if rlock is None or rlock.held:
+            self._checkpoint_home()
+            return True
+        if not rlock.exclusive(wait):
+            self.checkpoints_deferred += 1
+            return False
+        try:
+            self._checkpoint_home()
+        finally:
+            rlock.release()
+        return True
+
+    def _checkpoint_home(self) -> None:
         wal, pager, pool = self._wal, self._pager, self._pool
         # Every checkpoint syncs, in every sync mode: writing pages home and
         # resetting the log without ordering them could undo a returned
@@ -617,26 +817,29 @@ class Database:
         return maintenance.compact(self)
 
     def check(self, strict: bool = False) -> CheckReport:
-        """Walk every invariant; see ARCHITECTURE.md."""
+        """Walk every invariant; see ARCHITECTURE.md. A read-only handle
+        checks the committed state it sees (one snapshot)."""
         self._check()
-        self._latch.acquire_write()
-        try:
-            self._check()  # again: close() may have released the pool meanwhile
-            report = check_database(self._pool, self._pager, self._trees)
-        finally:
-            self._latch.release_write()
+        with self._snapshot():
+            self._latch.acquire_write()
+            try:
+                self._check()  # again: close() may have released the pool meanwhile
+                report = check_database(self._pool, self._pager, self._trees)
+            finally:
+                self._latch.release_write()
         if strict and not report.ok:
             raise CorruptionError("; ".join(report.problems[:5]))
         return report
 
     def stats(self) -> dict:
         self._check()
-        self._latch.acquire_read()  # close() must not shut the files under it
-        try:
-            self._check()
-            return self._stats()
-        finally:
-            self._latch.release_read()
+        with self._snapshot():
+            self._latch.acquire_read()  # close() must not shut the files under it
+            try:
+                self._check()
+                return self._stats()
+            finally:
+                self._latch.release_read()
 
     def _stats(self) -> dict:
         pool, wal = self._pool, self._wal
@@ -654,17 +857,23 @@ class Database:
             "keys": sum(e.count for e in self._trees.values()),
             "sync": self.sync_mode,
             "read_only": self.read_only,
-            "log_bytes": wal.end if wal is not None else 0,
+            "log_bytes": (self._follow[1] if self.read_only else wal.end) if wal is not None else 0,
             "log_syncs": wal.syncs if wal is not None else 0,
             "commits": wal.commits if wal is not None else 0,
             "checkpoints": self.checkpoints,
             "recovered_commits": self.recovered_commits,
+            "checkpoints_deferred": self.checkpoints_deferred,
+            "rebuilds": self.rebuilds,
             "file_bytes": self._data.size(),
         }
 
     def tree_levels(self, name: str) -> list[list[PageInfo]]:
         """The pages of tree `name` level by level, root first."""
         self._check()
+        with self._snapshot():
+            return self._tree_levels(name)
+
+    def _tree_levels(self, name: str) -> list[list[PageInfo]]:
         if name not in self._trees:
             raise KeyError(name)
         self._latch.acquire_read()
@@ -702,7 +911,9 @@ class Database:
             error = None
             if not self.read_only and not self._wal.failed:
                 try:
-                    self._checkpoint_locked()
+                    if not self._checkpoint_locked(wait=False):
+                        # readers hold snapshots: the log stays, durable
+                        self._wal.sync_to(self._wal.lsn, force=True)
                 except DragonDBError as exc:
                     error = exc
             self._release()
@@ -713,7 +924,8 @@ class Database:
 
     def _release(self) -> None:
         for closer in (getattr(self._pool, "close", None), getattr(self._wal, "close", None),
-                       getattr(self._data, "close", None), getattr(self._lock, "release", None)):
+                       getattr(self._data, "close", None), getattr(self._lock, "release", None),
+                       getattr(self._rlock, "close", None)):
             if closer is not None:
                 try:
                     closer()
@@ -766,6 +978,40 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _Snapshot:
+    """`with`: one snapshot of a read-only handle (`Database._enter`)."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db._enter()
+
+    def __exit__(self, *exc) -> None:
+        self._db._leave()
+
+
+class _NoSnapshot:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+_NO_SNAPSHOT = _NoSnapshot()
+_NO_LOCK = ReaderLock(os.devnull + "/none", create=False)  # fd None: every call a no-op
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _creation_page() -> bytes:
@@ -1153,6 +1399,46 @@ class Batch:
 
 
 _NEW, _OPEN, _DONE = "new", "open", "done"  # Batch states
+
+
+class _SnapshotTree(Tree):
+    """A tree of a read-only handle: each read is one snapshot (docs/processes.md):
+    a get, `len`, `first`/`last`, or a whole scan from its first item until
+    it is exhausted or closed."""
+
+    __slots__ = ()
+
+    def get(self, key, default=None):
+        db = self._db
+        db._enter()
+        try:
+            return Tree.get(self, key, default)
+        finally:
+            db._leave()
+
+    def __len__(self) -> int:
+        db = self._db
+        db._enter()
+        try:
+            return Tree.__len__(self)
+        finally:
+            db._leave()
+
+    def _edge(self, last: bool):
+        db = self._db
+        db._enter()
+        try:
+            return Tree._edge(self, last)
+        finally:
+            db._leave()
+
+    def _scan(self, lo, hi, reverse):
+        db = self._db
+        db._enter()
+        try:
+            yield from Tree._scan(self, lo, hi, reverse)
+        finally:
+            db._leave()
 
 
 _ = leaf_cell_size

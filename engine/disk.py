@@ -21,6 +21,7 @@ import errno
 import fcntl
 import mmap
 import os
+import weakref
 from typing import Protocol, runtime_checkable
 
 from engine.errors import DatabaseLockedError, StorageIOError
@@ -31,6 +32,7 @@ __all__ = [
     "FileLock",
     "Opener",
     "Overlay",
+    "ReaderLock",
     "SECTOR",
     "aligned_buffer",
     "default_opener",
@@ -464,3 +466,106 @@ class FileLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
+
+
+class ReaderLock:
+    """The readers lock: an `flock` on `<database>-readers`, a file that holds
+    no data (docs/processes.md).
+
+    A read-only open holds it shared (`hold`) for each snapshot, while it
+    reads the data file; the writer holds it exclusive (`exclusive`) while it
+    writes pages home, so a checkpoint never rewrites a page a reader's
+    snapshot still reads. The lock lives on this object's own open file
+    description: a reader and a writer in one process conflict as two
+    processes would, and a killed process's lock is dropped by the kernel.
+
+    The file is created by whoever opens first. A reader that can neither
+    open nor create it (a read-only directory, where no writer can run
+    either) works without it: `fd` is None and every call is a no-op.
+    """
+
+    __slots__ = ("path", "fd", "held", "forked", "__weakref__")
+
+    def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
+        self.path = os.fspath(path)
+        self.held = 0  # 0 none, fcntl.LOCK_SH or fcntl.LOCK_EX
+        self.forked = False
+        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+        try:
+            self.fd: int | None = os.open(self.path, flags | os.O_CREAT, 0o666)
+        except OSError as exc:
+            try:  # a reader without write permission can still lock an existing file
+                self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                if create:
+                    raise _io_error("open", self.path, exc) from exc
+                self.fd = None
+        if self.fd is not None:
+            _inherited.add(self)
+
+    def _flock(self, mode: int) -> bool:
+        try:
+            fcntl.flock(self.fd, mode)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) and mode & fcntl.LOCK_NB:
+                return False
+            raise _io_error("lock", self.path, exc) from exc
+        return True
+
+    def hold(self) -> None:
+        """Take the lock shared; waits only while a writer writes pages home."""
+        if self.forked:
+            raise StorageIOError(errno.EBADF, f"{self.path}: lock inherited across fork(); open the database again")
+        if self.fd is not None:
+            self._flock(fcntl.LOCK_SH)
+            self.held = fcntl.LOCK_SH
+
+    def exclusive(self, wait: bool) -> bool:
+        """Take the lock exclusive: at once or False (`wait=False`), or
+        waiting until every reader's snapshot has ended."""
+        if self.forked:
+            raise StorageIOError(errno.EBADF, f"{self.path}: lock inherited across fork(); open the database again")
+        if self.fd is None:
+            return True
+        if not self._flock(fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB):
+            return False
+        self.held = fcntl.LOCK_EX
+        return True
+
+    def release(self) -> None:
+        """Drop whatever this object holds (the file stays open)."""
+        if self.fd is not None and self.held:
+            self.held = 0
+            self._flock(fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            self.held = 0
+            _inherited.discard(self)
+            os.close(fd)  # closing the last descriptor drops the lock
+
+    def forget(self) -> None:
+        """In a forked child: close the inherited descriptor without unlocking,
+        so a lock the parent holds stays the parent's and the child holds
+        nothing once it closes (an `LOCK_UN` here would unlock the parent)."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            self.held = 0
+            self.forked = True
+            os.close(fd)
+
+
+_inherited: weakref.WeakSet[ReaderLock] = weakref.WeakSet()
+
+
+def _forget_inherited() -> None:
+    # After fork the child shares each lock's open file description with the
+    # parent; a child that lives on must not keep the parent's lock alive.
+    for lock in list(_inherited):
+        lock.forget()
+    _inherited.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited)

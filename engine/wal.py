@@ -52,6 +52,16 @@ Rules (numbered as SQLite's pager.c numbers its own):
    is durable. A read-only open writes nothing: it recovers into in-memory
    overlays of both files (`disk.Overlay`).
 
+9. Readers in other processes (docs/processes.md) follow the log without
+   writing: at the start of each snapshot, under the readers lock held
+   shared, they compare the header's base LSN with the one their state was
+   built on and read the records appended since (`follow`). The writer
+   writes pages home (checkpoint, recovery) and resets the log only under
+   the readers lock held exclusive, so a reader's snapshot never reads a
+   home page newer than its base. A reader that finds a changed base, or a
+   complete checkpoint among the new records (a writer that died between
+   writing pages home and resetting the log), rebuilds from both files.
+
 Record layout: length u32 (payload bytes) | crc32 u32 (of lsn..payload) |
 lsn u64 | durable lsn u64 | type u8 | payload. Log header (first 512 bytes): magic
 b"DRGNWAL1" | base_lsn u64 | crc32 u32.
@@ -75,7 +85,7 @@ from engine.errors import CorruptionError, NeedsRecoveryError, NotADatabaseError
 from engine.latch import wait
 
 __all__ = [
-    "Wal", "LoggedStore", "first_record", "RecoveryPlan", "encode_op", "encode_ops", "decode_ops", "scan",
+    "Wal", "LoggedStore", "first_record", "follow", "read_base", "RecoveryPlan", "encode_op", "encode_ops", "decode_ops", "scan",
     "COMMIT", "SPILL", "CKPT_BEGIN", "CKPT_IMAGE", "CKPT_END",
     "OP_PUT", "OP_DELETE", "OP_CREATE", "OP_DROP", "OP_LOAD",
 ]
@@ -227,7 +237,13 @@ class Record:
 
 def _valid_at(data: bytes | memoryview, pos: int) -> tuple[int, int, int, int] | None:
     """(length, lsn, durable, type) of a record whose checksum holds at `pos`."""
-    if pos < HEADER_BYTES or pos + _REC.size > len(data):
+    if pos < HEADER_BYTES:
+        return None
+    return _check_at(data, pos)
+
+
+def _check_at(data: bytes | memoryview, pos: int) -> tuple[int, int, int, int] | None:
+    if pos + _REC.size > len(data):
         return None
     length, crc, lsn, durable, rtype = _REC.unpack_from(data, pos)
     end = pos + _REC.size + length
@@ -295,6 +311,68 @@ def _refuse_damaged_durable(data: bytes | memoryview, pos: int, broken: int) -> 
 
 
 _SIZES = {CKPT_BEGIN: _PID.size, CKPT_IMAGE: _PID.size + PAGE_SIZE, CKPT_END: _PID.size}
+_FOLLOW_READ = 16 * 1024  # bytes a follower reads per call; most refreshes need one
+
+
+def read_base(file: BlockFile) -> int | None:
+    """The base LSN of the log's header, None when the header is not valid."""
+    buf = bytearray(_HDR.size)
+    if file.read_into(0, memoryview(buf)) != _HDR.size:
+        return None
+    magic, base, crc = _HDR.unpack(buf)
+    return base if magic == _MAGIC and zlib.crc32(bytes(buf[:16])) == crc else None
+
+
+def follow(file: BlockFile, pos: int, expect: int) -> list[tuple[int, int, bytes, int]]:
+    """Rule 9: the records a reader has not seen yet, as (lsn, type,
+    payload, offset after the record), from offset `pos` where record
+    `expect` would start (or the next sector, rule 7). A record being
+    written, or torn, fails its checksum and ends the list; the next call
+    tries it again. Rule 5a is not applied: a writer may be appending."""
+    out: list[tuple[int, int, bytes, int]] = []
+    reader = _Window(file)
+    while True:
+        at = pos
+        rec = reader.record(at)
+        if (rec is None or rec[1] != expect) and pos % SECTOR:
+            at = pos + SECTOR - pos % SECTOR
+            rec = reader.record(at)
+        if rec is None or rec[1] != expect:
+            return out
+        length, lsn, _, rtype = rec
+        pos = at + _REC.size + length
+        out.append((lsn, rtype, reader.payload(at, length), pos))
+        expect += 1
+
+
+class _Window:
+    """Bytes of a file read ahead a chunk at a time, for `follow`."""
+
+    __slots__ = ("file", "start", "data")
+
+    def __init__(self, file: BlockFile) -> None:
+        self.file, self.start, self.data = file, 0, b""
+
+    def _cover(self, at: int, n: int) -> bool:
+        if not (self.start <= at and at + n <= self.start + len(self.data)):
+            buf = bytearray(max(n, _FOLLOW_READ))
+            got = self.file.read_into(at, memoryview(buf))
+            self.start, self.data = at, bytes(buf[:got])
+        return at + n <= self.start + len(self.data)
+
+    def record(self, at: int) -> tuple[int, int, int, int] | None:
+        if at < HEADER_BYTES or not self._cover(at, _REC.size):
+            return None
+        length = _LEN.unpack_from(self.data, at - self.start)[0]
+        if length > _FOLLOW_READ and at + _REC.size + length > self.file.size():
+            return None  # garbage or a record still being written: never allocate its claimed length
+        if not self._cover(at, _REC.size + length):
+            return None
+        return _check_at(self.data, at - self.start)
+
+    def payload(self, at: int, length: int) -> bytes:
+        off = at - self.start + _REC.size
+        return self.data[off : off + length]
 
 
 class RecoveryPlan:

@@ -696,3 +696,45 @@ def test_remote_command_without_a_server_is_one_line(capsys):
     code, out, err = run(capsys, "ping", "--port", port, "--timeout", "5")
     assert code == 3 and out == ""
     assert_one_error_line(err, f"cannot connect to 127.0.0.1:{port}")
+
+
+# ---------------------------------------------------------------- beside a live writer
+
+
+def test_read_only_subcommands_work_while_serve_writes(tmp_path, capsys):
+    """`dragondb get/scan/trees/stats/check/show` while `dragondb serve` holds
+    the database open for writing (docs/processes.md)."""
+    import time
+
+    from engine.client import Client
+
+    db_path, ready = tmp_path / "live.db", tmp_path / "ready"
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", str(db_path), "--port", "0",
+                             "--ready-file", str(ready)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        host, port = ready.read_text().split()
+        with Client(host, int(port)) as c:
+            for i in range(300):
+                c.insert(b"k%03d" % i, b"v%d" % i)
+            assert run(capsys, "get", db_path, "k007") == (0, "v7\n", "")
+            code, out, _ = run(capsys, "scan", db_path, "--prefix", "k29")
+            assert code == 0 and out.splitlines() == [f"k29{i}\tv29{i}" for i in range(10)]
+            assert run(capsys, "trees", db_path)[:2] == (0, "default\n")
+            assert run(capsys, "check", db_path)[0] == 0
+            code, out, _ = run(capsys, "stats", db_path, "--json")
+            assert code == 0 and json.loads(out)["keys"] == 300
+            assert run(capsys, "show", db_path)[0] == 0
+            c.insert(b"k007", b"again")  # the next command sees the new commit
+            assert run(capsys, "get", db_path, "k007") == (0, "again\n", "")
+            code, _, err = run(capsys, "put", db_path, "x", "y")  # a second writer is refused
+            assert code == 3
+            assert_one_error_line(err, "writer")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0

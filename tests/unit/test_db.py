@@ -229,12 +229,14 @@ def test_bad_options(db_path):
         engine.open(db_path, direct_io="maybe")
 
 
-def test_second_writer_is_locked_out(open_db, db_path):
-    open_db()
-    with pytest.raises(engine.DatabaseLockedError):
+def test_second_writer_is_locked_out_but_readers_are_not(open_db, db_path):
+    db = open_db()
+    with pytest.raises(engine.DatabaseLockedError, match="writer"):
         engine.open(db_path)
-    with pytest.raises(engine.DatabaseLockedError):
-        engine.open(db_path, read_only=True)
+    with engine.open(db_path, read_only=True) as ro:  # a reader beside the writer, of a fresh database
+        assert ro.trees() == []
+        db.tree("t").put(b"k", b"v")
+        assert ro.tree("t").get(b"k") == b"v"
 
 
 def test_garbage_file_is_not_a_database_and_untouched(tmp_path):

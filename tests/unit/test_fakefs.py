@@ -100,7 +100,7 @@ def contents(path: str) -> dict[bytes, bytes]:
 def test_create_and_reopen(fakefs):
     baseline = open_fds(fakefs)
     data = make_db("/data/a.db")
-    assert sorted(os.listdir("/data")) == ["a.db", "a.db-wal"]
+    assert sorted(os.listdir("/data")) == ["a.db", "a.db-readers", "a.db-wal"]  # the lock file of docs/processes.md
     assert os.path.getsize("/data/a.db") % 4096 == 0
     with engine.open("/data/a.db", create=False, direct_io=False) as db:
         assert db.stats()["direct_io"] is False
