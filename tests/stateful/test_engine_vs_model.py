@@ -514,7 +514,7 @@ class EngineVsModel(RuleBasedStateMachine):
         self.model = self.model.reopen()
         got, got_exc = _outcome(lambda: next(its["engine"][0]))
         want, want_exc = _outcome(lambda: next(its["model"][0]))
-        assert type(got_exc) is type(want_exc), (got, got_exc, want, want_exc)
+        assert type(got_exc) is type(want_exc), f"next item after close and reopen: outcomes differ: {(got, got_exc, want, want_exc)}"
         self.same_contents()
 
     # -- durability and lifecycle ------------------------------------------------
