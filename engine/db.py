@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from loguru import logger
 
 from engine import btree, syncpoints
-from engine.bufferpool import BufferPool
+from engine.bufferpool import BufferPool, pool_frames
 from engine.check import CheckReport, check_database
 from engine.codec import (
     MAGIC,
@@ -76,13 +76,16 @@ def open(  # noqa: A001 - the API's name
     *,
     create: bool = True,
     read_only: bool = False,
-    pool_pages: int = 1024,
+    pool_pages: int | None = None,
+    pool_size: int | str | None = None,
+    timeout: float = 5.0,
     direct_io: bool | str = "auto",
     sync: str = "full",
     opener=None,
 ) -> Database:
-    """Open (and recover) the database at `path`; see shared/API.md."""
-    kw = dict(pool_pages=pool_pages, direct_io=direct_io, sync=sync, opener=opener)
+    """Open (and recover) the database at `path`; see docs/api.md."""
+    kw = dict(pool_pages=pool_pages, pool_size=pool_size, timeout=timeout, direct_io=direct_io, sync=sync,
+              opener=opener)
     try:
         return Database(path, create=create, read_only=read_only, **kw)
     except _NeedsWritableRecovery:
@@ -174,18 +177,19 @@ def _tree_name(name) -> str:
 class Database:
     """An open database file. Share it between threads freely."""
 
-    def __init__(self, path, *, create=True, read_only=False, pool_pages=1024, direct_io="auto",
-                 sync="full", opener=None) -> None:
+    def __init__(self, path, *, create=True, read_only=False, pool_pages=None, pool_size=None, timeout=5.0,
+                 direct_io="auto", sync="full", opener=None) -> None:
         if sync not in _SYNC_MODES:
             raise ValueError(f"sync must be one of {_SYNC_MODES}, not {sync!r}")
         if direct_io not in ("auto", True, False):
             raise ValueError(f"direct_io must be 'auto', True or False, not {direct_io!r}")
-        if isinstance(pool_pages, bool) or not isinstance(pool_pages, int) or pool_pages < 16:
-            raise ValueError(f"pool_pages must be an int >= 16, not {pool_pages!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+            raise ValueError(f"timeout must be seconds >= 0, not {timeout!r}")
         self.path = os.fspath(path)
         self.read_only = read_only
         self.sync_mode = sync
-        self.pool_pages = pool_pages
+        self.pool_pages = pool_frames(pool_size, pool_pages)  # the pool's cap in frames
+        self.timeout = timeout
         self._closed = True
         self._lock: FileLock | None = None
         self._data: BlockFile | None = None
@@ -218,7 +222,7 @@ class Database:
         ro = self.read_only
         self._data = data = self._opener(self.path, create and not ro)
         if os.path.exists(self.path):
-            self._lock = FileLock(self.path, shared=ro)
+            self._lock = FileLock(self.path, shared=ro, timeout=self.timeout)
         size = data.size()
         if size == 0:
             if ro:
@@ -574,11 +578,7 @@ class Database:
             "page_size": PAGE_SIZE,
             "pages_allocated": self._pager.page_count,
             "pages_free": self._pager.free_count,
-            "pool_pages": pool.n_frames,
-            "pool_hits": pool.hits,
-            "pool_misses": pool.misses,
-            "pool_prefetched": pool.prefetched,
-            "evictions": pool.evictions,
+            **pool.stats(),
             "direct_io": bool(self._data.direct),
             "trees": len(self._trees),
             "keys": sum(e.count for e in self._trees.values()),

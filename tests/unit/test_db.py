@@ -232,9 +232,9 @@ def test_bad_options(db_path):
 def test_second_writer_is_locked_out(open_db, db_path):
     open_db()
     with pytest.raises(engine.DatabaseLockedError):
-        engine.open(db_path)
+        engine.open(db_path, timeout=0)
     with pytest.raises(engine.DatabaseLockedError):
-        engine.open(db_path, read_only=True)
+        engine.open(db_path, read_only=True, timeout=0)
 
 
 def test_garbage_file_is_not_a_database_and_untouched(tmp_path):

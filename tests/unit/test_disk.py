@@ -275,14 +275,14 @@ def test_second_open_in_the_same_process_is_refused(tmp_path):
         before = path.read_bytes()
         for ro in (False, True):
             with pytest.raises(DatabaseLockedError):
-                engine.open(path, sync="off", read_only=ro)
+                engine.open(path, sync="off", read_only=ro, timeout=0)
         with pytest.raises(DatabaseLockedError):
             FileLock(path)
         assert path.read_bytes() == before, "a refused open does not write"
         # the first handle still works and still holds the lock
         db.tree("t")[b"b"] = b"2"
         with pytest.raises(DatabaseLockedError):
-            engine.open(path, sync="off")
+            engine.open(path, sync="off", timeout=0)
     with engine.open(path, sync="off") as db:
         assert dict(db.tree("t").items()) == {b"a": b"1", b"b": b"2"}
 
@@ -306,7 +306,7 @@ _CHILD = textwrap.dedent(
     path, action = sys.argv[1], sys.argv[2]
     if action == "try":
         try:
-            engine.open(path, sync="off").close()
+            engine.open(path, sync="off", timeout=0).close()
         except engine.DatabaseLockedError:
             print("locked", flush=True)
         else:
@@ -350,7 +350,7 @@ def test_we_cannot_open_while_another_process_holds_it(tmp_path):
     try:
         assert child.stdout.readline().strip() == "holding"
         with pytest.raises(DatabaseLockedError):
-            engine.open(path, sync="off")
+            engine.open(path, sync="off", timeout=0)
         child.stdin.write("\n")
         child.stdin.flush()
         assert child.stdout.readline().strip() == "closed"
