@@ -152,6 +152,7 @@ def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int, Node]:
     path = []
     pid = root
     peek = txn.pool.peek
+    pins = txn.pins()  # a batch keeps its leaves pinned: take them without asking the pool
     node = peek(pid) or txn.node(pid)
     while not node.leaf:
         if len(path) > MAX_HEIGHT:
@@ -159,7 +160,8 @@ def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int, Node]:
         i = bisect_right(node.keys, key)
         path.append((pid, node, i))
         pid = node.children[i]
-        node = peek(pid) or txn.node(pid)
+        frame = pins.get(pid)
+        node = frame.obj if frame is not None else peek(pid) or txn.node(pid)
     return path, pid, txn.node(pid)
 
 

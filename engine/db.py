@@ -162,6 +162,9 @@ def _prefix_end(prefix: bytes) -> bytes | None:
     return p[:-1] + bytes([p[-1] + 1]) if p else None
 
 
+_NAMES_SEEN: set[str] = set()  # tree names `_tree_name` accepted (the first 1024)
+
+
 def _tree_name(name) -> str:
     if not isinstance(name, str):
         raise TypeError(f"tree names are str, not {type(name).__name__}")
@@ -747,9 +750,24 @@ def _delete(txn: Txn, name: str, key: bytes) -> bool:
 
 
 def _batch(txn: Txn, ops: list) -> None:
+    """A batch's operations in one transaction. Its pins are released once
+    pass a quarter of the pool beyond what one operation may pin (so the
+    pool keeps frames to evict; a tiny pool releases every time), not
+    after every operation: a batch meets its leaves again and again. The
+    commit record is the batch's own list: replay creates a tree a put names
+    as this does (`_apply`), so no create needs logging."""
+    trees = txn.trees
+    put = btree.put
+    pins = txn.pins()
+    keep = (txn.pool.n_frames - 64) // 4
     for op, name, key, value in ops:
-        _apply(txn, op, name, key, value)
-        txn.release()
+        if op == OP_PUT and name in trees:
+            put(txn, name, key, value)
+        else:
+            _apply(txn, op, name, key, value, log=False)
+        if len(pins) > keep:
+            txn.release()
+    txn.ops = ops
 
 
 # -- trees ------------------------------------------------------------------------
@@ -924,7 +942,16 @@ class Batch:
         self._done = False
 
     def put(self, tree: str, key, value) -> None:
-        self._ops.append((OP_PUT, _tree_name(tree), _key(key), _value(value)))
+        # the checks of `_tree_name`, `_key` and `_value` run only when the inlined common case fails
+        if tree not in _NAMES_SEEN:
+            tree = _tree_name(tree)
+            if len(_NAMES_SEEN) < 1024:
+                _NAMES_SEEN.add(tree)
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
+            key = _key(key)
+        if type(value) is not bytes or len(value) > MAX_VALUE_SIZE:
+            value = _value(value)
+        self._ops.append((OP_PUT, tree, key, value))
 
     def delete(self, tree: str, key) -> None:
         self._ops.append((OP_DELETE, _tree_name(tree), _key(key), None))
