@@ -41,7 +41,8 @@ when all `n_frames` exist: the pool grows with the working set up to its cap
 and a small database keeps a small pool. The cap is `pool_frames(pool_size,
 pool_pages)`; the default (both None) is `default_pool_bytes()`: an eighth of
 physical memory, clamped to [DEFAULT_POOL_MIN, DEFAULT_POOL_MAX]. Decoded
-nodes (Python objects) come on top of the frames' bytes.
+nodes (Python objects) come on top of the frames' bytes. A cap that cannot
+be mapped (a strict commit limit) is halved until it can.
 
 Concurrency: one mutex guards the table, pins and replacer. A miss reads
 outside the mutex into a reserved frame, then installs it after checking the
@@ -174,8 +175,15 @@ class BufferPool:
     def __init__(self, store: PageStore, n_frames: int) -> None:
         assert n_frames >= 1, "BufferPool: need at least one frame"
         self.store = store
+        while True:
+            try:
+                self._mem = reserved_buffer(n_frames * PAGE_SIZE)
+                break
+            except OSError:  # a strict commit limit (vm.overcommit_memory=2) or a small address space
+                if n_frames <= MIN_FRAMES:
+                    raise
+                n_frames = max(MIN_FRAMES, n_frames // 2)  # the cap shrinks to what can be mapped
         self.n_frames = n_frames
-        self._mem = reserved_buffer(n_frames * PAGE_SIZE)
         self._view = memoryview(self._mem)
         self.frames: list[Frame] = []  # made on first use, so a large pool opens at once
         self._free: list[Frame] = []  # frames given back (made ones not holding a page)

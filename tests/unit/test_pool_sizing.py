@@ -106,3 +106,12 @@ def test_a_large_pool_reserves_no_memory_up_front(open_db):
     for i in range(3000):
         t.put(b"%08d" % i, b"v" * 100)
     assert db.stats()["pool_bytes"] < 4 * MiB
+
+
+def test_a_cap_beyond_what_the_machine_can_map_shrinks_to_what_it_can(open_db):
+    db = open_db(pool_size="1000TiB")  # past any 64-bit address space in use
+    cap = db.stats()["pool_cap_bytes"]
+    assert 64 * PAGE_SIZE <= cap < 1000 << 40
+    t = db.tree("t")
+    t[b"k"] = b"v"
+    assert t[b"k"] == b"v"
