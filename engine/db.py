@@ -751,8 +751,8 @@ def _delete(txn: Txn, name: str, key: bytes) -> bool:
 
 def _batch(txn: Txn, ops: list) -> None:
     """A batch's operations in one transaction. Its pins are released once
-    pass a quarter of the pool beyond what one operation may pin (so the
-    pool keeps frames to evict; a tiny pool releases every time), not
+    they pass a quarter of the pool beyond what one operation may pin (so
+    the pool keeps frames to evict; a tiny pool releases every time), not
     after every operation: a batch meets its leaves again and again. The
     commit record is the batch's own list: replay creates a tree a put names
     as this does (`_apply`), so no create needs logging."""

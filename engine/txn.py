@@ -12,9 +12,10 @@ Frees are deferred to `finish` because a page freed by a merge must still be
 restorable if a later step of the same operation fails.
 
 Between the operations of a batch the pinned pages are released (`release`,
-once `pins()` passes a share of the pool) while their first copies are kept; a rollback then re-fetches a page that
-was evicted meanwhile (from its spilled image in the log). If that read fails
-the database cannot be restored in memory and the caller poisons it.
+once `pins()` passes a share of the pool) while their first copies are
+kept; a rollback then re-fetches a page that was evicted meanwhile (from its
+spilled image in the log). If that read fails the database cannot be
+restored in memory and the caller poisons it.
 """
 
 from __future__ import annotations
