@@ -20,6 +20,7 @@ __all__ = ["PHASES", "summarize", "format_report", "format_engine_only", "write_
 #: (phase, label) in table order; "reopen" is shown as a time, the rest as ops/s
 PHASES = [
     ("insert", "insert, 1 commit"),
+    ("batch", "batch of N puts"),
     ("reopen", "close + reopen (ms)"),
     ("get", "get, shuffled"),
     ("scan", "ordered scan"),
@@ -97,6 +98,7 @@ def _targets(best: dict, scale: list[dict]) -> list[dict]:
     add("scan >= sqlite3", ratio((e, "scan"), ("sqlite3", "scan")), 1.0)
     for phase in ("insert", "overwrite", "delete"):
         add(f"{phase} >= 1/2 sqlite3", ratio((e, phase), ("sqlite3", phase)), 0.5)
+    add("batch >= sqlite3 (one transaction of inserts)", ratio((e, "batch"), ("sqlite3", "batch")), 1.0)
     add("durable single puts >= sqlite3", ratio((e, "commit"), ("sqlite3", "commit")), 1.0)
     add("group commit (threads) >= 3x single-thread commits",
         ratio((e, "commit_threads"), (e, "commit")), 3.0)
@@ -105,7 +107,8 @@ def _targets(best: dict, scale: list[dict]) -> list[dict]:
     add("get, small pool >= 50% of O_DIRECT 4 KiB reads",
         ratio((e, "get_pool64"), ("floors", "pread_direct")), 0.5)
     million = [s for s in scale if s.get("n") == 1_000_000 and not s.get("error")]
-    million.sort(key=lambda s: s.get("store") != DEFAULT_POOL_ENGINE)  # the target is for the default pool
+    # the RSS target is for a bounded pool (4 MiB); the default pool grows with the data to its cap
+    million.sort(key=lambda s: s.get("store") != DEFAULT_POOL_ENGINE)
     if million:
         rss = million[0].get("peak_rss_mib")
         met = None if rss is None else rss < RSS_LIMIT_MIB

@@ -9,7 +9,9 @@ the caller's process. Jobs:
   full ordered scan; the same gets from several threads at once; the gets
   again with a 64-frame pool (and, for the engine, with buffered I/O);
   overwrite 10%; delete N/2; single-put durable commits; the same from 8
-  threads at once (group commit); bytes on disk; peak RSS.
+  threads at once (group commit); bytes on disk; peak RSS; then the same N
+  keys into a new store as one atomic batch (`with db.batch()`, a sqlite3 or
+  lmdb transaction), made durable.
 - "big": 1 MiB values, a smaller count: put with one durable commit, reopen, get.
 - "scale": insert, reopen, get, scan and tree height only (the engine at
   growing N: cost per operation should follow tree height, not N).
@@ -26,6 +28,7 @@ import itertools
 import os
 import random
 import resource
+import shutil
 import threading
 import time
 from array import array
@@ -326,6 +329,24 @@ class _Job:
             self.result["stats_final"] = store.stats()
         store.close()
         self.result["disk_final"] = disk_usage(store.dir)
+        self.phase("batch", lambda: self.batch(keys, itertools.cycle(pool)))
+
+    def batch(self, keys: list[bytes], values) -> dict:
+        """`keys` as one atomic batch into a new store beside the main one."""
+        where = os.path.join(self.store.dir, "batch")
+        os.mkdir(where)
+        other = make_store(self.store.name, where)
+        try:
+            other.open()
+            try:
+                t0 = time.perf_counter()
+                other.put_batch(keys, values)
+                seconds = time.perf_counter() - t0
+            finally:
+                other.close()
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+        return _record(len(keys), seconds)
 
     def scan(self) -> dict:
         t0 = time.perf_counter()

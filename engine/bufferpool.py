@@ -33,6 +33,17 @@ access instead of a page; a full pool never evicts for a guess. Opening a
 database that takes at most half the pool reads all of it this way
 (`prewarm`), so its first operations find their pages cached.
 
+Sizing: frames are carved from one reservation of `n_frames` pages
+(`reserved_buffer`: address space, backed by memory only where a frame is
+used) and made on first use, so a pool holds no more frames than the pages
+it has met. A miss takes a free frame, else makes a new one, and evicts only
+when all `n_frames` exist: the pool grows with the working set up to its cap
+and a small database keeps a small pool. The cap is `pool_frames(pool_size,
+pool_pages)`; the default (both None) is `default_pool_bytes()`: an eighth of
+physical memory, clamped to [DEFAULT_POOL_MIN, DEFAULT_POOL_MAX]. Decoded
+nodes (Python objects) come on top of the frames' bytes. A cap that cannot
+be mapped (a strict commit limit) is halved until it can.
+
 Concurrency: one mutex guards the table, pins and replacer. A miss reads
 outside the mutex into a reserved frame, then installs it after checking the
 table again (double-checked fetch), so two threads missing on one page never
@@ -42,6 +53,8 @@ fault layer's tests set it, to show the race.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,15 +62,80 @@ from typing import Protocol
 
 from engine import syncpoints
 from engine.codec import PAGE_SIZE, encode_node
-from engine.disk import aligned_buffer
+from engine.disk import aligned_buffer, reserved_buffer
 from engine.errors import BufferPoolFullError
 from engine.latch import wait
 from engine.replacer import LRUReplacer
 
-__all__ = ["BufferPool", "Frame", "PageStore", "PREWARM_WINDOW", "READ_AHEAD"]
+__all__ = ["BufferPool", "Frame", "PageStore", "PREWARM_WINDOW", "READ_AHEAD", "DEFAULT_POOL_MIN",
+           "DEFAULT_POOL_MAX", "MIN_FRAMES", "default_pool_bytes", "parse_pool_size", "pool_frames"]
 
 READ_AHEAD = 32  # pages per read-ahead window (128 KiB)
 PREWARM_WINDOW = 256  # pages per read when the pool is warmed at open (1 MiB)
+PREWARM_MAX = 65536  # pages: a larger database warms as it is used (open stays well under a second)
+MIN_FRAMES = 16  # a B+ tree operation pins a path and its siblings
+DEFAULT_POOL_MIN = 64 << 20  # the default cap on a small machine: 16k frames
+DEFAULT_POOL_MAX = 2 << 30  # the default cap on a large one: 512k frames (~10M keys of 100 bytes)
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "tb": 1000**4}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([a-z]*)\s*", re.IGNORECASE)
+_MACHINE = object()
+
+
+def _physical_memory() -> int | None:
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+    return pages * size if pages > 0 and size > 0 else None
+
+
+def default_pool_bytes(physical=_MACHINE) -> int:
+    """The default pool's cap: 1/8 of `physical` memory bytes (this
+    machine's when not given), clamped to [DEFAULT_POOL_MIN,
+    DEFAULT_POOL_MAX], in whole pages; DEFAULT_POOL_MIN when unknown."""
+    if physical is _MACHINE:
+        physical = _physical_memory()
+    if physical is None:
+        return DEFAULT_POOL_MIN
+    cap = min(max(physical // 8, DEFAULT_POOL_MIN), DEFAULT_POOL_MAX)
+    return cap - cap % PAGE_SIZE
+
+
+def parse_pool_size(value) -> int:
+    """Bytes from an int or a string such as "256MiB", "1.5 GiB", "100MB"
+    (KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB of 1000)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"pool_size must not be negative, not {value!r}")
+        return value
+    if isinstance(value, str):
+        m = _SIZE.fullmatch(value)
+        unit = m and _UNITS.get(m.group(2).lower())
+        if m and unit:
+            return int(float(m.group(1)) * unit)
+    raise ValueError(f"pool_size must be bytes (an int) or a size such as '256MiB', not {value!r}")
+
+
+def pool_frames(pool_size=None, pool_pages=None) -> int:
+    """The frame count (cap) a pool gets from the open options: exactly
+    `pool_pages`, or `pool_size` bytes in whole pages, or the default."""
+    if pool_size is not None and pool_pages is not None:
+        raise ValueError("give pool_size or pool_pages, not both")
+    if pool_pages is not None:
+        if isinstance(pool_pages, bool) or not isinstance(pool_pages, int) or pool_pages < MIN_FRAMES:
+            raise ValueError(f"pool_pages must be an int >= {MIN_FRAMES}, not {pool_pages!r}")
+        return pool_pages
+    size = default_pool_bytes() if pool_size is None else parse_pool_size(pool_size)
+    if size // PAGE_SIZE < MIN_FRAMES:
+        raise ValueError(f"pool_size must be at least {MIN_FRAMES * PAGE_SIZE // 1024} KiB, not {pool_size!r}")
+    return size // PAGE_SIZE
+
+
+def hit_rate(hits: int, misses: int) -> float:
+    """Share of page requests the pool served from memory (0.0 before any)."""
+    total = hits + misses
+    return hits / total if total else 0.0
 
 
 class PageStore(Protocol):
@@ -97,8 +175,15 @@ class BufferPool:
     def __init__(self, store: PageStore, n_frames: int) -> None:
         assert n_frames >= 1, "BufferPool: need at least one frame"
         self.store = store
+        while True:
+            try:
+                self._mem = reserved_buffer(n_frames * PAGE_SIZE)
+                break
+            except OSError:  # a strict commit limit (vm.overcommit_memory=2) or a small address space
+                if n_frames <= MIN_FRAMES:
+                    raise
+                n_frames = max(MIN_FRAMES, n_frames // 2)  # the cap shrinks to what can be mapped
         self.n_frames = n_frames
-        self._mem = aligned_buffer(n_frames * PAGE_SIZE)
         self._view = memoryview(self._mem)
         self.frames: list[Frame] = []  # made on first use, so a large pool opens at once
         self._free: list[Frame] = []  # frames given back (made ones not holding a page)
@@ -114,6 +199,19 @@ class BufferPool:
         self._read_ahead = getattr(store, "read_ahead", None)
         self._ra_lock = threading.Lock()
         self._ra_mem = None
+
+    def stats(self) -> dict:
+        """Size (frames made, in bytes), cap, hit rate and counters."""
+        return {
+            "pool_pages": self.n_frames,
+            "pool_bytes": len(self.frames) * PAGE_SIZE,
+            "pool_cap_bytes": self.n_frames * PAGE_SIZE,
+            "pool_hits": self.hits,
+            "pool_misses": self.misses,
+            "pool_hit_rate": hit_rate(self.hits, self.misses),
+            "pool_prefetched": self.prefetched,
+            "evictions": self.evictions,
+        }
 
     # -- pin / unpin --------------------------------------------------------
 
@@ -239,7 +337,7 @@ class BufferPool:
         when they take at most half the pool (so read-ahead and growth keep
         their room): a database that fits its pool then never waits for a
         read after opening. Best effort, like read-ahead; returns pages read."""
-        if self._read_ahead is None or page_count - 1 > self.n_frames // 2:
+        if self._read_ahead is None or page_count - 1 > min(self.n_frames // 2, PREWARM_MAX):
             return 0
         before = self.prefetched
         mem = aligned_buffer(PREWARM_WINDOW * PAGE_SIZE)

@@ -19,7 +19,7 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 
 from engine import btree, bulk, log, maintenance, syncpoints
-from engine.bufferpool import BufferPool
+from engine.bufferpool import BufferPool, pool_frames
 from engine.check import CheckReport, check_database
 from engine.codec import (
     MAGIC,
@@ -86,14 +86,16 @@ def open(  # noqa: A001 - the API's name
     *,
     create: bool = True,
     read_only: bool = False,
-    pool_pages: int = 1024,
+    pool_pages: int | None = None,
+    pool_size: int | str | None = None,
+    timeout: float = 5.0,
     direct_io: bool | str = "auto",
     sync: str = "full",
     opener=None,
 ) -> Database:
-    """Open (and recover) the database at `path`; see shared/API.md."""
-    return Database(path, create=create, read_only=read_only, pool_pages=pool_pages, direct_io=direct_io,
-                    sync=sync, opener=opener)
+    """Open (and recover) the database at `path`; see docs/api.md."""
+    return Database(path, create=create, read_only=read_only, pool_pages=pool_pages, pool_size=pool_size,
+                    timeout=timeout, direct_io=direct_io, sync=sync, opener=opener)
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,9 @@ def _prefix_end(prefix: bytes) -> bytes | None:
     return p[:-1] + bytes([p[-1] + 1]) if p else None
 
 
+_NAMES_SEEN: set[str] = set()  # tree names `_tree_name` accepted (the first 1024)
+
+
 def _tree_name(name) -> str:
     if not isinstance(name, str):
         raise TypeError(f"tree names are str, not {type(name).__name__}")
@@ -179,18 +184,19 @@ def _tree_name(name) -> str:
 class Database:
     """An open database file. Share it between threads freely."""
 
-    def __init__(self, path, *, create=True, read_only=False, pool_pages=1024, direct_io="auto",
-                 sync="full", opener=None) -> None:
+    def __init__(self, path, *, create=True, read_only=False, pool_pages=None, pool_size=None, timeout=5.0,
+                 direct_io="auto", sync="full", opener=None) -> None:
         if sync not in _SYNC_MODES:
             raise ValueError(f"sync must be one of {_SYNC_MODES}, not {sync!r}")
         if direct_io not in ("auto", True, False):
             raise ValueError(f"direct_io must be 'auto', True or False, not {direct_io!r}")
-        if isinstance(pool_pages, bool) or not isinstance(pool_pages, int) or pool_pages < 16:
-            raise ValueError(f"pool_pages must be an int >= 16, not {pool_pages!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+            raise ValueError(f"timeout must be seconds >= 0, not {timeout!r}")
         self.path = os.fspath(path)
         self.read_only = read_only
         self.sync_mode = sync
-        self.pool_pages = pool_pages
+        self.pool_pages = pool_frames(pool_size, pool_pages)  # the pool's cap in frames
+        self.timeout = timeout
         self._closed = True
         self._forked = False  # set in a fork()ed child only: see `_forget_in_child`
         self._pid = os.getpid()
@@ -259,7 +265,7 @@ class Database:
         # Only writers lock the data file; readers coordinate with the
         # writer through the readers lock alone (docs/processes.md).
         if os.path.exists(self.path) and not ro and self._lock is None:
-            self._lock = FileLock(self.path)
+            self._lock = FileLock(self.path, timeout=self.timeout)
         if self._rlock is None and os.path.exists(self.path):
             rpath = self.path + "-readers"
             existed = os.path.exists(rpath)
@@ -847,11 +853,7 @@ class Database:
             "page_size": PAGE_SIZE,
             "pages_allocated": self._pager.page_count,
             "pages_free": self._pager.free_count,
-            "pool_pages": pool.n_frames,
-            "pool_hits": pool.hits,
-            "pool_misses": pool.misses,
-            "pool_prefetched": pool.prefetched,
-            "evictions": pool.evictions,
+            **pool.stats(),
             "direct_io": bool(self._data.direct),
             "trees": len(self._trees),
             "keys": sum(e.count for e in self._trees.values()),
@@ -1100,9 +1102,24 @@ def _delete(txn: Txn, name: str, key: bytes) -> bool:
 
 
 def _batch(txn: Txn, ops: list) -> None:
+    """A batch's operations in one transaction. Its pins are released once
+    they pass a quarter of the pool beyond what one operation may pin (so
+    the pool keeps frames to evict; a tiny pool releases every time), not
+    after every operation: a batch meets its leaves again and again. The
+    commit record is the batch's own list: replay creates a tree a put names
+    as this does (`_apply`), so no create needs logging."""
+    trees = txn.trees
+    put = btree.put
+    pins = txn.pins()
+    keep = (txn.pool.n_frames - 64) // 4
     for op, name, key, value in ops:
-        _apply(txn, op, name, key, value)
-        txn.release()
+        if op == OP_PUT and name in trees:
+            put(txn, name, key, value)
+        else:
+            _apply(txn, op, name, key, value, log=False)
+        if len(pins) > keep:
+            txn.release()
+    txn.ops = ops
 
 
 # -- trees ------------------------------------------------------------------------
@@ -1373,7 +1390,16 @@ class Batch:
 
     def put(self, tree: str, key, value) -> None:
         self._recording()
-        self._ops.append((OP_PUT, _tree_name(tree), _key(key), _value(value)))
+        # the checks of `_tree_name`, `_key` and `_value` run only when the inlined common case fails
+        if tree not in _NAMES_SEEN:
+            tree = _tree_name(tree)
+            if len(_NAMES_SEEN) < 1024:
+                _NAMES_SEEN.add(tree)
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
+            key = _key(key)
+        if type(value) is not bytes or len(value) > MAX_VALUE_SIZE:
+            value = _value(value)
+        self._ops.append((OP_PUT, tree, key, value))
 
     def delete(self, tree: str, key) -> None:
         self._recording()

@@ -21,6 +21,7 @@ import errno
 import fcntl
 import mmap
 import os
+import time
 import weakref
 from typing import Protocol, runtime_checkable
 
@@ -37,6 +38,7 @@ __all__ = [
     "aligned_buffer",
     "default_opener",
     "fsync_dir",
+    "reserved_buffer",
 ]
 
 SECTOR = 512  # O_DIRECT alignment unit for offsets and lengths on Linux block devices
@@ -78,6 +80,16 @@ def aligned_buffer(size: int) -> mmap.mmap:
     """Anonymous page-aligned memory of `size` bytes (a multiple of 4 KiB)."""
     assert size % _ALIGN == 0, "aligned_buffer: size must be a multiple of 4096"
     return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+
+def reserved_buffer(size: int) -> mmap.mmap:
+    """Like `aligned_buffer`, for a buffer pool's frames: address space only.
+    The kernel backs a page with memory when it is first touched, so the
+    resident size follows the frames in use, and MAP_NORESERVE keeps a large
+    pool from counting against the commit limit up front."""
+    assert size % _ALIGN == 0, "reserved_buffer: size must be a multiple of 4096"
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+    return mmap.mmap(-1, size, flags=flags)
 
 
 def _io_error(op: str, path: str, exc: OSError) -> StorageIOError:
@@ -426,12 +438,14 @@ class FileLock:
     """An exclusive (or shared, for read-only opens) `flock` on a path.
 
     The lock lives on its own open file description, so a second open of the
-    same file in this process conflicts just as another process would.
+    same file in this process conflicts just as another process would. A
+    conflicting lock is polled for (`LOCK_NB` with short sleeps) up to
+    `timeout` seconds; then `DatabaseLockedError` says who holds the file.
     """
 
     __slots__ = ("path", "fd")
 
-    def __init__(self, path: str | os.PathLike[str], shared: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], shared: bool = False, timeout: float = 0.0) -> None:
         self.path = os.fspath(path)
         try:
             self.fd: int | None = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -439,14 +453,30 @@ class FileLock:
             raise
         except OSError as exc:
             raise _io_error("open", self.path, exc) from exc
-        try:
-            fcntl.flock(self.fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self.fd)
-            self.fd = None
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise DatabaseLockedError(f"{self.path}: another writer holds the database") from exc
-            raise _io_error("lock", self.path, exc) from exc
+        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        deadline = time.monotonic() + timeout
+        pause = 0.001  # doubles up to 50 ms: a short wait is noticed at once, a long one costs little
+        while True:
+            try:
+                fcntl.flock(self.fd, mode)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    self._close_fd()
+                    raise _io_error("lock", self.path, exc) from exc
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    holder = _lock_holders(self.fd)
+                    self._close_fd()
+                    waited = f"waited {timeout:g} s" if timeout else "timeout=0, not waiting"
+                    raise DatabaseLockedError(f"{self.path}: {holder} ({waited})") from exc
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
+
+    def _close_fd(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
 
     def forget(self) -> None:
         """Close this process's copy of the lock's fd without unlocking: in a
@@ -569,3 +599,36 @@ def _forget_inherited() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_inherited)
+
+
+def _lock_holders(fd: int) -> str:
+    """Who holds `flock`s on the file open as `fd`, from /proc/locks (Linux);
+    a generic phrase where that cannot be read."""
+    try:
+        st = os.fstat(fd)
+        dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        with open("/proc/locks") as f:
+            rows = [line.split() for line in f if "->" not in line]
+    except OSError:
+        return "another open of the database holds its lock"
+    writers, readers = [], []
+    for row in rows:
+        if len(row) >= 6 and row[1] == "FLOCK" and row[5] == dev and row[4].isdigit():
+            (writers if row[3] == "WRITE" else readers).append(int(row[4]))
+    if writers:
+        return f"a writer holds the database: {_describe(writers[0])}"
+    if readers:
+        return (f"{len(readers)} read-only open(s) hold a shared lock: "
+                + ", ".join(_describe(pid) for pid in sorted(set(readers))[:4]))
+    return "another open of the database holds its lock"
+
+
+def _describe(pid: int) -> str:
+    if pid == os.getpid():
+        return f"process {pid} (this process)"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        cmd = ""
+    return f"process {pid} ({cmd[:80]})" if cmd else f"process {pid}"

@@ -11,10 +11,11 @@ it cannot fail.
 Frees are deferred to `finish` because a page freed by a merge must still be
 restorable if a later step of the same operation fails.
 
-Between the operations of a batch the pinned pages are released (`release`)
-while their first copies are kept; a rollback then re-fetches a page that
-was evicted meanwhile (from its spilled image in the log). If that read fails
-the database cannot be restored in memory and the caller poisons it.
+Between the operations of a batch the pinned pages are released (`release`,
+once `pins()` passes a share of the pool) while their first copies are
+kept; a rollback then re-fetches a page that was evicted meanwhile (from its
+spilled image in the log). If that read fails the database cannot be
+restored in memory and the caller poisons it.
 """
 
 from __future__ import annotations
@@ -171,6 +172,10 @@ class Txn:
         del self.trees[name]
 
     # -- ending -------------------------------------------------------------------
+
+    def pins(self) -> dict[int, Frame]:
+        """The frames this transaction holds pinned (a live view, by page id)."""
+        return self._pinned
 
     def touched(self) -> bool:
         return bool(self._snap or self._new or self._to_free or self._meta)

@@ -232,7 +232,7 @@ def test_bad_options(db_path):
 def test_second_writer_is_locked_out_but_readers_are_not(open_db, db_path):
     db = open_db()
     with pytest.raises(engine.DatabaseLockedError, match="writer"):
-        engine.open(db_path)
+        engine.open(db_path, timeout=0)
     with engine.open(db_path, read_only=True) as ro:  # a reader beside the writer, of a fresh database
         assert ro.trees() == []
         db.tree("t").put(b"k", b"v")

@@ -274,7 +274,7 @@ def test_second_open_in_the_same_process_is_refused(tmp_path):
         db.tree("t")[b"a"] = b"1"
         before = path.read_bytes()
         with pytest.raises(DatabaseLockedError):
-            engine.open(path, sync="off")
+            engine.open(path, sync="off", timeout=0)
         with engine.open(path, read_only=True) as ro:  # a reader is not a second writer
             assert ro.tree("t")[b"a"] == b"1"
         with pytest.raises(DatabaseLockedError):
@@ -283,7 +283,7 @@ def test_second_open_in_the_same_process_is_refused(tmp_path):
         # the first handle still works and still holds the lock
         db.tree("t")[b"b"] = b"2"
         with pytest.raises(DatabaseLockedError):
-            engine.open(path, sync="off")
+            engine.open(path, sync="off", timeout=0)
     with engine.open(path, sync="off") as db:
         assert dict(db.tree("t").items()) == {b"a": b"1", b"b": b"2"}
 
@@ -307,7 +307,7 @@ _CHILD = textwrap.dedent(
     path, action = sys.argv[1], sys.argv[2]
     if action == "try":
         try:
-            engine.open(path, sync="off").close()
+            engine.open(path, sync="off", timeout=0).close()
         except engine.DatabaseLockedError:
             print("locked", flush=True)
         else:
@@ -351,7 +351,7 @@ def test_we_cannot_open_while_another_process_holds_it(tmp_path):
     try:
         assert child.stdout.readline().strip() == "holding"
         with pytest.raises(DatabaseLockedError):
-            engine.open(path, sync="off")
+            engine.open(path, sync="off", timeout=0)
         child.stdin.write("\n")
         child.stdin.flush()
         assert child.stdout.readline().strip() == "closed"
