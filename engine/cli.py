@@ -557,7 +557,7 @@ def _cmd_compact(args: argparse.Namespace) -> int:
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
-    with _open(args, write=True) as db:
+    with _open(args, write=False) as db:  # read-only: works beside a live writer
         db.backup(args.dest)
     return EXIT_OK
 
@@ -737,7 +737,7 @@ _HELP: dict[str, tuple[str, str, str]] = {
     ),
     "backup": (
         "copy the database consistently",
-        "Write a consistent copy of the last committed state to DEST (replaced atomically).",
+        "Write a consistent copy of the last committed state to DEST (replaced atomically)." + _LIVE,
         "",
     ),
     "drop-tree": ("delete a tree and all its keys", "Drop tree NAME, freeing its pages (exit 1 if absent).", ""),

@@ -51,7 +51,7 @@ from engine.codec import (
     encode_overflow,
 )
 from engine.disk import DirectFile, fsync_dir
-from engine.errors import BackupTargetError, NeedsRecoveryError, ReadOnlyError, StorageIOError
+from engine.errors import BackupTargetError, NeedsRecoveryError, StorageIOError
 
 __all__ = ["backup", "compact"]
 
@@ -71,12 +71,24 @@ def backup(db, dest) -> None:
     if any(_same_file(dest, p) for p in (db.path, db.path + "-wal")):
         raise BackupTargetError(f"backup: {dest!r} is the database itself or its log")
     db._check()
-    if db.read_only:
-        raise ReadOnlyError(f"{db.path}: backup checkpoints first, so it needs a writable handle")
     tmp = dest + ".tmp"
+    with db._snapshot():  # a read-only handle copies the one committed state it sees
+        _backup_to(db, tmp)
+    try:
+        _remove(dest + "-wal")
+        os.replace(tmp, dest)
+    except OSError as exc:
+        _remove(tmp)
+        raise StorageIOError(exc.errno or 5, f"backup: cannot move {tmp!r} to {dest!r}: {exc}") from exc
+    fsync_dir(dest)
+
+
+def _backup_to(db, tmp: str) -> None:
+    """Checkpoint (a read-only handle: into its in-memory overlays), then
+    copy the data file's pages to `tmp` and sync it."""
     db._latch.acquire_write()
     try:
-        db._check_writable()
+        db._check()
         db._checkpoint_locked()
         out = DirectFile.open(tmp, True, False)
         try:
@@ -90,13 +102,6 @@ def backup(db, dest) -> None:
         out.close()
     finally:
         db._latch.release_write()
-    try:
-        _remove(dest + "-wal")
-        os.replace(tmp, dest)
-    except OSError as exc:
-        _remove(tmp)
-        raise StorageIOError(exc.errno or 5, f"backup: cannot move {tmp!r} to {dest!r}: {exc}") from exc
-    fsync_dir(dest)
 
 
 def _copy_pages(src, out, page_count: int) -> None:

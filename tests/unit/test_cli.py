@@ -702,7 +702,7 @@ def test_remote_command_without_a_server_is_one_line(capsys):
 
 
 def test_read_only_subcommands_work_while_serve_writes(tmp_path, capsys):
-    """`dragondb get/scan/trees/stats/check/show` while `dragondb serve` holds
+    """`dragondb get/scan/trees/stats/check/show/dump/backup` while `dragondb serve` holds
     the database open for writing (docs/processes.md)."""
     import time
 
@@ -729,6 +729,13 @@ def test_read_only_subcommands_work_while_serve_writes(tmp_path, capsys):
             code, out, _ = run(capsys, "stats", db_path, "--json")
             assert code == 0 and json.loads(out)["keys"] == 300
             assert run(capsys, "show", db_path)[0] == 0
+            code, out, _ = run(capsys, "dump", db_path)
+            assert code == 0 and len(out.splitlines()) == 1 + 1 + 300  # header, tree line, items
+            copy = tmp_path / "copy.db"
+            assert run(capsys, "backup", db_path, copy)[0] == 0
+            with engine.open(copy, read_only=True) as backup:
+                backup.check(strict=True)
+                assert len(backup.tree("default")) == 300
             c.insert(b"k007", b"again")  # the next command sees the new commit
             assert run(capsys, "get", db_path, "k007") == (0, "again\n", "")
             code, _, err = run(capsys, "put", db_path, "x", "y")  # a second writer is refused

@@ -68,10 +68,27 @@ def test_backup_of_a_read_only_or_closed_handle(open_db, db_path, tmp_path):
     db.close()
     with pytest.raises(engine.DatabaseClosedError):
         db.backup(str(tmp_path / "c.db"))
-    ro = open_db(read_only=True)
-    with pytest.raises(engine.ReadOnlyError):
-        ro.backup(str(tmp_path / "c.db"))
     assert not os.path.exists(str(tmp_path / "c.db"))
+
+
+def test_backup_from_a_read_only_handle_beside_a_live_writer(open_db, db_path, tmp_path):
+    """`dragondb backup` while a service writes: a read-only handle copies
+    the committed state it sees, and neither file of the source changes."""
+    db = open_db()
+    t = db.tree("t")
+    for i in range(300):
+        t[b"k%04d" % i] = b"v" * 50
+    ro = open_db(read_only=True)
+    seen = dict(ro.tree("t").items())
+    before = {p: open(p, "rb").read() for p in (db_path, db_path + "-wal")}
+    dest = str(tmp_path / "copy.db")
+    ro.backup(dest)
+    assert {p: open(p, "rb").read() for p in (db_path, db_path + "-wal")} == before
+    t[b"after"] = b"x"  # the writer goes on
+    with engine.open(dest, read_only=True) as copy:
+        copy.check(strict=True)
+        assert dict(copy.tree("t").items()) == seen
+    assert ro.tree("t")[b"after"] == b"x"  # the reader follows the writer after its backup
 
 
 def test_backup_while_writers_commit_is_one_consistent_state(open_db, tmp_path):
