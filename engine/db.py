@@ -548,15 +548,8 @@ class Database:
         plan = btree.in_place(self._pool, entry.root, key, value)
         if plan is None:
             return False
-        frame, i, found, size = plan
-        if value is None and not found:
-            return True
-        btree.apply_in_place(frame, i, found, size, key, value, lsn)
-        self._pool.mark_changed(frame)
-        if not found:
-            entry.count += 1
-        elif value is None:
-            entry.count -= 1
+        if value is not None or plan[2]:
+            self._edit_leaf(entry, plan, key, value, lsn)
         return True
 
     def _snapshot(self):
@@ -635,16 +628,11 @@ class Database:
             plan = btree.in_place(self._pool, entry.root, key, value)
             if plan is None:
                 return None
-            frame, i, found, size = plan
+            found = plan[2]
             if value is None and not found:
                 return False
             lsn = wal.commit(encode_op(OP_DELETE if value is None else OP_PUT, name, key, value))
-            btree.apply_in_place(frame, i, found, size, key, value, lsn)
-            self._pool.mark_changed(frame)
-            if not found:
-                entry.count += 1
-            elif value is None:
-                entry.count -= 1
+            self._edit_leaf(entry, plan, key, value, lsn)
             self._version += 1  # `_committed`, inlined: this is the hot path
             if wal.end > self.checkpoint_bytes:
                 self._auto_checkpoint()
@@ -652,6 +640,18 @@ class Database:
             latch.release_write()
         wal.sync_to(lsn)
         return found
+
+    def _edit_leaf(self, entry: TreeEntry, plan: tuple, key: bytes, value: bytes | None, lsn: int) -> None:
+        """Change one cached leaf as `btree.in_place` planned it, and the
+        tree's key count: the writer's in-place path (after logging) and a
+        reader's replay of a logged one-op commit both end here."""
+        frame, i, found, size = plan
+        btree.apply_in_place(frame, i, found, size, key, value, lsn)
+        self._pool.mark_changed(frame)
+        if not found:
+            entry.count += 1
+        elif value is None:
+            entry.count -= 1
 
     def _committed(self) -> None:
         """After a commit, under the write latch: iterators notice, and a long

@@ -159,3 +159,15 @@ def small_ops(rng: random.Random, n: int, *, reopen: bool = True) -> list[tuple]
             size = rng.randint(4500, 9000) if rng.random() < 0.1 else rng.randint(1, 1500)
             ops.append(("put", t, rng.choice(keys), rng.randbytes(size)))
     return ops
+
+
+SYNC_MODES = ("full", "normal", "off")
+CHECKPOINT_BYTES = (16 * 1024, 64 * 1024, 1 << 30)  # frequent, some, none automatic
+
+
+def seeded_workload(kind: str, seed: int, lo: int, hi: int) -> tuple[random.Random, list[tuple], str]:
+    """(the trial's rng, `small_ops` of lo..hi operations, a sync mode), all
+    from `kind:seed`, so a replay of the token rebuilds the same workload."""
+    rng = random.Random(f"{kind}:{seed}")
+    sync = SYNC_MODES[rng.randrange(3)]
+    return rng, small_ops(rng, rng.randint(lo, hi)), sync

@@ -21,7 +21,7 @@ import engine
 from engine.errors import DragonDBError
 from faults.campaign import _PATH, POOL_PAGES, Tally, _diff, _once, _Recovery, contents
 from faults.crash import CrashDisk
-from faults.history import History, small_ops
+from faults.history import CHECKPOINT_BYTES, History, seeded_workload
 from faults.trials_kill import kill_point
 from models import ModelDatabase
 
@@ -30,9 +30,8 @@ DISKS = 6
 
 
 def workload(seed: int) -> tuple[list[tuple], str, int]:
-    rng = random.Random(f"{KIND}:{seed}")
-    sync = ("full", "normal", "off")[rng.randrange(3)]
-    return small_ops(rng, rng.randint(4, 30)), sync, rng.choice((16 * 1024, 64 * 1024, 1 << 30))
+    rng, ops, sync = seeded_workload(KIND, seed, 4, 30)
+    return ops, sync, rng.choice(CHECKPOINT_BYTES)
 
 
 def planned_ops(seed: int) -> int:

@@ -23,7 +23,7 @@ import engine
 from engine.errors import DragonDBError
 from faults.campaign import _PATH, POOL_PAGES, Tally, _diff, _once, contents
 from faults.crash import CrashDisk
-from faults.history import small_ops
+from faults.history import seeded_workload
 from faults.trials_readonly import check_read_only, record
 
 KIND = "shortfile"
@@ -31,9 +31,8 @@ DISKS = 4
 
 
 def workload(seed: int) -> tuple[list[tuple], str]:
-    rng = random.Random(f"{KIND}:{seed}")
-    sync = ("full", "normal", "off")[rng.randrange(3)]
-    return small_ops(rng, rng.randint(3, 20)), sync
+    _, ops, sync = seeded_workload(KIND, seed, 3, 20)
+    return ops, sync
 
 
 def planned_ops(seed: int) -> int:

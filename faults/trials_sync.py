@@ -18,7 +18,7 @@ import random
 import engine
 from faults.campaign import _PATH, POOL_PAGES, Tally, _check_recovery, _Recovery
 from faults.crash import CrashDisk
-from faults.history import History, small_ops
+from faults.history import CHECKPOINT_BYTES, History, seeded_workload
 from models import ModelDatabase
 
 KIND = "syncmodes"
@@ -27,9 +27,8 @@ STATES = 40
 
 def workload(seed: int) -> tuple[list[tuple], str, int]:
     """(operations, sync mode, checkpoint_bytes) of trial `seed`."""
-    rng = random.Random(f"{KIND}:{seed}")
-    sync = ("full", "normal", "off")[rng.randrange(3)]
-    return small_ops(rng, rng.randint(8, 40)), sync, rng.choice((16 * 1024, 64 * 1024, 1 << 30))
+    rng, ops, sync = seeded_workload(KIND, seed, 8, 40)
+    return ops, sync, rng.choice(CHECKPOINT_BYTES)
 
 
 def planned_ops(seed: int) -> int:
