@@ -214,7 +214,7 @@ class Database:
 
     # -- opening and recovery -------------------------------------------------
 
-    def _open(self, create: bool) -> None:
+    def _open(self, create: bool) -> None:  # noqa: C901 - create, recover, read-only paths in one; split by path
         ro = self.read_only
         self._data = data = self._opener(self.path, create and not ro)
         if os.path.exists(self.path):
