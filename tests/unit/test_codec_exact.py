@@ -9,8 +9,11 @@ from __future__ import annotations
 import itertools
 import struct
 
+import pytest
+
 from engine import codec
 from engine.codec import HEADER_SIZE, INTERNAL, LEAF, PAGE_SIZE, Node
+from engine.errors import CorruptionError
 
 
 def _small_lists(min_len: int, max_len: int, top: int):
@@ -59,3 +62,48 @@ def test_an_empty_slotted_page_has_the_documented_header():
             ptype, 0, 0, HEADER_SIZE, PAGE_SIZE, 0, 0, 0, 0, 0)
         assert page[HEADER_SIZE:] == bytes(PAGE_SIZE - HEADER_SIZE)
         assert codec.verify(page)
+
+
+def _header(page: bytearray) -> tuple:
+    return struct.unpack_from("<IBBHHHHHQII", page, 0)[1:]
+
+
+def test_overflow_and_freelist_pages_have_the_documented_header():
+    # reserved and unused fields are 0; an overflow page's length sits in
+    # free_start, a free-list page's count in slot_count; lsn defaults to 0
+    page = bytearray(b"\xff" * PAGE_SIZE)
+    codec.encode_overflow(b"abc", 9, page)
+    assert _header(page) == (codec.OVERFLOW, 0, 0, 3, 0, 0, 0, 0, 9, 0)
+    assert page[HEADER_SIZE + 3:] == bytes(PAGE_SIZE - HEADER_SIZE - 3)
+    page = bytearray(b"\xff" * PAGE_SIZE)
+    codec.encode_freelist([5, 6], 7, page)
+    assert _header(page) == (codec.FREELIST, 0, 2, 0, 0, 0, 0, 0, 7, 0)
+    assert codec.decode_freelist(page, 4) == ([5, 6], 7)
+
+
+def test_a_page_of_the_wrong_kind_names_its_page_id():
+    page = bytearray(PAGE_SIZE)
+    codec.encode_overflow(b"x", 0, page)
+    for decode in (codec.decode_freelist, codec.decode_node):
+        with pytest.raises(CorruptionError, match="page 1234"):
+            decode(page, 1234)
+
+
+def test_overflow_equality():
+    a = codec.Overflow(3, 10)
+    assert a == codec.Overflow(3, 10)
+    assert a != codec.Overflow(3, 11) and a != codec.Overflow(4, 10)
+    assert a != b"not an overflow" and a != (3, 10)
+
+
+def test_node_copy_is_equal_and_independent():
+    leaf = Node(True, [b"a", b"b"], [b"1", codec.Overflow(5, 9000)], next=7, prev=3, lsn=11)
+    inner = Node(False, [b"m"], children=[4, 5], lsn=2)
+    for node in (leaf, inner):
+        c = node.copy()
+        assert (c.leaf, c.keys, c.vals, c.children, c.next, c.prev, c.size, c.lsn) == (
+            node.leaf, node.keys, node.vals, node.children, node.next, node.prev, node.size, node.lsn)
+        c.keys.append(b"z")
+        c.vals.append(b"z")
+        c.children.append(99)
+        assert b"z" not in node.keys and b"z" not in node.vals and 99 not in node.children
