@@ -107,3 +107,74 @@ def test_node_copy_is_equal_and_independent():
         c.vals.append(b"z")
         c.children.append(99)
         assert b"z" not in node.keys and b"z" not in node.vals and 99 not in node.children
+
+
+def test_node_problems_name_each_broken_invariant():
+    assert Node(True).lsn == 0 and Node(True).next == 0 and Node(True).prev == 0
+    assert Node(True, [b"a", b"b"], [b"1", b"2"]).problems() == []
+    assert Node(True, [b"a", b"a"], [b"1", b"2"]).problems() == ["keys not strictly ascending"]
+    assert Node(True, [b"b", b"a"], [b"1", b"2"]).problems() == ["keys not strictly ascending"]
+    sized = Node(True, [b"a"], [b"1"])
+    sized.size = 5
+    assert sized.problems() == [f"size 5 != computed {sized.compute_size()}"]
+    big = Node(True, [b"a"], [b"1"])
+    big.size = big.compute_size()
+    big.vals = [b"x" * codec.USABLE]
+    big.size = big.compute_size()
+    assert big.problems() == [f"size {big.size} exceeds page"]
+    uneven = Node(True, [b"a", b"b"], [b"1"])
+    assert uneven.problems() == ["leaf keys/vals length mismatch"]
+    assert Node(False, [b"m"], children=[4]).problems() == ["internal children != keys + 1"]
+    assert Node(False, [b"m"], children=[4, 0]).problems() == ["internal node points at page 0"]
+
+
+def test_encoded_node_header_and_cell_kinds():
+    page = bytearray(b"\xff" * PAGE_SIZE)
+    leaf = Node(True, [b"a", b"b"], [b"12", codec.Overflow(77, 9000)], next=8, prev=6, lsn=5)
+    codec.encode_node(leaf, page)
+    kind, flags, slots, free_start, free_end, garbage, reserved, lsn, nxt, prev = _header(page)
+    assert (kind, flags, slots, free_start, garbage, reserved, lsn, nxt, prev) == (
+        LEAF, 0, 2, HEADER_SIZE + 4, 0, 0, 5, 8, 6)
+    assert free_end == PAGE_SIZE - leaf.size + 4  # cells only: the slots sit below free_start
+    cells = []
+    for i in range(2):
+        (off,) = struct.unpack_from("<H", page, HEADER_SIZE + 2 * i)
+        cells.append(struct.unpack_from("<HBI", page, off))
+    assert cells == [(1, 0, 2), (1, 1, 9000)], "kind 0 inline, kind 1 overflow (format table)"
+    inner = Node(False, [b"m"], children=[4, 5], lsn=2)
+    codec.encode_node(inner, page)
+    kind, flags, slots, _, _, garbage, reserved, lsn, nxt, prev = _header(page)
+    assert (kind, flags, slots, garbage, reserved, lsn, nxt, prev) == (INTERNAL, 0, 1, 0, 0, 2, 0, 4)
+
+
+def test_meta_trees_size_is_the_format_tables():
+    # per tree: name_len u8 | name | root u32 | count u64
+    assert codec.Meta.trees_size({}) == 0
+    assert codec.Meta.trees_size({"ab": (1, 2), "é": (3, 4)}) == (1 + 2 + 12) + (1 + 2 + 12)
+
+
+def test_decoders_name_the_page_they_refuse():
+    free = bytearray(PAGE_SIZE)
+    codec.encode_freelist([3], 0, free)
+    with pytest.raises(CorruptionError, match="page 55"):
+        codec.decode_overflow(free, 55)
+    with pytest.raises(CorruptionError, match="page 56"):
+        codec.leaf_search(free, b"k", 56)
+    leaf = bytearray(PAGE_SIZE)
+    codec.encode_node(Node(True, [b"k"], [b"v"]), leaf)
+    struct.pack_into("<H", leaf, HEADER_SIZE, PAGE_SIZE - 3)  # slot 0: a cell header off the page
+    codec.seal(leaf)
+    with pytest.raises(CorruptionError, match="page 57: cell overruns page"):
+        codec.leaf_search(leaf, b"k", 57)
+
+
+def test_contract_helpers():
+    # the contracts in codec.py are only as strong as these
+    assert codec._ascending([b"a", b"b", b"c"])
+    assert not codec._ascending([b"a", b"a"])
+    assert not codec._ascending([b"a", b"c", b"b"])
+    page = bytearray(PAGE_SIZE)
+    codec.encode_node(Node(True, [b"a"], [b"1"]), page)
+    assert codec.accounting_ok(page)
+    struct.pack_into("<H", page, 12, 3)  # garbage that is not there
+    assert not codec.accounting_ok(page)
