@@ -178,3 +178,56 @@ def test_contract_helpers():
     assert codec.accounting_ok(page)
     struct.pack_into("<H", page, 12, 3)  # garbage that is not there
     assert not codec.accounting_ok(page)
+
+
+def _first_cell(page: bytearray) -> int:
+    return struct.unpack_from("<H", page, HEADER_SIZE)[0]
+
+
+def test_decode_node_refuses_cells_running_off_the_page():
+    leaf = bytearray(PAGE_SIZE)
+    codec.encode_node(Node(True, [b"k"], [b"v"]), leaf)
+    off = _first_cell(leaf)
+    struct.pack_into("<I", leaf, off + 3, PAGE_SIZE)  # an inline value longer than the page
+    codec.seal(leaf)
+    with pytest.raises(CorruptionError, match="page 60: cell overruns page"):
+        codec.decode_node(leaf, 60)
+    inner = bytearray(PAGE_SIZE)
+    codec.encode_node(Node(False, [b"m"], children=[4, 5]), inner)
+    off = _first_cell(inner)
+    struct.pack_into("<H", inner, off, PAGE_SIZE - off - 6 + 1)  # a key one byte past the page
+    codec.seal(inner)
+    with pytest.raises(CorruptionError, match="page 61: cell overruns page"):
+        codec.decode_node(inner, 61)
+
+
+def test_decoded_internal_node_has_no_values_or_links():
+    page = bytearray(PAGE_SIZE)
+    codec.encode_node(Node(False, [b"m"], children=[4, 5]), page)
+    node = codec.decode_node(page, 3)
+    assert (node.keys, node.children, node.vals, node.next, node.prev) == ([b"m"], [4, 5], [], 0, 0)
+
+
+def test_new_meta_and_its_page():
+    meta = codec.Meta()
+    assert (meta.page_count, meta.freelist_head, meta.free_count, meta.checkpoint_lsn, meta.trees) == (
+        1, 0, 0, 0, {})
+    page = bytearray(b"\xff" * PAGE_SIZE)
+    meta.checkpoint_lsn = 9
+    meta.trees = {"t": (2, 3)}
+    codec.encode_meta(meta, page)
+    assert _header(page) == (codec.META, 0, 0, 0, 0, 0, 0, 9, 0, 0)
+    assert struct.unpack_from("<HH", page, 60) == (1, 0), "tree_count, then reserved 0"
+
+
+def test_meta_trees_filling_the_page_exactly():
+    # 14 names of 255 bytes (268 bytes a tree) and two to make up the rest
+    trees = {f"{i:02d}".ljust(255, "n"): (i + 1, i) for i in range(14)}
+    rest = codec.META_TREES_ROOM - codec.Meta.trees_size(trees) - 2 * 13
+    assert 2 <= rest <= 2 * 255
+    trees["y" * (rest // 2)] = (98, 1)
+    trees["z" * (rest - rest // 2)] = (99, 1)
+    assert codec.Meta.trees_size(trees) == codec.META_TREES_ROOM
+    page = bytearray(PAGE_SIZE)
+    codec.encode_meta(codec.Meta(page_count=100, trees=trees), page)
+    assert codec.decode_meta(page).trees == trees
