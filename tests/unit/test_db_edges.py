@@ -223,3 +223,38 @@ def test_recovery_replays_logged_tree_creation_and_dropping(tmp_path):
         assert dict(db.tree("made").items()) == {b"m": b"1"}
         assert len(db.tree("empty")) == 0
         assert db.check().ok
+
+
+def _without_log(tmp_path, name: str) -> str:
+    path = str(tmp_path / name)
+    with engine.open(path, sync="off") as db:
+        db.tree("t").put(b"k", b"v")
+    for other in os.listdir(tmp_path):
+        if other != name:
+            os.unlink(tmp_path / other)
+    return path
+
+
+def test_read_only_open_of_a_database_without_its_log(tmp_path):
+    # A checkpointed database whose log file is gone: read-only reads it
+    # as it is and creates nothing.
+    path = _without_log(tmp_path, "n.db")
+    before = _digest(path)
+    with engine.open(path, read_only=True) as db:
+        t = db.tree("t", create=False)
+        assert t.get(b"k") == b"v"
+        assert list(t.items()) == [(b"k", b"v")]
+        assert db.check().ok
+        with pytest.raises(engine.ReadOnlyError):
+            t.put(b"k2", b"v")
+    assert os.listdir(tmp_path) == ["n.db"], "no log was created"
+    assert _digest(path) == before
+
+
+def test_writable_open_of_a_database_without_its_log_starts_one(tmp_path):
+    path = _without_log(tmp_path, "w.db")
+    with engine.open(path, sync="full") as db:
+        assert os.path.exists(path + "-wal")
+        db.tree("t").put(b"k2", b"v2")
+    with engine.open(path, read_only=True) as db:
+        assert dict(db.tree("t", create=False).items()) == {b"k": b"v", b"k2": b"v2"}
