@@ -50,13 +50,14 @@ verify-quick: $(STAMP)
 
 # Mutation testing of engine/ with mutmut (docs/verification.md, "Mutation
 # score"). SHARD=K/N runs the K-th of N shards (whole modules, balanced by
-# size); MODULES="codec pager" runs those modules only. Each run writes
+# size); MODULES="codec pager" runs those modules only; RECHECK=1 reruns
+# only the last run's survivors (after adding tests). Each run writes
 # mutation-<shard>.json; `make mutate-report` adds the shard files up.
 SHARD ?= 1/1
 MODULES ?=
 mutate: $(STAMP)
 	$(PY) tests/mutation.py run --shard $(SHARD) $(if $(MODULES),--modules "$(MODULES)") \
-		--json mutation-$(subst /,-of-,$(SHARD)).json
+		$(if $(RECHECK),--recheck) --json mutation-$(subst /,-of-,$(SHARD)).json
 
 mutate-report: $(STAMP)
 	$(PY) tests/mutation.py report mutation-*.json --json mutation.json

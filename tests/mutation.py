@@ -1,6 +1,6 @@
 """Mutation testing of engine/ with mutmut, split into shards, and its report.
 
-    python tests/mutation.py run [--shard K/N] [--modules "codec pager"] [--json FILE]
+    python tests/mutation.py run [--shard K/N] [--modules "codec pager"] [--json FILE] [--recheck]
     python tests/mutation.py report FILE... [--json merged.json]
 
 `run` mutates each module of its shard on its own, in build/mutate/<module>/
@@ -120,15 +120,19 @@ def _toml(value) -> str:
     return "[" + ", ".join(_toml(v) for v in value) + "]"
 
 
-def prepare(module: str) -> Path:
-    """A fresh copy of the tree for one module's run, configured for it."""
+def prepare(module: str, fresh: bool = True) -> Path:
+    """A fresh copy of the tree for one module's run, configured for it; with
+    `fresh=False`, only its tests and configuration are brought up to date
+    (the mutants and their results stay)."""
     import tomllib
 
     where = workdir(module)
-    shutil.rmtree(where, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
-    for d in ("engine", "models", "faults", "bench", "tests"):
-        shutil.copytree(ROOT / d, where / d, ignore=ignore)
+    if fresh:
+        shutil.rmtree(where, ignore_errors=True)
+        for d in ("engine", "models", "faults", "bench"):
+            shutil.copytree(ROOT / d, where / d, ignore=ignore)
+    shutil.copytree(ROOT / "tests", where / "tests", ignore=ignore, dirs_exist_ok=True)
     pytest_cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     mutmut_cfg = {
         "source_paths": ["engine/"],
@@ -177,9 +181,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"shard {k}/{n}: {' '.join(mine) or '(nothing)'}", flush=True)
     env = dict(os.environ, HYPOTHESIS_PROFILE="mutation")
     for m in mine:
-        where = prepare(m)
+        names: list[str] = []
+        if args.recheck:  # only the survivors of the last run, against today's tests
+            names = figures(m)["survivors"]
+            if not names:
+                continue
+        where = prepare(m, fresh=not args.recheck)
         print(f"== engine/{m}.py against {' '.join(SUBSETS[m])}", flush=True)
-        cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)]
+        cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs), *names]
         code = subprocess.call(cmd, cwd=where, env=env)
         if code != 0:
             print(f"mutmut exited {code} on {m}", file=sys.stderr)
@@ -216,6 +225,8 @@ def main(argv: list[str]) -> int:
     r.add_argument("--modules", default="")
     r.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     r.add_argument("--json")
+    r.add_argument("--recheck", action="store_true",
+                   help="rerun only the last run's survivors (after adding tests)")
     r.set_defaults(func=run)
     m = sub.add_parser("report")
     m.add_argument("files", nargs="+")
