@@ -86,15 +86,27 @@ def shard_modules(modules: list[str], k: int, n: int) -> list[str]:
     return sorted(owned[k - 1])
 
 
+def codes(module: str) -> dict[str, int | None]:
+    """Each mutant's exit code: mutmut's result file mutants/engine/<module>.py.meta,
+    over the verdicts kept by the last --recheck (mutmut drops every cached
+    verdict when the test selection changes; a mutant killed before is still
+    killed by a selection that only grew)."""
+    where = workdir(module)
+    meta = where / "mutants" / "engine" / f"{module}.py.meta"
+    now = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+    kept = where / "kept-verdicts.json"
+    before = json.loads(kept.read_text()) if kept.exists() else {}
+    return {name: now[name] if now.get(name) is not None else before.get(name) for name in now}
+
+
 def figures(module: str) -> dict:
-    """Per-module counts from mutmut's result file mutants/engine/<module>.py.meta."""
+    """Per-module counts."""
     from mutmut.stats import status_by_exit_code
 
-    meta = workdir(module) / "mutants" / "engine" / f"{module}.py.meta"
-    codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+    codes_ = codes(module)
     out = {"mutants": 0, "killed": 0, "timeout": 0, "survived": 0, "no_tests": 0,
            "skipped": 0, "other": 0, "not_checked": 0, "survivors": []}
-    for name, code in sorted(codes.items()):
+    for name, code in sorted(codes_.items()):
         status = status_by_exit_code[code]
         out["mutants"] += 1
         key = {"killed": "killed", "timeout": "timeout", "survived": "survived",
@@ -186,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
             names = figures(m)["survivors"]
             if not names:
                 continue
+            kept = {k: v for k, v in codes(m).items() if k not in names}
+            (workdir(m) / "kept-verdicts.json").write_text(json.dumps(kept))
         where = prepare(m, fresh=not args.recheck)
         print(f"== engine/{m}.py against {' '.join(SUBSETS[m])}", flush=True)
         cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs), *names]
