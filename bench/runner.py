@@ -213,7 +213,7 @@ def _write_profile_text(path: str, out_path: str) -> None:
         st.sort_stats("cumulative").print_stats(25)
 
 
-def run(config: Config, progress: Callable[[str], None] | None = None) -> dict:
+def run(config: Config, progress: Callable[[str], None] | None = None) -> dict:  # noqa: C901 - setup, per-store phases and output in one; split by phase
     """Run the whole benchmark; write latest.json (and latest.png) to out_dir."""
     say = progress or (lambda _msg: None)
     base = config.base_dir or tempfile.gettempdir()

@@ -423,7 +423,7 @@ def _remove_separator(parent: Node, s: int) -> None:
 
 # -- reads over ranges -------------------------------------------------------------
 
-def chunk(pool: BufferPool, root: int, lo: bytes | None, hi: bytes | None, after: bytes | None,
+def chunk(pool: BufferPool, root: int, lo: bytes | None, hi: bytes | None, after: bytes | None,  # noqa: C901 - forward and reverse walks share one body; split by direction
           reverse: bool, limit: int = 256) -> tuple[list[tuple[bytes, bytes]], bool]:
     """Up to `limit` (key, value) pairs in [lo, hi), strictly after `after` in
     the walk's direction; `done` is True when nothing follows them."""

@@ -246,7 +246,7 @@ class Database:
 
     # -- opening and recovery -------------------------------------------------
 
-    def _open(self, create: bool) -> None:
+    def _open(self, create: bool) -> None:  # noqa: C901 - create, recover, read-only paths in one; split by path
         """Open and recover (rules 4 and 8 of `wal`).
 
         Rule 8: a killed writer's unsynced writes may still sit in the page
@@ -1008,7 +1008,25 @@ class _NoSnapshot:
 
 
 _NO_SNAPSHOT = _NoSnapshot()
-_NO_LOCK = ReaderLock(os.devnull + "/none", create=False)  # fd None: every call a no-op
+class _NoLock:
+    """The readers lock of a database on no real path (an opener's own files):
+    every call a no-op, as a `ReaderLock` whose file could not be opened."""
+
+    fd = None
+    held = 0
+    forked = False
+
+    def hold(self) -> None:
+        pass
+
+    def exclusive(self, wait: bool) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+_NO_LOCK = _NoLock()
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)

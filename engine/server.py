@@ -466,7 +466,7 @@ class _Connection(asyncio.Protocol):
         finally:
             self._busy = False
 
-    async def _serve_queue(self) -> None:
+    async def _serve_queue(self) -> None:  # noqa: C901 - hot dispatch loop, inlined for speed; measure before splitting
         server = self._server
         pooled = server._pooled
         queue = self._queue

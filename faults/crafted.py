@@ -507,6 +507,52 @@ def _keys_ok(name: str, items, descending: bool = False) -> None:
         raise _Failure(f"{name} returned keys out of order")
 
 
+def _read_tree(db, name: str):
+    """Scan both ways, len, first/last and sampled gets of tree `name`:
+    (items, reversed items, len), or None where the tree did not open."""
+    t = _step("tree", lambda: db.tree(name, create=False))
+    if t is None:
+        return None
+    items = _step(f"scan {name}", lambda: list(t.scan()))
+    _keys_ok(f"scan {name}", items)
+    back = _step(f"reverse scan {name}", lambda: list(t.scan(reverse=True)))
+    _keys_ok(f"reverse scan {name}", back, descending=True)
+    n = _step(f"len {name}", lambda: len(t))
+    if n is not None and (type(n) is not int or n < 0):
+        raise _Failure(f"len {name} = {n!r}")
+    for edge in ("first", "last"):
+        got = _step(f"{edge} {name}", getattr(t, edge))
+        _keys_ok(f"{edge} {name}", [got] if got else [])
+    for k, _ in (items or [])[:: max(1, len(items or []) // 20)]:
+        _step(f"get {name}", lambda k=k: t.get(k))
+    return items, back, n
+
+
+def _agree_when_checked(db, contents: dict) -> None:
+    """A file check() passes must read consistently: scans both ways, len and gets agree."""
+    report = _step("check", db.check)
+    if report is None or not report.ok:
+        return
+    for name, (items, back, n) in contents.items():
+        if items is not None and back is not None and (back[::-1] != items or n != len(items)):
+            raise _Failure(f"tree {name}: check() passes but scans or len disagree")
+        t = db.tree(name, create=False)
+        for k, v in items or []:
+            if _step(f"get {name}", lambda t=t, k=k: t.get(k)) not in (v, None):
+                raise _Failure(f"tree {name}: check() passes but get({k[:16]!r}) differs from the scan")
+
+
+def _write_some(db, names: list[str]) -> None:
+    """A small and a large put into each tree; what a put stored reads back."""
+    for name in names:
+        t = db.tree(name, create=False)
+        for key, value in ((b"crafted-small", b"x" * 10), (b"crafted-large", b"y" * 9000)):
+            if _step(f"put {name}", lambda t=t, k=key, v=value: t.put(k, v) or True):
+                got = _step(f"get {name}", lambda t=t, k=key: t.get(k))
+                if got is not None and got != value:
+                    raise _Failure(f"tree {name}: a put then get returned other bytes")
+
+
 def _exercise(db) -> None:
     """Every read, check(), a small and a large put, then close (skipped
     after a hang: the interrupted call may still hold a latch)."""
@@ -514,38 +560,11 @@ def _exercise(db) -> None:
     try:
         contents = {}
         for name in db.trees():
-            t = _step("tree", lambda n=name: db.tree(n, create=False))
-            if t is None:
-                continue
-            items = _step(f"scan {name}", lambda t=t: list(t.scan()))
-            _keys_ok(f"scan {name}", items)
-            back = _step(f"reverse scan {name}", lambda t=t: list(t.scan(reverse=True)))
-            _keys_ok(f"reverse scan {name}", back, descending=True)
-            n = _step(f"len {name}", lambda t=t: len(t))
-            if n is not None and (type(n) is not int or n < 0):
-                raise _Failure(f"len {name} = {n!r}")
-            for edge in ("first", "last"):
-                got = _step(f"{edge} {name}", getattr(t, edge))
-                _keys_ok(f"{edge} {name}", [got] if got else [])
-            for k, _ in (items or [])[:: max(1, len(items or []) // 20)]:
-                _step(f"get {name}", lambda t=t, k=k: t.get(k))
-            contents[name] = (items, back, n)
-        report = _step("check", db.check)
-        if report is not None and report.ok:  # a file check() passes must read consistently
-            for name, (items, back, n) in contents.items():
-                if items is not None and back is not None and (back[::-1] != items or n != len(items)):
-                    raise _Failure(f"tree {name}: check() passes but scans or len disagree")
-                t = db.tree(name, create=False)
-                for k, v in items or []:
-                    if _step(f"get {name}", lambda t=t, k=k: t.get(k)) not in (v, None):
-                        raise _Failure(f"tree {name}: check() passes but get({k[:16]!r}) differs from the scan")
-        for name in list(contents)[:2]:
-            t = db.tree(name, create=False)
-            for key, value in ((b"crafted-small", b"x" * 10), (b"crafted-large", b"y" * 9000)):
-                if _step(f"put {name}", lambda t=t, k=key, v=value: t.put(k, v) or True):
-                    got = _step(f"get {name}", lambda t=t, k=key: t.get(k))
-                    if got is not None and got != value:
-                        raise _Failure(f"tree {name}: a put then get returned other bytes")
+            got = _read_tree(db, name)
+            if got is not None:
+                contents[name] = got
+        _agree_when_checked(db, contents)
+        _write_some(db, list(contents)[:2])
     except _Failure as exc:
         hung = str(exc).startswith("hang")
         raise

@@ -18,6 +18,11 @@ settings.register_profile(
 settings.register_profile(
     "long", deadline=None, max_examples=2000, suppress_health_check=list(HealthCheck)
 )
+# `make mutate`: the same examples every run, so a mutant's verdict is reproducible.
+settings.register_profile(
+    "mutation", deadline=None, derandomize=True, database=None, max_examples=50,
+    suppress_health_check=list(HealthCheck),
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
