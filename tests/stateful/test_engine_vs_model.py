@@ -662,6 +662,28 @@ class EngineVsModel(RuleBasedStateMachine):
             f"after drop_tree the iterators differ: engine {got!r}/{got_exc!r} != model {want!r}/{want_exc!r}")
         self.same_contents()
 
+    @rule(name=tree_names, key=st.one_of(keys, S.keys()), value=S.values(), recreate=st.booleans())
+    def calls_on_a_dropped_trees_handle(self, name: str, key: bytes, value: bytes, recreate: bool) -> None:
+        """A handle kept across drop_tree raises KeyError (pop with a default
+        returns it) as the model's does, and acts on the tree made again."""
+        handles = {"engine": self.db.tree(name), "model": self.model.tree(name)}
+        self.same(lambda d: d.drop_tree(name))
+        if recreate:
+            self.same(lambda d: d.tree(name).put(key, value))
+        calls = [
+            lambda t: t.get(key), lambda t: t[key], lambda t: key in t, lambda t: len(t),
+            lambda t: t.first(), lambda t: list(t.scan()), lambda t: t.pop(key, b"dflt"),
+            lambda t: t.pop(key), lambda t: t.setdefault(key, value), lambda t: t.popitem(),
+            lambda t: t.update({key: value}), lambda t: t.put(key, value), lambda t: t.delete(key),
+            lambda t: t.clear(), lambda t: t.load([(key, value)]),
+        ]
+        for i, call in enumerate(calls):
+            got, got_exc = _outcome(lambda call=call: call(handles["engine"]))
+            want, want_exc = _outcome(lambda call=call: call(handles["model"]))
+            assert (got, type(got_exc)) == (want, type(want_exc)), (
+                f"call {i} on a dropped tree's handle: engine {got!r}/{got_exc!r} != model {want!r}/{want_exc!r}")
+        self.same_contents()
+
 def run_machine(workdir: str, opener: Opener, machine_settings: settings) -> None:
     """Run `EngineVsModel` with `opener` as the side under test."""
 
