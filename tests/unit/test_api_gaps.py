@@ -3,7 +3,8 @@
 - compact keeps the file's name and inode, so another descriptor of the
   file stays valid;
 - backup: a process killed during a backup leaves at `dest_path` the old
-  copy or the new one, never a partial one.
+  copy or the new one, never a partial one;
+- threads: a batch is isolated: another thread never sees part of it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -80,3 +82,44 @@ def test_a_backup_killed_midway_leaves_the_old_or_the_new_copy(tmp_path: Path) -
         got = _contents(dest)  # opens, passes check(strict=True)
         values = set(got["t"].values())
         assert len(got["t"]) == 6000 and len(values) == 1, "the copy mixes two states"
+
+
+def test_threads_never_see_part_of_a_batch(tmp_path: Path) -> None:
+    """Batches add 40 keys to two trees, then remove them; `len` (one
+    atomic read) in other threads sees all of a batch or none of it."""
+    n = 40
+    keys = [b"%03d" % i for i in range(n)]
+    seen: list[str] = []
+    stop = threading.Event()
+    with engine.open(tmp_path / "t.db", sync="off", pool_pages=64) as db:
+        a, b = db.tree("a"), db.tree("b")
+
+        def writer() -> None:
+            try:
+                for round_ in range(60):
+                    with db.batch() as batch:
+                        for k in keys:
+                            batch.put("a", k, b"%d" % round_)
+                            batch.put("b", k, b"%d" % round_)
+                    with db.batch() as batch:
+                        for k in keys:
+                            batch.delete("a", k)
+                            batch.delete("b", k)
+            finally:
+                stop.set()
+
+        def reader() -> None:
+            while not stop.is_set():
+                for tree in (a, b):
+                    size = len(tree)
+                    if size not in (0, n):
+                        seen.append(f"len {size}")
+
+        threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads)
+        db.check(strict=True)
+    assert not seen, seen[:5]
