@@ -91,6 +91,17 @@ def test_threads_never_see_part_of_a_batch(tmp_path: Path) -> None:
     keys = [b"%03d" % i for i in range(n)]
     seen: list[str] = []
     stop = threading.Event()
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads interleave inside a batch's apply
+    try:
+        _batches_against_len(tmp_path, keys, seen, stop)
+    finally:
+        sys.setswitchinterval(switch)
+    assert not seen, seen[:5]
+
+
+def _batches_against_len(tmp_path: Path, keys: list[bytes], seen: list[str], stop: threading.Event) -> None:
+    n = len(keys)
     with engine.open(tmp_path / "t.db", sync="off", pool_pages=64) as db:
         a, b = db.tree("a"), db.tree("b")
 
@@ -122,4 +133,3 @@ def test_threads_never_see_part_of_a_batch(tmp_path: Path) -> None:
             t.join(60)
         assert not any(t.is_alive() for t in threads)
         db.check(strict=True)
-    assert not seen, seen[:5]
