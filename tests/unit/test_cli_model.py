@@ -216,3 +216,35 @@ def test_every_write_command_then_every_read_command(tmp_path: Path) -> None:
     scans = [("default", None, None, None, True, None), ("default", b"\x00", b"b", None, False, 1),
              ("\u00e9t\u00e9", None, None, b"y", False, None), ("nope", None, None, None, False, None)]
     assert_reads_match(path, model, scans, [b"a", b"\x00bin", b"z"], tmp_path)
+
+
+def test_dump_reads_beside_a_writer_and_writing_commands_wait_for_it(tmp_path: Path) -> None:
+    """`dump` opens read-only (it works while a writer holds the file);
+    `load`, `compact`, `backup` and `drop-tree` open for writing, so they wait
+    for the writer (5 s by default) and then fail with exit 3, changing nothing."""
+    import engine
+
+    path = tmp_path / "db"
+    model = ModelDatabase()
+    with engine.open(path) as db:
+        for d in (db, model):
+            d.tree("t").update({b"a": b"1", b"\xff": b"2"})
+            d.tree("u")
+        code, out, err = sh("dump", path)
+        assert code == 0 and _parse_dump(out) == model.snapshot(), err
+        dump = tmp_path / "in.jsonl"
+        dump.write_bytes(_dump_text({"t": {b"new": b"x"}}))
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        argvs = [["load", path, dump], ["compact", path], ["backup", path, tmp_path / "copy"],
+                 ["drop-tree", path, "u"]]
+        procs = [subprocess.Popen([sys.executable, "-m", "engine", *map(str, argv)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for argv in argvs]
+        for argv, p in zip(argvs, procs, strict=True):
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 3 and b"DatabaseLockedError" in err, (argv, p.returncode, err)
+        assert contents_of(db) == model.snapshot()
+    assert not (tmp_path / "copy").exists()
+
+
+def contents_of(db: Any) -> dict[str, dict[bytes, bytes]]:
+    return {n: dict(db.tree(n, create=False).items()) for n in db.trees()}
