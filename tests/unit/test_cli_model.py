@@ -109,7 +109,7 @@ def apply(path: Path, model: ModelDatabase, op: tuple, work: Path) -> None:
     elif kind == "delete":
         _, tree, keys = op
         code, _, err = sh("delete", path, "--hex", "-t", tree, *[k.hex() for k in keys])
-        missing = [k for k in keys if k not in model.tree(tree)]
+        missing = [k for k in keys if k not in model.snapshot().get(tree, {})]
         with model.batch() as b:
             for key in keys:
                 b.delete(tree, key)
