@@ -1209,8 +1209,13 @@ class Tree(MutableMapping):
         return self.get(key) is not None  # a non-bytes key raises TypeError, as get does
 
     def __len__(self) -> int:
-        self._db._check()
-        return self._entry().count
+        db = self._db
+        db._latch.acquire_read()  # a batch updates the count key by key under the write latch
+        try:
+            db._check()
+            return self._entry().count
+        finally:
+            db._latch.release_read()
 
     def __iter__(self) -> Iterator[bytes]:
         for k, _ in self.scan():

@@ -19,6 +19,7 @@ the same errors as the engine:
 | any write on a read-only database | `ReadOnlyError` |
 | `load` of keys not strictly ascending | `UnsortedItemsError` |
 | `load` into a tree holding keys | `TreeNotEmptyError` |
+| `backup`/`compact` on a read-only database | `ReadOnlyError` |
 
 Checks run in the engine's order: arguments first, then closed, then
 read-only, then whether the tree exists.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import os
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -520,6 +522,19 @@ class ModelDatabase:
     def checkpoint(self) -> None:
         """Nothing to write home; checks the database is open."""
         self._check_open()
+
+    def backup(self, dest_path: object) -> None:
+        """The engine's checks only (the model has no file): a path, open,
+        writable. Tests compare the engine's copy with `snapshot()`."""
+        os.fspath(dest_path)  # type: ignore[call-overload]
+        self._check_open()
+        self._check_writable()
+
+    def compact(self) -> dict[str, int]:
+        """Contents unchanged; the model has no pages to give back."""
+        self._check_open()
+        self._check_writable()
+        return {"pages_before": 0, "pages_after": 0}
 
     def check(self, strict: bool = False) -> ModelCheckReport:
         """The model's own invariants as a report shaped like `engine.CheckReport`."""

@@ -582,6 +582,108 @@ class EngineVsModel(RuleBasedStateMachine):
             self.same(lambda d, name=name: len(d.tree(name, create=False)))
 
 
+    # -- maintenance, and drops under live iterators -------------------------------
+
+    def _copy_contents(self, dest: str) -> dict[str, dict[bytes, bytes]]:
+        import engine
+
+        with engine.open(dest, read_only=True, pool_pages=POOL_PAGES) as copy:
+            copy.check(strict=True)
+            return {n: dict(copy.tree(n, create=False).items()) for n in copy.trees()}
+
+    @rule(name=tree_names, key=st.one_of(keys, S.keys()), value=S.values())
+    def backup_equals_model(self, name: str, key: bytes, value: bytes) -> None:
+        """The copy holds the model's contents; a later write does not reach it."""
+        dest = os.path.join(os.path.dirname(self.path), "copy.db")
+        self.same(lambda d: d.backup(dest))
+        if not isinstance(self.db, models.ModelDatabase):  # the engine's side made a file
+            want = self.model.snapshot()
+            assert self._copy_contents(dest) == want, "the backup differs from the model"
+            self.same(lambda d: d.tree(name).put(key, value))
+            assert self._copy_contents(dest) == want, "a write after the backup reached the copy"
+        self.same_contents()
+
+    @rule()
+    def compact_keeps_contents(self) -> None:
+        got = self.db.compact()
+        want = self.model.compact()
+        assert set(got) == set(want), (got, want)
+        assert got["pages_after"] <= got["pages_before"], got
+        self.same_contents()
+
+    @rule(read_only=st.booleans())
+    def maintenance_refused(self, read_only: bool) -> None:
+        """Closed: DatabaseClosedError; read-only: ReadOnlyError; nothing written."""
+        dest = os.path.join(os.path.dirname(self.path), "refused.db")
+        self.same(lambda d: d.close())
+        if read_only:
+            self.db = self.opener(self.path, True)
+            self.model = self.model.reopen(read_only=True)
+        self.same(lambda d: d.backup(dest))
+        self.same(lambda d: d.compact())
+        assert not os.path.exists(dest), "a refused backup wrote its copy"
+        self.db.close()
+        self.model.close()
+        self.db = self.opener(self.path, False)
+        self.model = self.model.reopen()
+        self.same_contents()
+
+    @rule(
+        name=tree_names,
+        view=st.sampled_from(["iter", "values", "items", "scan", "scan_reverse"]),
+        before=st.integers(0, 3),
+        recreate=st.booleans(),
+        key=st.one_of(keys, S.keys()),
+        value=S.values(),
+    )
+    def drop_tree_under_live_iterators(
+        self, name: str, view: str, before: int, recreate: bool, key: bytes, value: bytes
+    ) -> None:
+        """Iterators open on a tree that is dropped (and maybe made again) go on
+        as the model's do: the same next item or the same exception."""
+        views = {
+            "iter": lambda t: iter(t),
+            "values": lambda t: iter(t.values()),
+            "items": lambda t: iter(t.items()),
+            "scan": lambda t: t.scan(),
+            "scan_reverse": lambda t: t.scan(reverse=True),
+        }
+        its = {}
+        for side, db in (("engine", self.db), ("model", self.model)):
+            it = views[view](db.tree(name))
+            its[side] = (it, [item for _, item in zip(range(before), it, strict=False)])
+        assert its["engine"][1] == its["model"][1], "items before the drop differ"
+        self.same(lambda d: d.drop_tree(name))
+        if recreate:
+            self.same(lambda d: d.tree(name).put(key, value))
+        got, got_exc = _outcome(lambda: list(its["engine"][0]))
+        want, want_exc = _outcome(lambda: list(its["model"][0]))
+        assert (got, type(got_exc)) == (want, type(want_exc)), (
+            f"after drop_tree the iterators differ: engine {got!r}/{got_exc!r} != model {want!r}/{want_exc!r}")
+        self.same_contents()
+
+    @rule(name=tree_names, key=st.one_of(keys, S.keys()), value=S.values(), recreate=st.booleans())
+    def calls_on_a_dropped_trees_handle(self, name: str, key: bytes, value: bytes, recreate: bool) -> None:
+        """A handle kept across drop_tree raises KeyError (pop with a default
+        returns it) as the model's does, and acts on the tree made again."""
+        handles = {"engine": self.db.tree(name), "model": self.model.tree(name)}
+        self.same(lambda d: d.drop_tree(name))
+        if recreate:
+            self.same(lambda d: d.tree(name).put(key, value))
+        calls = [
+            lambda t: t.get(key), lambda t: t[key], lambda t: key in t, lambda t: len(t),
+            lambda t: t.first(), lambda t: list(t.scan()), lambda t: t.pop(key, b"dflt"),
+            lambda t: t.pop(key), lambda t: t.setdefault(key, value), lambda t: t.popitem(),
+            lambda t: t.update({key: value}), lambda t: t.put(key, value), lambda t: t.delete(key),
+            lambda t: t.clear(), lambda t: t.load([(key, value)]),
+        ]
+        for i, call in enumerate(calls):
+            got, got_exc = _outcome(lambda call=call: call(handles["engine"]))
+            want, want_exc = _outcome(lambda call=call: call(handles["model"]))
+            assert (got, type(got_exc)) == (want, type(want_exc)), (
+                f"call {i} on a dropped tree's handle: engine {got!r}/{got_exc!r} != model {want!r}/{want_exc!r}")
+        self.same_contents()
+
 def run_machine(workdir: str, opener: Opener, machine_settings: settings) -> None:
     """Run `EngineVsModel` with `opener` as the side under test."""
 
