@@ -34,6 +34,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+import engine
 import models
 
 TREE_NAMES = ("default", "alpha", "\u03b2eta")
@@ -613,14 +614,21 @@ class EngineVsModel(RuleBasedStateMachine):
 
     @rule(read_only=st.booleans())
     def maintenance_refused(self, read_only: bool) -> None:
-        """Closed: DatabaseClosedError; read-only: ReadOnlyError; nothing written."""
+        """Closed: DatabaseClosedError for both, nothing written. Read-only:
+        compact raises ReadOnlyError; backup copies the state the handle sees."""
         dest = os.path.join(os.path.dirname(self.path), "refused.db")
         self.same(lambda d: d.close())
         if read_only:
             self.db = self.opener(self.path, True)
             self.model = self.model.reopen(read_only=True)
-        self.same(lambda d: d.backup(dest))
         self.same(lambda d: d.compact())
+        self.same(lambda d: d.backup(dest))
+        if read_only and isinstance(self.db, engine.Database):  # (the model-vs-model run writes no file)
+            with engine.open(dest, read_only=True) as copy:
+                copy.check(strict=True)
+                got = {n: dict(copy.tree(n, create=False).items()) for n in copy.trees()}
+            assert got == self.model.snapshot(), "a read-only handle's backup differs from the model"
+            os.remove(dest)
         assert not os.path.exists(dest), "a refused backup wrote its copy"
         self.db.close()
         self.model.close()

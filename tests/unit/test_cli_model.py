@@ -220,8 +220,9 @@ def test_every_write_command_then_every_read_command(tmp_path: Path) -> None:
 
 def test_dump_reads_beside_a_writer_and_writing_commands_wait_for_it(tmp_path: Path) -> None:
     """`dump` opens read-only (it works while a writer holds the file);
-    `load`, `compact`, `backup` and `drop-tree` open for writing, so they wait
-    for the writer (5 s by default) and then fail with exit 3, changing nothing."""
+    `backup` reads too and copies the committed state; `load`, `compact` and
+    `drop-tree` open for writing, so they wait for the writer (5 s by default)
+    and then fail with exit 3, changing nothing."""
     import engine
 
     path = tmp_path / "db"
@@ -235,15 +236,17 @@ def test_dump_reads_beside_a_writer_and_writing_commands_wait_for_it(tmp_path: P
         dump = tmp_path / "in.jsonl"
         dump.write_bytes(_dump_text({"t": {b"new": b"x"}}))
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        argvs = [["load", path, dump], ["compact", path], ["backup", path, tmp_path / "copy"],
-                 ["drop-tree", path, "u"]]
+        code, _, err = sh("backup", path, tmp_path / "copy")
+        assert code == 0, err
+        with engine.open(tmp_path / "copy", read_only=True) as copy:
+            assert contents_of(copy) == model.snapshot()
+        argvs = [["load", path, dump], ["compact", path], ["drop-tree", path, "u"]]
         procs = [subprocess.Popen([sys.executable, "-m", "engine", *map(str, argv)], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE) for argv in argvs]
         for argv, p in zip(argvs, procs, strict=True):
             out, err = p.communicate(timeout=120)
             assert p.returncode == 3 and b"DatabaseLockedError" in err, (argv, p.returncode, err)
         assert contents_of(db) == model.snapshot()
-    assert not (tmp_path / "copy").exists()
 
 
 def contents_of(db: Any) -> dict[str, dict[bytes, bytes]]:
