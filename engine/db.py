@@ -52,6 +52,7 @@ from engine.errors import (
 from engine.latch import RWLatch
 from engine.pager import Pager
 from engine.txn import TreeEntry, Txn
+from engine.typedefs import Stats, TreeStats
 from engine.wal import (
     CKPT_BEGIN,
     CKPT_END,
@@ -837,7 +838,7 @@ class Database:
             raise CorruptionError("; ".join(report.problems[:5]))
         return report
 
-    def stats(self) -> dict:
+    def stats(self) -> Stats:
         self._check()
         with self._snapshot():
             self._latch.acquire_read()  # close() must not shut the files under it
@@ -847,7 +848,7 @@ class Database:
             finally:
                 self._latch.release_read()
 
-    def _stats(self) -> dict:
+    def _stats(self) -> Stats:
         pool, wal = self._pool, self._wal
         return {
             "page_size": PAGE_SIZE,
@@ -869,13 +870,27 @@ class Database:
             "file_bytes": self._data.size(),
         }
 
-    def tree_levels(self, name: str) -> list[list[PageInfo]]:
-        """The pages of tree `name` level by level, root first."""
+    def tree_stats(self) -> dict[str, TreeStats]:
+        """Per tree, its key count and height (levels; 0 before its first
+        put), from one committed state; reads one page per level."""
         self._check()
         with self._snapshot():
-            return self._tree_levels(name)
+            self._latch.acquire_read()
+            try:
+                self._check()
+                return {name: {"keys": e.count, "height": btree.height(self._pool, e.root)}
+                        for name, e in sorted(self._trees.items())}
+            finally:
+                self._latch.release_read()
 
-    def _tree_levels(self, name: str) -> list[list[PageInfo]]:
+    def tree_levels(self, name: str, depth: int | None = None) -> list[list[PageInfo]]:
+        """The pages of tree `name` level by level, root first; with `depth`,
+        the first `depth` levels only (deeper pages are not read)."""
+        self._check()
+        with self._snapshot():
+            return self._tree_levels(name, depth)
+
+    def _tree_levels(self, name: str, depth: int | None = None) -> list[list[PageInfo]]:
         if name not in self._trees:
             raise KeyError(name)
         self._latch.acquire_read()
@@ -884,7 +899,7 @@ class Database:
             if name not in self._trees:
                 raise KeyError(name)
             out = []
-            for level in btree.levels(self._pool, self._trees[name].root):
+            for level in btree.levels(self._pool, self._trees[name].root, depth):
                 row = []
                 for pid, node in level:
                     row.append(PageInfo(
