@@ -753,7 +753,9 @@ def _cmd_remote_put(args: argparse.Namespace) -> int:
 def _cmd_remote_delete(args: argparse.Namespace) -> int:
     key = _input(args, args.key)
     with _client(args) as client:
-        client.delete(key)  # the protocol does not say whether the key existed
+        found = client.remove(key)  # the X extension: D does not say whether it existed
+    if not found:
+        raise _Exit(EXIT_NOT_FOUND, f"key {_show(args, key)} not on the server", label="not found")
     return EXIT_OK
 
 
@@ -863,7 +865,11 @@ _HELP: dict[str, tuple[str, str, str]] = {
     "ping": ("check that a server answers", "Send a ping to a DragonDB server.", ""),
     "remote-get": ("get a key from a server", "Print a key's value from a server.", ""),
     "remote-put": ("put a key on a server", "Store VALUE under KEY on a server.", ""),
-    "remote-delete": ("delete a key on a server", "Delete KEY on a server.", ""),
+    "remote-delete": (
+        "delete a key on a server",
+        "Delete KEY on a server (exit 1 if it was absent), with the `X` extension op-code.",
+        "",
+    ),
     "remote-scan": (
         "print a server's key/value pairs in key order",
         "Like `scan`, over the wire (the server's `R` extension op-code).",
@@ -989,7 +995,7 @@ def _build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = add("remote-put", _cmd_remote_put, remote, hex_in)
     sub.add_argument("key", metavar="KEY")
     sub.add_argument("value", metavar="VALUE")
-    add("remote-delete", _cmd_remote_delete, remote, hex_in).add_argument("key", metavar="KEY")
+    add("remote-delete", _cmd_remote_delete, remote, hex_in, hex_out).add_argument("key", metavar="KEY")
     add("remote-scan", _cmd_remote_scan, remote, hex_in, hex_out, scan)
     add("remote-shutdown", _cmd_remote_shutdown, remote)
     return parser
