@@ -28,6 +28,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check engine models faults tests bench examples
 	$(VENV)/bin/lint-imports
 
+# mypy over the public API's modules and tests/typing (config: [tool.mypy] in pyproject.toml).
+.PHONY: typecheck
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
 # CrossHair over the pure modules; fails on any counterexample.
 verify: $(STAMP)
 	$(PY) tests/verify.py --per-condition 10 --total 900

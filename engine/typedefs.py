@@ -6,18 +6,15 @@ from __future__ import annotations
 
 from typing import TypeAlias, TypedDict
 
-__all__ = ["BytesLike", "Stats", "TreeStats", "CompactResult"]
+__all__ = ["BytesLike", "PoolStats", "Stats", "TreeStats", "CompactResult"]
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
 """A key, value or bound: bytes, or a bytearray/memoryview (copied)."""
 
 
-class Stats(TypedDict):
-    """`Database.stats()`: the file, this handle's buffer pool and log counters."""
+class PoolStats(TypedDict):
+    """A buffer pool's part of `Database.stats()`."""
 
-    page_size: int
-    pages_allocated: int
-    pages_free: int
     pool_pages: int  # frames made so far
     pool_bytes: int
     pool_cap_bytes: int
@@ -26,6 +23,14 @@ class Stats(TypedDict):
     pool_hit_rate: float
     pool_prefetched: int
     evictions: int
+
+
+class Stats(PoolStats):
+    """`Database.stats()`: the file, this handle's buffer pool and log counters."""
+
+    page_size: int
+    pages_allocated: int
+    pages_free: int
     direct_io: bool
     trees: int  # how many trees
     keys: int  # keys in all trees
