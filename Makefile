@@ -29,10 +29,12 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory verify-quick
 
 # ruff (style, complexity, only engine/disk.py does file I/O), import-linter
-# (the layers), and ci/github-actions.yml still a link to the one workflow file.
+# (the layers), mypy (the public API's types), and ci/github-actions.yml still
+# a link to the one workflow file.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check engine models faults tests bench examples
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 	test "$$(readlink ci/github-actions.yml)" = ../.github/workflows/ci.yml \
 		|| { echo "ci/github-actions.yml must be a symlink to ../.github/workflows/ci.yml"; exit 1; }
 
@@ -40,6 +42,11 @@ lint: $(STAMP)
 coverage: $(STAMP)
 	$(PY) -m coverage json -q -o coverage.json
 	$(PY) tests/coverage_floor.py coverage.json
+
+# mypy over the public API's modules and tests/typing (config: [tool.mypy] in pyproject.toml).
+.PHONY: typecheck
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 # CrossHair over the pure modules; fails on any counterexample.
 verify: $(STAMP)

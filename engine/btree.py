@@ -521,14 +521,28 @@ def walk_pages(pool: BufferPool, root: int) -> list[int]:
     return out
 
 
-def levels(pool: BufferPool, root: int) -> list[list[tuple[int, Node]]]:
-    """Nodes level by level, root first, left to right."""
+def height(pool: BufferPool, root: int) -> int:
+    """Levels from the root to the leaves (0: no root page), down the leftmost path."""
+    if not root:
+        return 0
+    node = read_node(pool, root)
+    depth = 1
+    while not node.leaf:
+        node = read_node(pool, node.children[0])
+        depth += 1
+        if depth > MAX_HEIGHT:
+            raise _too_deep(root)
+    return depth
+
+
+def levels(pool: BufferPool, root: int, depth: int | None = None) -> list[list[tuple[int, Node]]]:
+    """Nodes level by level, root first, left to right; the first `depth` levels only if given."""
     if not root:
         return []
-    out = []
+    out: list[list[tuple[int, Node]]] = []
     level = [root]
     seen: set[int] = set()
-    while level:
+    while level and (depth is None or len(out) < depth):
         if seen.intersection(level) or len(out) > MAX_HEIGHT:
             raise CorruptionError(f"tree at page {root} has a cycle of child pointers")
         seen.update(level)

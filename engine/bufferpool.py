@@ -66,6 +66,7 @@ from engine.disk import aligned_buffer, reserved_buffer
 from engine.errors import BufferPoolFullError
 from engine.latch import wait
 from engine.replacer import LRUReplacer
+from engine.typedefs import PoolStats
 
 __all__ = ["BufferPool", "Frame", "PageStore", "PREWARM_WINDOW", "READ_AHEAD", "DEFAULT_POOL_MIN",
            "DEFAULT_POOL_MAX", "MIN_FRAMES", "default_pool_bytes", "parse_pool_size", "pool_frames"]
@@ -200,7 +201,7 @@ class BufferPool:
         self._ra_lock = threading.Lock()
         self._ra_mem = None
 
-    def stats(self) -> dict:
+    def stats(self) -> PoolStats:
         """Size (frames made, in bytes), cap, hit rate and counters."""
         return {
             "pool_pages": self.n_frames,

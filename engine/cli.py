@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -172,25 +173,61 @@ def _level_role(depth: int, height: int) -> str:
     return "leaves" if depth == height - 1 else "internal"
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _children(children: Sequence[int]) -> str:
+    """Child page ids; a long list as its first three and its last."""
+    if len(children) <= 6:
+        return " ".join(str(c) for c in children)
+    return " ".join(str(c) for c in children[:3]) + f" ... {children[-1]} ({len(children)} children)"
+
+
+def _level_summary(depth: int, height: int, level: Sequence[Any]) -> str:
+    keys = sum(info.keys for info in level)
+    fill = sum(info.fill for info in level) / len(level) if level else 0.0
+    return (f"level {depth} ({_level_role(depth, height)}): {_plural(len(level), 'page')}, "
+            f"{keys} keys, average fill {fill:.0%}")
+
+
+def _title(tree: str, levels: Sequence[Sequence[Any]], height: int, entries: int) -> str:
+    pages = sum(len(level) for level in levels)
+    if len(levels) < height:
+        return (f"tree {tree!r}: height {height} ({_plural(len(levels), 'level')} shown), "
+                f"{_plural(pages, 'page')} shown, {entries} entries")
+    return f"tree {tree!r}: height {height}, {pages} pages, {entries} entries"
+
+
 def render_levels_text(
-    tree: str, levels: Sequence[Sequence[Any]], *, hex_output: bool = False, key_width: int = 24
+    tree: str,
+    levels: Sequence[Sequence[Any]],
+    *,
+    hex_output: bool = False,
+    key_width: int = 24,
+    max_pages: int | None = None,
+    height: int | None = None,
+    entries: int | None = None,
 ) -> str:
-    """Draw a tree's pages level by level (root first) as aligned text.
+    """Draw a tree's pages level by level (root first) as aligned text: per
+    level a summary line (pages, keys, average fill), then its first
+    `max_pages` pages (all if None) and a count of the rest.
 
     `levels` is what `Database.tree_levels` returns: lists of PageInfo-like
     objects with page_id, kind, keys, fill, first_key, last_key, children.
+    `height` and `entries` are the tree's (default: from `levels`, which
+    then must reach the leaves).
     """
-    pages = sum(len(level) for level in levels)
-    entries = sum(info.keys for info in levels[-1]) if levels else 0
-    headers, rows = [], []
+    height = len(levels) if height is None else height
+    if entries is None:
+        entries = sum(info.keys for info in levels[-1]) if levels else 0
+    lines: list[str | list[str]] = []  # text as it is, or a row of cells to align
     for depth, level in enumerate(levels):
-        noun = "page" if len(level) == 1 else "pages"
-        headers.append(
-            (len(rows), f"level {depth} ({_level_role(depth, len(levels))}): {len(level)} {noun}")
-        )
-        for info in level:
-            children = " ".join(str(c) for c in info.children)
-            rows.append(
+        lines.append(_level_summary(depth, height, level))
+        shown = level if max_pages is None else level[:max_pages]
+        for info in shown:
+            children = _children(info.children)
+            lines.append(
                 [
                     f"page {info.page_id}",
                     info.kind,
@@ -200,15 +237,14 @@ def render_levels_text(
                     f"-> {children}" if children else "",
                 ]
             )
+        if len(shown) < len(level):
+            lines.append(f"  ... {_plural(len(level) - len(shown), 'more page')}")
     # One alignment for every level, so columns line up down the whole drawing.
-    body = _align(rows, indent="  ")
-    for at, header in reversed(headers):
-        body.insert(at, header)
+    aligned = iter(_align([row for row in lines if isinstance(row, list)], indent="  "))
+    body = [next(aligned) if isinstance(row, list) else row for row in lines]
     if not levels:
         body = ["(no pages: an empty tree gets its root page on the first put)"]
-    return "\n".join(
-        [f"tree {tree!r}: height {len(levels)}, {pages} pages, {entries} entries", *body]
-    )
+    return "\n".join([_title(tree, levels, height, entries), *body])
 
 
 def _dot_quote(text: str) -> str:
@@ -216,19 +252,35 @@ def _dot_quote(text: str) -> str:
 
 
 def render_levels_dot(
-    tree: str, levels: Sequence[Sequence[Any]], *, hex_output: bool = False, key_width: int = 24
+    tree: str,
+    levels: Sequence[Sequence[Any]],
+    *,
+    hex_output: bool = False,
+    key_width: int = 24,
+    max_pages: int | None = None,
+    height: int | None = None,
+    entries: int | None = None,
 ) -> str:
     """Draw a tree's pages as a Graphviz digraph: one rank per level, child
-    edges solid, the leaf chain dashed. Pipe it to `dot -Tsvg`."""
+    edges solid, the leaf chain dashed; per level its first `max_pages`
+    pages (all if None) and one node standing for the rest, so a large tree
+    stays small enough to render. Pipe it to `dot -Tsvg`."""
+    height = len(levels) if height is None else height
+    if entries is None:
+        entries = sum(info.keys for info in levels[-1]) if levels else 0
+    title = _title(tree, levels, height, entries)
     lines = [
         f"digraph {_dot_quote('dragondb ' + tree)} {{",
-        f"  graph [rankdir=TB, labelloc=t, label={_dot_quote(f'tree {tree!r}')}];",
+        f"  graph [rankdir=TB, labelloc=t, label={_dot_quote(title)}];",
         '  node [shape=box, style="rounded,filled", fontname="monospace", fontsize=10];',
     ]
     colours = {"leaf": "#fff2cc", "internal": "#cfe2f3"}
+    drawn: list[Sequence[Any]] = []
     for depth, level in enumerate(levels):
-        lines.append(f"  // level {depth} ({_level_role(depth, len(levels))})")
-        for info in level:
+        shown = level if max_pages is None else level[:max_pages]
+        drawn.append(shown)
+        lines.append(f"  // {_level_summary(depth, height, level)}")
+        for info in shown:
             label = "\n".join(
                 [
                     f"page {info.page_id} ({info.kind})",
@@ -240,16 +292,23 @@ def render_levels_dot(
             lines.append(
                 f"  p{info.page_id} [label={_dot_quote(label)}, fillcolor={_dot_quote(colour)}];"
             )
-        same = " ".join(f"p{info.page_id};" for info in level)
+        same = " ".join(f"p{info.page_id};" for info in shown)
+        if len(shown) < len(level):
+            rest = level[len(shown):]
+            label = f"... {_plural(len(rest), 'more page')}\n{sum(i.keys for i in rest)} keys"
+            lines.append(f'  more{depth} [label={_dot_quote(label)}, style="dashed"];')
+            same += f" more{depth};"
         lines.append(f"  {{ rank=same; {same} }}")
-    for level in levels:
-        for info in level:
+    ids = {info.page_id for shown in drawn for info in shown}
+    for shown in drawn:
+        for info in shown:
             for child in info.children:
-                lines.append(f"  p{info.page_id} -> p{child};")
+                if child in ids:
+                    lines.append(f"  p{info.page_id} -> p{child};")
     if not levels:
         lines.append('  empty [shape=plaintext, style="", label="(empty tree: no pages)"];')
-    else:
-        leaves = levels[-1]
+    elif len(levels) == height:
+        leaves = drawn[-1]
         # Leaves are listed left to right, which is the leaf chain's order.
         for left, right in zip(leaves, leaves[1:], strict=False):
             lines.append(
@@ -466,16 +525,36 @@ def _cmd_trees(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _cmd_stats(args: argparse.Namespace) -> int:
+    """Facts about the file; this process's own pool and log counters would say nothing."""
     with _open(args, write=False) as db:
         stats = db.stats()
-    _out(json.dumps(stats, indent=2, default=str) if args.json or args.format == "json" else render_table(stats))
+        per_tree = db.tree_stats()
+        facts = {
+            "file_bytes": _file_size(args.path),
+            "log_file_bytes": _file_size(args.path + "-wal"),
+            "log_bytes": stats["log_bytes"],
+            "page_size": stats["page_size"],
+            "pages_allocated": stats["pages_allocated"],
+            "pages_free": stats["pages_free"],
+            "trees": stats["trees"],
+            "keys": stats["keys"],
+            "per_tree": per_tree,
+        }
+    _out(json.dumps(facts, indent=2) if args.json or args.format == "json" else render_table(facts))
     return EXIT_OK
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     with _open(args, write=False) as db:
-        report = db.check()
+        report = db.check(strict=args.strict)  # strict: CorruptionError, the engine-error exit
     figures = {
         "pages_allocated": report.pages_allocated,
         "pages_reachable": report.pages_reachable,
@@ -497,11 +576,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    if args.depth is not None and args.depth < 1:
+        _usage(args, "--depth must be >= 1")
+    if args.max_pages < 0:
+        _usage(args, "--max-pages must be >= 0 (0: every page)")
     with _open(args, write=False) as db:
         _tree(db, args)
-        levels = db.tree_levels(args.tree)
+        height = db.tree_stats()[args.tree]["height"]
+        levels = db.tree_levels(args.tree, args.depth)
+        entries = len(db.tree(args.tree, create=False))
     render = render_levels_dot if args.format == "dot" else render_levels_text
-    _out(render(args.tree, levels, hex_output=args.hex_output, key_width=args.key_width))
+    _out(render(args.tree, levels, hex_output=args.hex_output, key_width=args.key_width,
+                max_pages=args.max_pages or None, height=height, entries=entries))
     return EXIT_OK
 
 
@@ -667,7 +753,9 @@ def _cmd_remote_put(args: argparse.Namespace) -> int:
 def _cmd_remote_delete(args: argparse.Namespace) -> int:
     key = _input(args, args.key)
     with _client(args) as client:
-        client.delete(key)  # the protocol does not say whether the key existed
+        found = client.remove(key)  # the X extension: D does not say whether it existed
+    if not found:
+        raise _Exit(EXIT_NOT_FOUND, f"key {_show(args, key)} not on the server", label="not found")
     return EXIT_OK
 
 
@@ -741,18 +829,26 @@ _HELP: dict[str, tuple[str, str, str]] = {
         "",
     ),
     "drop-tree": ("delete a tree and all its keys", "Drop tree NAME, freeing its pages (exit 1 if absent).", ""),
-    "stats": ("print statistics", "Print page, buffer-pool and log statistics." + _LIVE, ""),
+    "stats": (
+        "print facts about the file",
+        "Print the file's size, its log's size, page size, pages allocated and free, and\n"
+        "per tree its key count and height (levels)." + _LIVE,
+        "",
+    ),
     "check": (
         "verify every invariant of the file",
         "Walk every tree and check page accounting, tree shape and checksums.\n"
-        "Exit status 0 when all holds, 1 with the problems printed." + _LIVE
+        "Exit status 0 when all holds, 1 with the problems printed; with --strict a\n"
+        "problem is a CorruptionError: exit 3 and one line on stderr." + _LIVE
         + " On a live database it checks the committed state it sees.",
         "",
     ),
     "show": (
         "draw a tree's pages level by level",
-        "Draw a tree's pages, root level first: page id, type, keys, fill and key range.\n"
-        "--format dot emits Graphviz, to watch splits and merges." + _LIVE,
+        "Draw a tree's pages, root level first: per level a summary (pages, keys, average\n"
+        "fill), then page id, type, keys, fill and key range of its first --max-pages\n"
+        "pages. --depth stops after N levels. --format dot emits Graphviz, to watch\n"
+        "splits and merges." + _LIVE,
         "example:\n  dragondb show my.db --format dot | dot -Tsvg > tree.svg",
     ),
     _CAMPAIGN: (
@@ -769,7 +865,11 @@ _HELP: dict[str, tuple[str, str, str]] = {
     "ping": ("check that a server answers", "Send a ping to a DragonDB server.", ""),
     "remote-get": ("get a key from a server", "Print a key's value from a server.", ""),
     "remote-put": ("put a key on a server", "Store VALUE under KEY on a server.", ""),
-    "remote-delete": ("delete a key on a server", "Delete KEY on a server.", ""),
+    "remote-delete": (
+        "delete a key on a server",
+        "Delete KEY on a server (exit 1 if it was absent), with the `X` extension op-code.",
+        "",
+    ),
     "remote-scan": (
         "print a server's key/value pairs in key order",
         "Like `scan`, over the wire (the server's `R` extension op-code).",
@@ -861,7 +961,10 @@ def _build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "-l", "--long", action="store_true", help="with key counts"
     )
     add("stats", _cmd_stats, path, fmt_json).add_argument("--json", action="store_true", help="print JSON")
-    add("check", _cmd_check, path, fmt_json).add_argument("--json", action="store_true", help="print JSON")
+    sub = add("check", _cmd_check, path, fmt_json)
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_argument("--strict", action="store_true",
+                     help="a problem is an engine error (CorruptionError, exit 3), not exit 1")
     sub = add("dump", _cmd_dump, path)
     sub.add_argument("-t", "--tree", metavar="NAME", help="only this tree (default: all)")
     sub.add_argument("--binary", action="store_true", help="every key and value as base64")
@@ -876,6 +979,10 @@ def _build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub.add_argument(
         "--key-width", type=int, default=24, metavar="N", help="clip keys to N characters"
     )
+    sub.add_argument("--depth", type=int, metavar="N",
+                     help="the first N levels from the root only (default: all)")
+    sub.add_argument("--max-pages", type=int, default=8, metavar="N",
+                     help="pages drawn per level, leftmost first; 0: all (default: %(default)s)")
     add(_CAMPAIGN, None)  # listed for --help only: main() hands its arguments to faults.campaign
     sub = add("bench", _cmd_bench, path)
     sub.add_argument(
@@ -888,7 +995,7 @@ def _build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = add("remote-put", _cmd_remote_put, remote, hex_in)
     sub.add_argument("key", metavar="KEY")
     sub.add_argument("value", metavar="VALUE")
-    add("remote-delete", _cmd_remote_delete, remote, hex_in).add_argument("key", metavar="KEY")
+    add("remote-delete", _cmd_remote_delete, remote, hex_in, hex_out).add_argument("key", metavar="KEY")
     add("remote-scan", _cmd_remote_scan, remote, hex_in, hex_out, scan)
     add("remote-shutdown", _cmd_remote_shutdown, remote)
     return parser

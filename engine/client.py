@@ -2,8 +2,13 @@
 
 `Client` is blocking (one socket, one request at a time, or a pipelined
 batch with `insert_many`); it speaks the Go server's byte format, so it
-works against that server too, except for `scan`, which uses the `R`
-extension op-code of this server (docs/protocol.md).
+works against that server too, except for `scan` and `remove`, which use
+the `R` and `X` extension op-codes of this server (docs/protocol.md).
+
+An error reply that names an engine exception (`KeyTooLargeError: ...`)
+is raised as that type: a subclass of both `RemoteError` and the
+`engine.errors` class (`remote_error`), so `except engine.ReadOnlyError`
+works across the wire as it does in-process.
 
     with Client("127.0.0.1", 8080) as c:
         c.insert(b"k", b"v")
@@ -23,19 +28,23 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from engine import errors
 from engine.errors import DragonDBError
 
 __all__ = [
     "Client",
     "LoadResult",
     "ProtocolError",
+    "REMOTE_ERRORS",
     "RemoteError",
     "ServerShutdownError",
     "bench_load",
     "encode_delete",
     "encode_get",
     "encode_insert",
+    "encode_remove",
     "encode_scan",
+    "remote_error",
 ]
 
 _U32 = struct.Struct("<I")  # every length on the wire: u32 little-endian
@@ -47,11 +56,43 @@ _PIPELINE_CHUNK = 128  # requests in flight per insert_many round trip
 
 class RemoteError(DragonDBError):
     """The server answered `E`. The connection is still usable, unless the
-    server closed it (unknown op-code, oversized or truncated request)."""
+    server closed it (unknown op-code, oversized or truncated request).
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
+    `message` is the reply's whole text. When it names an engine exception
+    (`NAME: text`), the error raised is `REMOTE_ERRORS[NAME]`, a subclass
+    of this class and of `engine.errors.NAME`; then `name` is NAME and
+    `str()` is the text after it. Otherwise `name` is None and `str()` the
+    whole message."""
+
+    def __init__(self, message: str, name: str | None = None, text: str | None = None) -> None:
+        super().__init__(message if text is None else text)
         self.message = message
+        self.name = name
+
+
+def _remote_class(base: type[DragonDBError]) -> type[RemoteError]:
+    return type(base.__name__, (RemoteError, base), {
+        "__module__": __name__,
+        "__qualname__": base.__name__,
+        "__doc__": f"`engine.{base.__name__}` raised by the server.",
+        "__slots__": (),
+    })
+
+
+# The server names an error by its class (`type(exc).__name__`); these are
+# the engine's, except the abstract base, which is never raised.
+REMOTE_ERRORS: dict[str, type[RemoteError]] = {
+    name: _remote_class(getattr(errors, name)) for name in errors.__all__ if name != "DragonDBError"
+}
+
+
+def remote_error(message: str) -> RemoteError:
+    """The exception for an `E` reply's text: the engine error it names, or a plain `RemoteError`."""
+    name, sep, text = message.partition(": ")
+    cls = REMOTE_ERRORS.get(name if sep else message)
+    if cls is None:
+        return RemoteError(message)
+    return cls(message, cls.__name__, text if sep else "")
 
 
 class ServerShutdownError(DragonDBError, ConnectionError):
@@ -93,6 +134,11 @@ def encode_get(key: bytes) -> bytes:
 
 def encode_delete(key: bytes) -> bytes:
     return _request(b"D", _field(key))
+
+
+def encode_remove(key: bytes) -> bytes:
+    """`X` (extension): delete, answering whether the key existed."""
+    return _request(b"X", _field(key))
 
 
 def encode_scan(
@@ -155,9 +201,19 @@ class Client:
         return value
 
     def delete(self, key: bytes) -> None:
-        """Delete `key`; deleting a missing key is not an error."""
+        """Delete `key`; deleting a missing key is not an error (`D`, as
+        the Go server: the reply does not say whether it existed)."""
         self._call(encode_delete(_as_bytes("key", key)))
         self._expect_ok()
+
+    def remove(self, key: bytes) -> bool:
+        """Delete `key` and return whether it existed, in one atomic
+        operation on the server (the `X` extension op-code)."""
+        self._call(encode_remove(_as_bytes("key", key)))
+        body = self._read_body()
+        if len(body) != 1 or body[0] > 1:
+            raise ProtocolError(f"remove reply is not one byte 0 or 1: {body[:8]!r}")
+        return body[0] == 1
 
     def insert_many(self, items: Iterable[tuple[bytes, bytes]]) -> int:
         """Pipelined inserts, a chunk of requests per round trip; returns the
@@ -227,7 +283,7 @@ class Client:
         self._call(b"S")
         op = self._read_exact(1)
         if op == b"E":
-            raise RemoteError(self._read_message())
+            raise remote_error(self._read_message())
         if op != b"S":
             raise ProtocolError(f"unexpected reply {op!r} to S")
         self._close_socket()
@@ -276,7 +332,7 @@ class Client:
             self._close_socket()
             raise ServerShutdownError("server is shutting down")
         if op == b"E":
-            raise RemoteError(self._read_message())
+            raise remote_error(self._read_message())
         if op != b"O":
             self._close_socket()
             raise ProtocolError(f"unexpected reply byte {op!r}")

@@ -15,8 +15,17 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterator, MutableMapping
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
 from dataclasses import dataclass
+from typing import Any, TypeVar, overload
 
 from engine import btree, bulk, log, maintenance, syncpoints
 from engine.bufferpool import BufferPool, pool_frames
@@ -52,6 +61,7 @@ from engine.errors import (
 from engine.latch import RWLatch
 from engine.pager import Pager
 from engine.txn import TreeEntry, Txn
+from engine.typedefs import BytesLike, CompactResult, Stats, TreeStats
 from engine.wal import (
     CKPT_BEGIN,
     CKPT_END,
@@ -79,6 +89,9 @@ CHECKPOINT_BYTES = 64 * 1024 * 1024  # checkpoint automatically past this much l
 CHECKPOINT_RETRY_BYTES = 1024 * 1024  # after a checkpoint readers deferred, log grown before the next try
 _REBUILD_TRIES = 3  # a reader's rebuild that reads an older state than it had is retried this often
 _SYNC_MODES = ("full", "normal", "off")
+_D = TypeVar("_D")  # the type of a default returned for a missing key
+
+Opener = Callable[[str, bool], BlockFile]  # (path, create) -> the file; the fault layer's hook
 
 
 def open(  # noqa: A001 - the API's name
@@ -91,7 +104,7 @@ def open(  # noqa: A001 - the API's name
     timeout: float = 5.0,
     direct_io: bool | str = "auto",
     sync: str = "full",
-    opener=None,
+    opener: Opener | None = None,
 ) -> Database:
     """Open (and recover) the database at `path`; see docs/api.md."""
     return Database(path, create=create, read_only=read_only, pool_pages=pool_pages, pool_size=pool_size,
@@ -184,8 +197,15 @@ def _tree_name(name) -> str:
 class Database:
     """An open database file. Share it between threads freely."""
 
-    def __init__(self, path, *, create=True, read_only=False, pool_pages=None, pool_size=None, timeout=5.0,
-                 direct_io="auto", sync="full", opener=None) -> None:
+    # Set by `_open`; None only before it and after `close()`, when `_check` raises first.
+    _data: BlockFile
+    _wal: Wal
+    _pool: BufferPool
+    _pager: Pager
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True, read_only: bool = False,
+                 pool_pages: int | None = None, pool_size: int | str | None = None, timeout: float = 5.0,
+                 direct_io: bool | str = "auto", sync: str = "full", opener: Opener | None = None) -> None:
         if sync not in _SYNC_MODES:
             raise ValueError(f"sync must be one of {_SYNC_MODES}, not {sync!r}")
         if direct_io not in ("auto", True, False):
@@ -212,9 +232,7 @@ class Database:
         self._ckpt_retry_at = 0
         self.checkpoints_deferred = 0
         self.rebuilds = 0
-        self._data: BlockFile | None = None
-        self._wal: Wal | None = None
-        self._pool: BufferPool | None = None
+        self._data = self._wal = self._pool = None  # type: ignore[assignment]
         self._latch = RWLatch()
         self._trees: dict[str, TreeEntry] = {}
         self._handles: dict[str, Tree] = {}
@@ -517,8 +535,7 @@ class Database:
                 for part in (self._pool, self._wal, self._data):  # a failed rebuild may have left some
                     if part is not None:
                         part.close()
-                self._pool = self._data = None
-                self._wal = None
+                self._pool = self._data = self._wal = None  # type: ignore[assignment]
                 self._log_file = None
                 self._open(False)
                 self._pool.prewarm(self._pager.page_count)
@@ -782,7 +799,7 @@ class Database:
         in_pool = {f.page_id for f in dirty}
         spilled = {pid: off for pid, off in wal.spilled.items() if pid not in in_pool}
         n = 1 + len(trunks) + len(dirty) + len(spilled)
-        home = [(0, meta_page), *trunks, *((f.page_id, f.buf) for f in dirty)]
+        home: list[Any] = [(0, meta_page), *trunks, *((f.page_id, f.buf) for f in dirty)]
         wal.checkpoint_begin(n)
         wal.checkpoint_images(home)
         tmp = memoryview(bytearray(PAGE_SIZE))
@@ -812,12 +829,12 @@ class Database:
             raise NeedsRecoveryError(exc.errno or 5, f"log reset failed ({exc}); reopen to recover") from exc
         self.checkpoints += 1
 
-    def backup(self, dest_path) -> None:
+    def backup(self, dest_path: str | os.PathLike[str]) -> None:
         """A consistent copy of the last committed state at `dest_path`, while
         the database stays open (see engine.maintenance)."""
         maintenance.backup(self, dest_path)
 
-    def compact(self) -> dict:
+    def compact(self) -> CompactResult:
         """Rewrite the file packed, giving free space back to the file
         system; crash-safe (see engine.maintenance)."""
         return maintenance.compact(self)
@@ -837,7 +854,7 @@ class Database:
             raise CorruptionError("; ".join(report.problems[:5]))
         return report
 
-    def stats(self) -> dict:
+    def stats(self) -> Stats:
         self._check()
         with self._snapshot():
             self._latch.acquire_read()  # close() must not shut the files under it
@@ -847,7 +864,7 @@ class Database:
             finally:
                 self._latch.release_read()
 
-    def _stats(self) -> dict:
+    def _stats(self) -> Stats:
         pool, wal = self._pool, self._wal
         return {
             "page_size": PAGE_SIZE,
@@ -869,13 +886,27 @@ class Database:
             "file_bytes": self._data.size(),
         }
 
-    def tree_levels(self, name: str) -> list[list[PageInfo]]:
-        """The pages of tree `name` level by level, root first."""
+    def tree_stats(self) -> dict[str, TreeStats]:
+        """Per tree, its key count and height (levels; 0 before its first
+        put), from one committed state; reads one page per level."""
         self._check()
         with self._snapshot():
-            return self._tree_levels(name)
+            self._latch.acquire_read()
+            try:
+                self._check()
+                return {name: {"keys": e.count, "height": btree.height(self._pool, e.root)}
+                        for name, e in sorted(self._trees.items())}
+            finally:
+                self._latch.release_read()
 
-    def _tree_levels(self, name: str) -> list[list[PageInfo]]:
+    def tree_levels(self, name: str, depth: int | None = None) -> list[list[PageInfo]]:
+        """The pages of tree `name` level by level, root first; with `depth`,
+        the first `depth` levels only (deeper pages are not read)."""
+        self._check()
+        with self._snapshot():
+            return self._tree_levels(name, depth)
+
+    def _tree_levels(self, name: str, depth: int | None = None) -> list[list[PageInfo]]:
         if name not in self._trees:
             raise KeyError(name)
         self._latch.acquire_read()
@@ -884,7 +915,7 @@ class Database:
             if name not in self._trees:
                 raise KeyError(name)
             out = []
-            for level in btree.levels(self._pool, self._trees[name].root):
+            for level in btree.levels(self._pool, self._trees[name].root, depth):
                 row = []
                 for pid, node in level:
                     row.append(PageInfo(
@@ -933,7 +964,7 @@ class Database:
                     closer()
                 except (OSError, DragonDBError, BufferError) as exc:
                     log.warning("close: {}", exc)
-        self._pool = None
+        self._pool = None  # type: ignore[assignment]
 
     def _forget_in_child(self) -> None:
         """In a child of fork(), before any other code runs there: the handle
@@ -959,7 +990,7 @@ class Database:
         self._check()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -1145,7 +1176,7 @@ def _batch(txn: Txn, ops: list) -> None:
 _NO_DEFAULT = object()
 
 
-class Tree(MutableMapping):
+class Tree(MutableMapping[bytes, bytes]):
     """An ordered mapping bytes -> bytes stored in a B+ tree."""
 
     __slots__ = ("_db", "name")
@@ -1160,7 +1191,7 @@ class Tree(MutableMapping):
             raise KeyError(f"tree {self.name!r} was dropped")
         return entry
 
-    def put(self, key, value) -> None:
+    def put(self, key: BytesLike, value: BytesLike) -> None:
         # `_key` and `_value` run only when the inlined common case fails: a hot path
         if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
             key = _key(key)
@@ -1173,7 +1204,12 @@ class Tree(MutableMapping):
                 db._ensure_root(self.name)
             db._write(_put, self.name, key, value)
 
-    def get(self, key, default=None):
+    @overload
+    def get(self, key: BytesLike, default: None = None) -> bytes | None: ...
+    @overload
+    def get(self, key: BytesLike, default: _D) -> bytes | _D: ...
+
+    def get(self, key: BytesLike, default: Any = None) -> Any:
         if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
             key = _key(key)
         db = self._db
@@ -1186,27 +1222,27 @@ class Tree(MutableMapping):
             latch.release_read()
         return default if value is None else value
 
-    def delete(self, key) -> bool:
+    def delete(self, key: BytesLike) -> bool:
         if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
             key = _key(key)
         found = self._db._write_in_place(self.name, key, None)
         return self._db._write(_delete, self.name, key) if found is None else found
 
-    def __getitem__(self, key) -> bytes:
+    def __getitem__(self, key: BytesLike) -> bytes:
         value = self.get(key)
         if value is None:
             raise KeyError(key)
         return value
 
-    def __setitem__(self, key, value) -> None:
+    def __setitem__(self, key: BytesLike, value: BytesLike) -> None:
         self.put(key, value)
 
-    def __delitem__(self, key) -> None:
+    def __delitem__(self, key: BytesLike) -> None:
         if not self.delete(key):
             raise KeyError(key)
 
-    def __contains__(self, key) -> bool:
-        return self.get(key) is not None  # a non-bytes key raises TypeError, as get does
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) is not None  # type: ignore[call-overload]  # a non-bytes key raises TypeError, as get does
 
     def __len__(self) -> int:
         db = self._db
@@ -1224,13 +1260,14 @@ class Tree(MutableMapping):
     def __repr__(self) -> str:
         return f"<engine.Tree {self.name!r} of {self._db.path!r}>"
 
-    def items(self):
+    def items(self) -> ItemsView[bytes, bytes]:
         return _ItemsView(self)
 
-    def values(self):
+    def values(self) -> ValuesView[bytes]:
         return _ValuesView(self)
 
-    def scan(self, start=None, end=None, *, reverse: bool = False, prefix=None) -> Iterator[tuple[bytes, bytes]]:
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *, reverse: bool = False,
+             prefix: BytesLike | None = None) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) pairs with start <= key < end (and key starting with
         `prefix`), ascending or, with `reverse`, descending. The tree may
         change meanwhile: the walk resumes after the last key it returned."""
@@ -1290,7 +1327,7 @@ class Tree(MutableMapping):
         """Remove every key in one atomic commit; costs the tree's pages, not its keys."""
         self._db._write(bulk.clear, self.name)
 
-    def load(self, items) -> None:
+    def load(self, items: Iterable[tuple[BytesLike, BytesLike]]) -> None:
         """Fill this EMPTY tree from (key, value) pairs in strictly ascending
         key order, built bottom-up (packed pages, written once) in ONE atomic
         commit. Every item is checked first: a bad key or value raises as
@@ -1303,13 +1340,15 @@ class Tree(MutableMapping):
         if not db._write(bulk.load, self.name, keys, vals):
             raise TreeNotEmptyError(f"load: tree {self.name!r} holds {len(self)} keys; load fills an empty tree")
 
-    def update(self, other=(), /, **kw) -> None:
+    def update(self, other: Mapping[bytes, BytesLike] | Iterable[tuple[BytesLike, BytesLike]] = (), /,  # type: ignore[override]
+               **kw: BytesLike) -> None:
         """Put every item of a mapping or of (key, value) pairs, and of `kw`
         (whose str names raise TypeError, as any str key does), in ONE
         atomic commit; every item is checked first, so a bad one changes
         nothing."""
         if hasattr(other, "keys"):
-            pairs = [(_key(k), _value(other[k])) for k in other.keys()]
+            mapping: Mapping[bytes, BytesLike] = other  # type: ignore[assignment]
+            pairs = [(_key(k), _value(mapping[k])) for k in mapping.keys()]
         else:
             pairs = []
             for i, item in enumerate(other):
@@ -1324,7 +1363,12 @@ class Tree(MutableMapping):
         if pairs:
             self._db._write(bulk.update, self.name, pairs)
 
-    def pop(self, key, default=_NO_DEFAULT):
+    @overload
+    def pop(self, key: BytesLike) -> bytes: ...
+    @overload
+    def pop(self, key: BytesLike, default: _D) -> bytes | _D: ...
+
+    def pop(self, key: BytesLike, default: Any = _NO_DEFAULT) -> Any:
         """Remove `key` and return its value in one commit; absent: `default`,
         or KeyError without one (as dict)."""
         key = _key(key)
@@ -1346,7 +1390,7 @@ class Tree(MutableMapping):
             raise KeyError("popitem(): tree is empty")
         return item
 
-    def setdefault(self, key, default=None):
+    def setdefault(self, key: BytesLike, default: BytesLike | None = None) -> bytes:
         """`t[key]` if present, else store `default` (bytes) and return it,
         atomically. The default None is not a value: TypeError when absent."""
         value = self.get(key)
@@ -1355,29 +1399,45 @@ class Tree(MutableMapping):
         return self._db._write(bulk.setdefault, self.name, _key(key), _value(default))
 
 
-class _ItemsView:
+class _ItemsView(ItemsView[bytes, bytes]):
+    """`Tree.items()`: one scan, not a get per key."""
+
     __slots__ = ("_tree",)
 
     def __init__(self, tree: Tree) -> None:
+        super().__init__(tree)
         self._tree = tree
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
         return self._tree.scan()
 
     def __len__(self) -> int:
         return len(self._tree)
 
-    def __contains__(self, item) -> bool:
+    def __contains__(self, item: object) -> bool:
+        if not isinstance(item, tuple) or len(item) != 2:
+            return False  # as dict's items view
         k, v = item
         return self._tree.get(k) == v
 
 
-class _ValuesView(_ItemsView):
-    def __iter__(self):
+class _ValuesView(ValuesView[bytes]):
+    """`Tree.values()`: one scan."""
+
+    __slots__ = ("_tree",)
+
+    def __init__(self, tree: Tree) -> None:
+        super().__init__(tree)
+        self._tree = tree
+
+    def __iter__(self) -> Iterator[bytes]:
         for _, v in self._tree.scan():
             yield v
 
-    def __contains__(self, value) -> bool:
+    def __len__(self) -> int:
+        return len(self._tree)
+
+    def __contains__(self, value: object) -> bool:
         return any(v == value for v in self)
 
 
@@ -1411,7 +1471,7 @@ class Batch:
         if self._state is not _OPEN:
             raise BatchStateError(f"batch used outside its with-block ({self._state})")
 
-    def put(self, tree: str, key, value) -> None:
+    def put(self, tree: str, key: BytesLike, value: BytesLike) -> None:
         self._recording()
         # the checks of `_tree_name`, `_key` and `_value` run only when the inlined common case fails
         if tree not in _NAMES_SEEN:
@@ -1424,7 +1484,7 @@ class Batch:
             value = _value(value)
         self._ops.append((OP_PUT, tree, key, value))
 
-    def delete(self, tree: str, key) -> None:
+    def delete(self, tree: str, key: BytesLike) -> None:
         self._recording()
         self._ops.append((OP_DELETE, _tree_name(tree), _key(key), None))
 
@@ -1438,7 +1498,7 @@ class Batch:
         self._state = _OPEN
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if self._state is not _OPEN:  # called by hand, out of turn
             return
         self._state = _DONE
@@ -1457,7 +1517,7 @@ class _SnapshotTree(Tree):
 
     __slots__ = ()
 
-    def get(self, key, default=None):
+    def get(self, key: BytesLike, default: Any = None) -> Any:
         db = self._db
         db._enter()
         try:

@@ -31,7 +31,7 @@ import hashlib
 import os
 import struct
 from collections.abc import Iterator, MutableMapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, overload
 
 import engine
 from engine.errors import (
@@ -50,6 +50,7 @@ _LONG_KEY_TREE = "dbm.long-keys"
 _LONG = struct.Struct("<I")  # length of the whole key stored before its value
 _FLAG_MESSAGE = "Flag must be one of 'r', 'w', 'c', or 'n'"
 _SYNC_BY_MODIFIER = {"": "full", "s": "full", "f": "normal"}
+_D = TypeVar("_D")  # the type of a default returned for a missing key
 
 
 class error(DragonDBError, OSError):  # noqa: N801 - the stdlib name
@@ -239,13 +240,18 @@ class Dbm(MutableMapping[bytes, bytes]):
         """All values, as a list."""
         return [value for _, value in self.items()]
 
+    @overload
+    def get(self, key: str | bytes, default: None = None) -> bytes | None: ...
+    @overload
+    def get(self, key: str | bytes, default: _D) -> bytes | _D: ...
+
     def get(self, key: object, default: Any = None) -> Any:
         try:
             return self[key]
         except KeyError:
             return default
 
-    def setdefault(self, key: object, default: object = b"") -> bytes:  # type: ignore[override]
+    def setdefault(self, key: object, default: object = b"") -> bytes:
         """`self[key]`, after storing `default` there if the key was missing."""
         try:
             return self[key]

@@ -52,6 +52,7 @@ from engine.codec import (
 )
 from engine.disk import DirectFile, fsync_dir
 from engine.errors import BackupTargetError, NeedsRecoveryError, StorageIOError
+from engine.typedefs import CompactResult
 
 __all__ = ["backup", "compact"]
 
@@ -190,7 +191,7 @@ def _items(pool, root: int) -> tuple[list[bytes], list[bytes]]:
     return keys, vals
 
 
-def compact(db) -> dict:
+def compact(db) -> CompactResult:
     """Rewrite the database packed, giving free pages back to the file
     system; returns {"pages_before", "pages_after"}."""
     db._check_writable()

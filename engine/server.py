@@ -10,7 +10,8 @@ The byte format is the Go server's, kept byte for byte (docs/protocol.md):
     get      = b"O" len:u32le klen:u32le key vlen:u32le value
     shutdown = b"S"                          sent to every client on stop
 
-Extension (an op-code the Go server does not use): `R`, a range scan.
+Extensions (op-codes the Go server does not use): `R`, a range scan, and
+`X`, a delete whose reply says whether the key existed.
 
 Where the Go server is unsafe this one is safer: `S` stops the server only
 when it was started with `allow_shutdown=True`; a body above `max_body`, an
@@ -73,12 +74,14 @@ OP_INSERT = 0x49  # I
 OP_GET = 0x47  # G
 OP_DELETE = 0x44  # D
 OP_SCAN = 0x52  # R: extension, not in the Go server
+OP_REMOVE = 0x58  # X: extension, a delete answering whether the key existed
 
 _NO_BODY = frozenset((OP_PING, OP_SHUTDOWN, OP_CLOSE))
-_WITH_BODY = frozenset((OP_INSERT, OP_GET, OP_DELETE, OP_SCAN))
+_WITH_BODY = frozenset((OP_INSERT, OP_GET, OP_DELETE, OP_SCAN, OP_REMOVE))
 
 NOT_FOUND_MESSAGE = "key not found"  # the client maps exactly this to a missing key
 _OK = b"O"
+_FOUND, _NOT_FOUND = b"O\x01\x00\x00\x00\x01", b"O\x01\x00\x00\x00\x00"  # X replies: body of one byte
 _SHUTDOWN = b"S"
 _U32 = struct.Struct("<I")  # every length on the wire: u32 little-endian
 _U32x2 = struct.Struct("<II")
@@ -262,6 +265,13 @@ class _Handlers:
         except Exception as exc:  # noqa: BLE001
             return encode_error(_error_text(exc))
         return _OK
+
+    def remove(self, body: bytes) -> bytes:
+        try:
+            found = self._tree.delete(decode_key_body(body))
+        except Exception as exc:  # noqa: BLE001
+            return encode_error(_error_text(exc))
+        return _FOUND if found else _NOT_FOUND
 
     def scan(self, body: bytes) -> bytes:
         try:
@@ -620,6 +630,7 @@ class Server:
         self._pooled: dict[int, Callable[[bytes], bytes]] = {
             OP_INSERT: self._handlers.insert,
             OP_DELETE: self._handlers.delete,
+            OP_REMOVE: self._handlers.remove,
             OP_SCAN: self._handlers.scan,
             OP_GET: self._handlers.get,
         }

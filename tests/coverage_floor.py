@@ -38,6 +38,7 @@ FLOORS: dict[str, float] = {
     "engine/syncpoints.py": CORE,
     "engine/__init__.py": CORE,
     "engine/bulk.py": CORE,
+    "engine/typedefs.py": CORE,
     "engine/log.py": 85.0,  # enable() is run in a subprocess; one branch is loguru's own state
     # adapters
     "engine/__main__.py": 0.0,  # two lines run as `python -m engine`, in a subprocess

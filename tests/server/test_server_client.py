@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from engine.client import Client, ProtocolError, RemoteError, ServerShutdownError
+from engine import KeyTooLargeError
+from engine.client import Client, ProtocolError, ServerShutdownError
 
 
 def test_client_round_trip_and_errors(start_server):
@@ -22,14 +23,14 @@ def test_client_round_trip_and_errors(start_server):
         assert c.get(b"a") is None
         with pytest.raises(TypeError, match="bytes, not str"):
             c.insert("a", b"1")
-        with pytest.raises(RemoteError, match="KeyTooLargeError"):
+        with pytest.raises(KeyTooLargeError, match="keys are 1..1024 bytes"):
             c.get(b"")
         # A failing insert in a pipelined batch is reported after its chunk
         # of 128 (the rest of the chunk applied, later chunks not sent), and
         # the connection stays in step.
         items = [(b"m%03d" % i, b"v") for i in range(300)]
         items[150] = (b"", b"bad")
-        with pytest.raises(RemoteError, match="KeyTooLargeError"):
+        with pytest.raises(KeyTooLargeError, match="keys are 1..1024 bytes"):
             c.insert_many(items)
         assert c.get(b"m255") == b"v" and c.get(b"m256") is None
         assert c.insert_many([(b"n", b"1")]) == 1

@@ -119,9 +119,9 @@ def test_render_text_draws_each_level():
     text = cli.render_levels_text("default", LEVELS)
     lines = text.splitlines()
     assert lines[0] == "tree 'default': height 2, 4 pages, 119 entries"
-    assert lines[1] == "level 0 (root): 1 page"
+    assert lines[1] == "level 0 (root): 1 page, 2 keys, average fill 3%"
     assert "page 7" in lines[2] and "internal" in lines[2] and "-> 3 5 6" in lines[2]
-    assert lines[3] == "level 1 (leaves): 3 pages"
+    assert lines[3] == "level 1 (leaves): 3 pages, 119 keys, average fill 66%"
     assert "f .. 0x6f00" in lines[5]  # a non-printable key is shown as hex
     assert "[##########] 100%" in lines[6]
     # One alignment for all levels: the kind column starts at the same place.
@@ -347,9 +347,10 @@ def test_stats_text_and_json(filled, capsys):
     assert stats["page_size"] == 4096 and stats["pages_allocated"] >= 1
     code, out, _ = run(capsys, "stats", filled)
     assert code == 0
-    rows = dict(line.split(None, 1) for line in out.splitlines())
+    scalars = out.split("\n\n")[0].splitlines()  # then the per_tree section
+    rows = dict(line.split(None, 1) for line in scalars)
     assert rows["page_size"] == "4,096"
-    columns = {line.index(line.split(None, 1)[1]) for line in out.splitlines()}
+    columns = {line.index(line.split(None, 1)[1]) for line in scalars}
     assert len(columns) == 1  # values aligned in one column
 
 
@@ -400,7 +401,7 @@ def test_show_text_and_dot_after_splits(db_path, capsys):
     with engine.open(db_path, create=False, read_only=True) as db:
         levels = db.tree_levels("default")
     assert len(levels) >= 2
-    code, out, _ = run(capsys, "show", db_path)
+    code, out, _ = run(capsys, "show", "--max-pages", "0", db_path)
     assert code == 0
     assert out.splitlines()[0].startswith(f"tree 'default': height {len(levels)}, ")
     assert "level 0 (root): 1 page" in out and "internal" in out
@@ -408,7 +409,7 @@ def test_show_text_and_dot_after_splits(db_path, capsys):
     for level in levels:
         for info in level:
             assert f"page {info.page_id} " in out
-    code, dot, _ = run(capsys, "show", "--format", "dot", db_path)
+    code, dot, _ = run(capsys, "show", "--format", "dot", "--max-pages", "0", db_path)
     assert code == 0 and dot.startswith("digraph") and dot.rstrip().endswith("}")
     root = levels[0][0]
     for child in root.children:
