@@ -281,6 +281,8 @@ def apply_op(db, op: tuple):
         db.drop_tree(op[1])
     elif kind == "checkpoint":
         db.checkpoint()
+    elif kind == "compact":
+        db.compact()  # the engine reports its pages, the model none: the result is not compared
     elif kind == "commit":
         db.commit()
     else:

@@ -31,7 +31,7 @@ from faults.crash import CrashDisk
 __all__ = ["WRITES", "History", "made_durable", "small_ops"]
 
 Model = dict[str, dict[bytes, bytes]]
-WRITES = ("put", "delete", "batch", "tree", "drop", "commit", "checkpoint")
+WRITES = ("put", "delete", "batch", "tree", "drop", "commit", "checkpoint", "compact")
 
 
 def made_durable(op: str, sync: str, checkpointed: bool) -> bool:
@@ -119,7 +119,7 @@ class History:
             got, want = apply_op(db, op), apply_op(model, op)
             if got != want:
                 raise TrialFailure(f"step {step} ({_describe(op)}) returned {got!r:.80}, model {want!r:.80}")
-            checkpointed = op[0] == "checkpoint" or db.checkpoints != cps
+            checkpointed = op[0] in ("checkpoint", "compact") or db.checkpoints != cps
         self.note(model.snapshot(), made_durable(op[0], sync, checkpointed), op[0])
         return db
 
@@ -135,7 +135,8 @@ class History:
 def small_ops(rng: random.Random, n: int, *, reopen: bool = True) -> list[tuple]:
     """A short workload dense in commits and checkpoints: tree "t" (and "u"),
     puts (short keys, some overflow values), deletes, batches, `commit()`
-    (p 0.2), `checkpoint()` (p 0.15), reads, and (`reopen`) reopens."""
+    (p 0.2), `checkpoint()` (p 0.11) or `compact()` (p 0.04), reads, and
+    (`reopen`) reopens."""
     keys = [b"k%03d" % i + b"." * rng.choice((0, 0, 40, 300)) for i in range(24)]
     ops: list[tuple] = [("tree", "t"), ("tree", "u")]
     for _ in range(n):
@@ -144,7 +145,7 @@ def small_ops(rng: random.Random, n: int, *, reopen: bool = True) -> list[tuple]
         if r < 0.2:
             ops.append(("commit",))
         elif r < 0.35:
-            ops.append(("checkpoint",))
+            ops.append(("compact",) if rng.random() < 0.25 else ("checkpoint",))
         elif r < 0.38 and reopen:
             ops.append(("reopen",))
         elif r < 0.48:
