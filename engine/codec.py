@@ -386,6 +386,8 @@ def leaf_search(page: bytes | bytearray | memoryview, key: bytes, page_id: int =
             off = unpack_slot(data, HEADER_SIZE + 2 * mid)[0]
             klen, kind, vlen = unpack(data, off)
             kend = off + 7 + klen
+            if kend > PAGE_SIZE or not klen or klen > MAX_KEY_SIZE:  # else a cut key could read as "absent"
+                raise CorruptionError(f"page {page_id}: leaf cell of a {klen}-byte key overruns the page or the key size")
             k = data[off + 7 : kend]
             if k < key:
                 lo = mid + 1

@@ -647,3 +647,17 @@ def test_split_bounds_hold_at_their_extremes():
     internal = [MAX_INTERNAL_CELL] * 3 + [USABLE - 3 * MAX_INTERNAL_CELL + 1]
     m = checked(codec.internal_split_point, internal)
     assert min(sum(internal[:m]), sum(internal[m + 1:])) >= INTERNAL_MIN_FILL
+
+
+@pytest.mark.parametrize("klen", [0, MAX_KEY_SIZE + 1, PAGE_SIZE])
+def test_leaf_search_refuses_a_key_length_no_cell_can_have(klen):
+    """A cell whose key runs off the page (or is empty, or too long) under a
+    valid checksum is damage, never a quiet "absent": with the key cut at the
+    page's end the search would compare a stump and answer None."""
+    page = _encoded(Node(True, [b"a", b"b"], [b"1", b"2"]))
+    off = struct.unpack_from("<H", page, HEADER_SIZE + 2)[0]  # the cell of b"b"
+    struct.pack_into("<H", page, off, klen)
+    codec.seal(page)
+    for probe in (b"b", b"c", b"zz"):
+        with pytest.raises(CorruptionError):
+            codec.leaf_search(page, probe)
