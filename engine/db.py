@@ -12,6 +12,7 @@ so threads committing together share one fsync.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -1039,9 +1040,11 @@ class _NoSnapshot:
 
 
 _NO_SNAPSHOT = _NoSnapshot()
+
+
 class _NoLock:
-    """The readers lock of a database on no real path (an opener's own files):
-    every call a no-op, as a `ReaderLock` whose file could not be opened."""
+    """The readers lock of a read-only database on no real path (an
+    opener's own files): a snapshot holds and releases nothing."""
 
     fd = None
     held = 0
@@ -1050,19 +1053,16 @@ class _NoLock:
     def hold(self) -> None:
         pass
 
-    def exclusive(self, wait: bool) -> bool:
-        return True
-
     def release(self) -> None:
         pass
 
 
 _NO_LOCK = _NoLock()
+
+
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already gone, or never ours to remove
         os.unlink(path)
-    except OSError:
-        pass
 
 
 def _creation_page() -> bytes:
