@@ -490,6 +490,23 @@ class EngineVsModel(RuleBasedStateMachine):
         assert outcomes["engine"] == outcomes["model"], outcomes
         self.same_contents()
 
+    _VIEWS = {
+        "iter": lambda t: iter(t),
+        "values": lambda t: iter(t.values()),
+        "items": lambda t: iter(t.items()),
+        "scan": lambda t: t.scan(),
+        "scan_reverse": lambda t: t.scan(reverse=True),
+    }
+
+    def _open_iterators(self, name: str, view: str, before: int) -> dict:
+        """On each side, an iterator of `view` over tree `name` and the first
+        `before` items it gave: side -> (iterator, items)."""
+        its = {}
+        for side, db in (("engine", self.db), ("model", self.model)):
+            it = self._VIEWS[view](db.tree(name))
+            its[side] = (it, [item for _, item in zip(range(before), it, strict=False)])
+        return its
+
     @rule(
         name=tree_names,
         view=st.sampled_from(["iter", "values", "items", "scan", "scan_reverse"]),
@@ -498,17 +515,7 @@ class EngineVsModel(RuleBasedStateMachine):
     def iterate_across_close_and_reopen(self, name: str, view: str, before: int) -> None:
         """An iterator open across close() raises DatabaseClosedError at its
         next item, even after the file is opened again."""
-        views = {
-            "iter": lambda t: iter(t),
-            "values": lambda t: iter(t.values()),
-            "items": lambda t: iter(t.items()),
-            "scan": lambda t: t.scan(),
-            "scan_reverse": lambda t: t.scan(reverse=True),
-        }
-        its = {}
-        for side, db in (("engine", self.db), ("model", self.model)):
-            it = views[view](db.tree(name))
-            its[side] = (it, [item for _, item in zip(range(before), it, strict=False)])
+        its = self._open_iterators(name, view, before)
         assert its["engine"][1] == its["model"][1], "items before the close differ"
         self.same(lambda d: d.close())
         self.db = self.opener(self.path, False)
@@ -649,17 +656,7 @@ class EngineVsModel(RuleBasedStateMachine):
     ) -> None:
         """Iterators open on a tree that is dropped (and maybe made again) go on
         as the model's do: the same next item or the same exception."""
-        views = {
-            "iter": lambda t: iter(t),
-            "values": lambda t: iter(t.values()),
-            "items": lambda t: iter(t.items()),
-            "scan": lambda t: t.scan(),
-            "scan_reverse": lambda t: t.scan(reverse=True),
-        }
-        its = {}
-        for side, db in (("engine", self.db), ("model", self.model)):
-            it = views[view](db.tree(name))
-            its[side] = (it, [item for _, item in zip(range(before), it, strict=False)])
+        its = self._open_iterators(name, view, before)
         assert its["engine"][1] == its["model"][1], "items before the drop differ"
         self.same(lambda d: d.drop_tree(name))
         if recreate:
