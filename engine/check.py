@@ -1,4 +1,4 @@
-"""`check()`: every invariant of ARCHITECTURE.md, collected, never raised midway.
+"""`check()`: every invariant of docs/architecture.md, collected, never raised midway.
 
 Like SQLite's integrity check and bbolt's tx_check, it walks everything and
 reports every problem it finds:

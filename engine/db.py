@@ -1,4 +1,4 @@
-"""`Database`, `Tree` and `Batch`: the public API of shared/API.md.
+"""`Database`, `Tree` and `Batch`: the public API of docs/api.md.
 
 Every write runs under the database's write latch, one of two ways. A put
 or delete that changes a single cached leaf within its size bounds (most of
@@ -841,7 +841,7 @@ class Database:
         return maintenance.compact(self)
 
     def check(self, strict: bool = False) -> CheckReport:
-        """Walk every invariant; see ARCHITECTURE.md. A read-only handle
+        """Walk every invariant; see docs/architecture.md. A read-only handle
         checks the committed state it sees (one snapshot)."""
         self._check()
         with self._snapshot():

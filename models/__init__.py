@@ -1,6 +1,6 @@
 """Reference models: plain-Python, obviously-correct twins of the engine.
 
-`ModelDatabase` mirrors the public API of shared/API.md on dicts and sorted
+`ModelDatabase` mirrors the public API of docs/api.md on dicts and sorted
 lists; `ModelPageStore` mirrors the pager as a dict of page images. Tests run
 the engine beside them and demand the same results and the same errors.
 Models import nothing from the engine but `engine.errors`.

@@ -2,7 +2,7 @@
 
 Each tree is a `dict` plus a sorted `list` of its keys, searched with
 `bisect`. Nothing is clever, so anything the engine does differently from
-this module is an engine bug (or a gap in shared/API.md). The model raises
+this module is an engine bug (or a gap in docs/api.md). The model raises
 the same errors as the engine:
 
 | call | error |

@@ -1,4 +1,4 @@
-"""The public API of shared/API.md, line by line."""
+"""The public API of docs/api.md, line by line."""
 
 from __future__ import annotations
 

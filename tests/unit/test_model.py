@@ -1,7 +1,7 @@
 """Unit tests for the reference models (`models.ModelDatabase`, `models.ModelPageStore`).
 
 The model is the yardstick for the engine, so its own behaviour is pinned
-here against plain `dict`/`sorted` computations and against shared/API.md.
+here against plain `dict`/`sorted` computations and against docs/api.md.
 """
 
 from __future__ import annotations
