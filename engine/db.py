@@ -41,7 +41,6 @@ from engine.codec import (
     decode_meta,
     encode_meta,
     has_magic,
-    leaf_cell_size,
 )
 from engine.disk import BlockFile, DirectFile, FileLock, Overlay, ReaderLock, fsync_dir
 from engine.errors import (
@@ -1517,29 +1516,22 @@ class _SnapshotTree(Tree):
 
     __slots__ = ()
 
-    def get(self, key: BytesLike, default: Any = None) -> Any:
+    def _in_snapshot(self, read: Callable[..., Any], *args: Any) -> Any:
         db = self._db
         db._enter()
         try:
-            return Tree.get(self, key, default)
+            return read(self, *args)
         finally:
             db._leave()
+
+    def get(self, key: BytesLike, default: Any = None) -> Any:
+        return self._in_snapshot(Tree.get, key, default)
 
     def __len__(self) -> int:
-        db = self._db
-        db._enter()
-        try:
-            return Tree.__len__(self)
-        finally:
-            db._leave()
+        return self._in_snapshot(Tree.__len__)
 
     def _edge(self, last: bool):
-        db = self._db
-        db._enter()
-        try:
-            return Tree._edge(self, last)
-        finally:
-            db._leave()
+        return self._in_snapshot(Tree._edge, last)
 
     def _scan(self, lo, hi, reverse):
         db = self._db
@@ -1549,5 +1541,3 @@ class _SnapshotTree(Tree):
         finally:
             db._leave()
 
-
-_ = leaf_cell_size
