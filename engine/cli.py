@@ -47,6 +47,7 @@ from loguru import logger
 import engine
 from engine import dump, log
 from engine.errors import DragonDBError
+from engine.net.options import add_serve_arguments
 
 __all__ = [
     "main",
@@ -683,41 +684,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    server = args.server_module
-    if server is None:
-        raise _Exit(EXIT_ERROR, f"the server is not available here ({args.server_missing})")
+    from engine.net.serve import serve_from_args  # asyncio: loaded only to serve
 
     def announce(host: str, port: int) -> None:
         sys.stderr.write(f"{_PROG}: serving {args.path} on {host}:{port}\n")
         sys.stderr.flush()
 
-    server.serve_from_args(args, announce)
+    serve_from_args(args, announce)
     return EXIT_OK
-
-
-def _add_serve_arguments(sub: argparse.ArgumentParser, wanted: bool) -> None:
-    """The server's own options (shared with `python -m engine.server`), imported
-    only when `serve` is the subcommand so other subcommands skip asyncio."""
-    server, missing = None, ""
-    if wanted:
-        try:
-            from engine import server
-        except ImportError as exc:
-            missing = str(exc)
-    if server is not None:
-        server.add_serve_arguments(sub)
-    else:
-        sub.add_argument("path", metavar="PATH", help="the database file (created if missing)")
-        sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    sub.set_defaults(server_module=server, server_missing=missing)
 
 
 @contextmanager
 def _client(args: argparse.Namespace) -> Iterator[Any]:
-    try:
-        from engine.client import Client
-    except ImportError as exc:
-        raise _Exit(EXIT_ERROR, f"the network client is not available here ({exc})") from None
+    from engine.net.client import Client
+
     try:
         client = Client(args.host, args.port, timeout=args.timeout)
     except OSError as exc:
@@ -989,7 +969,7 @@ def _build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "-n", type=int, default=10_000, metavar="N", help="keys (default: %(default)s)"
     )
     sub.add_argument("--json", action="store_true", help="print JSON")
-    _add_serve_arguments(add("serve", _cmd_serve), command == "serve")
+    add_serve_arguments(add("serve", _cmd_serve))
     add("ping", _cmd_ping, remote)
     add("remote-get", _cmd_remote_get, remote, hex_in, hex_out).add_argument("key", metavar="KEY")
     sub = add("remote-put", _cmd_remote_put, remote, hex_in)

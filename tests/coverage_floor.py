@@ -8,7 +8,7 @@ figure beside its floor and exits 1 if a module is under its floor or is not
 listed here (a new module must be given a floor). The figure is coverage.py's
 own: covered lines and branches over all lines and branches.
 
-Floors: 95 for the engine core; the adapters (cli, server, client, dbm), the
+Floors: 95 for the engine core; the adapters (cli, net, dbm), the
 fault layer and the models have lower floors set a little under what the suite
 reaches today, so they can only rise. Unreachable lines are marked in the code
 with `# pragma: no cover - <reason>`, never dropped from the count here.
@@ -43,8 +43,15 @@ FLOORS: dict[str, float] = {
     # adapters
     "engine/__main__.py": 0.0,  # two lines run as `python -m engine`, in a subprocess
     "engine/cli.py": 80.0,
-    "engine/server.py": 80.0,
-    "engine/client.py": 80.0,
+    "engine/server.py": 80.0,  # older import path of engine.net's server (python -m engine.server)
+    "engine/client.py": 80.0,  # older import path of engine.net's client
+    "engine/net/__init__.py": CORE,
+    "engine/net/protocol.py": CORE,  # sans-I/O: every byte of the format, both directions
+    "engine/net/options.py": CORE,
+    "engine/net/handlers.py": 90.0,
+    "engine/net/server.py": 80.0,
+    "engine/net/serve.py": 70.0,  # signal handling runs in subprocesses; its error exits by kind
+    "engine/net/client.py": 80.0,
     "engine/dbm.py": 85.0,
     "engine/maintenance.py": 90.0,  # backup and compact: their I/O-error exits are tested by kind, not each
     "engine/dump.py": 85.0,
