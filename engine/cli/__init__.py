@@ -13,16 +13,7 @@ otherwise (text starting with "0x" too); `--hex-output` forces hex.
 `--format json` (get, scan, trees, stats, check) prints JSON, with bytes as
 in `dump`: a string when valid UTF-8, else base64 under "key_b64"/"value_b64".
 
-Exit status (scripts rely on it):
-
-    0  done
-    1  not found (key or tree), or `check` found problems
-    2  usage error (bad arguments; argparse's own code)
-    3  the engine or the OS refused or failed (NotADatabaseError,
-       DatabaseLockedError, CorruptionError, StorageIOError, ...)
-    4  internal error (a bug; `--verbose` shows the traceback)
-    130 interrupted
-
+The exit statuses, which scripts rely on, are listed in `engine.cli.exits`.
 An error is one line on stderr, `dragondb: error: <message>`, never a
 traceback. `--verbose` turns on the engine's loguru diagnostics.
 

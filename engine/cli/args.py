@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from engine.cli.render import format_bytes
 
-__all__ = ["parse_bytes", "usage", "arg_bytes", "show", "read_input"]
+__all__ = ["parse_bytes", "usage", "arg_bytes", "row_limit", "show", "read_input"]
 
 
 def parse_bytes(text: str, *, hex_input: bool) -> bytes:
@@ -43,6 +43,13 @@ def arg_bytes(args: argparse.Namespace, text: str | None) -> bytes | None:
         return parse_bytes(text, hex_input=args.hex)
     except ValueError as exc:
         usage(args, str(exc))
+
+
+def row_limit(args: argparse.Namespace) -> int | None:
+    """`--limit` of a scan: None (no limit) or at least 0; below is a usage error."""
+    if args.limit is not None and args.limit < 0:
+        usage(args, "--limit must be >= 0")
+    return args.limit
 
 
 def show(args: argparse.Namespace, data: bytes) -> str:

@@ -23,17 +23,17 @@ from loguru import logger
 
 import engine
 from engine import dump
-from engine.cli.args import arg_bytes, read_input, show, usage
+from engine.cli.args import arg_bytes, read_input, row_limit, show, usage
 from engine.cli.exits import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK, CommandError
 from engine.cli.render import (
     out,
     out_bytes,
+    out_rows,
     render_check,
     render_facts,
     render_item,
     render_levels_dot,
     render_levels_text,
-    render_rows,
     render_trees,
 )
 
@@ -126,14 +126,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    if args.limit is not None and args.limit < 0:
-        usage(args, "--limit must be >= 0")
+    limit = row_limit(args)
     start, end, prefix = (arg_bytes(args, t) for t in (args.start, args.end, args.prefix))
     with _open(args, write=False) as db:
         rows = _tree(db, args).scan(start, end, reverse=args.reverse, prefix=prefix)
-        for line in render_rows(rows, keys_only=args.keys_only, as_json=args.format == "json",
-                                hex_output=args.hex_output, limit=args.limit):
-            out(line)
+        out_rows(rows, keys_only=args.keys_only, as_json=args.format == "json",
+                 hex_output=args.hex_output, limit=limit)
     return EXIT_OK
 
 

@@ -1,5 +1,5 @@
-"""The `dragondb` command's exit statuses, and the exception that ends a
-subcommand with one of them and one line on stderr.
+"""The `dragondb` command's exit statuses (scripts rely on them), and the
+exception that ends a subcommand with one of them and one line on stderr.
 
     0  done
     1  not found (key or tree), or `check` found problems

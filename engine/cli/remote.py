@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from engine.cli.args import arg_bytes, show, usage
+from engine.cli.args import arg_bytes, row_limit, show
 from engine.cli.exits import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK, PROG, CommandError
-from engine.cli.render import out, render_rows
+from engine.cli.render import out, out_rows
 
 __all__ = [
     "cmd_serve", "cmd_ping", "cmd_remote_get", "cmd_remote_put", "cmd_remote_delete",
@@ -79,14 +79,12 @@ def cmd_remote_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_remote_scan(args: argparse.Namespace) -> int:
-    if args.limit is not None and args.limit < 0:
-        usage(args, "--limit must be >= 0")
+    limit = row_limit(args)
     start, end, prefix = (arg_bytes(args, t) for t in (args.start, args.end, args.prefix))
     with _client(args) as client:
         rows = client.scan(start, end, reverse=args.reverse, prefix=prefix)
-        for line in render_rows(rows, keys_only=args.keys_only, as_json=False,
-                                hex_output=args.hex_output, limit=args.limit):
-            out(line)
+        out_rows(rows, keys_only=args.keys_only, as_json=False, hex_output=args.hex_output,
+                 limit=limit)
     return EXIT_OK
 
 

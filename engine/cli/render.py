@@ -28,6 +28,7 @@ __all__ = [
     "render_facts",
     "render_item",
     "out",
+    "out_rows",
     "out_bytes",
 ]
 
@@ -372,6 +373,14 @@ def render_facts(facts: Mapping[str, Any], *, as_json: bool) -> str:
 
 def out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
+
+
+def out_rows(rows: Iterable[tuple[bytes, bytes]], *, keys_only: bool, as_json: bool,
+             hex_output: bool, limit: int | None) -> None:
+    """Write `render_rows`' lines as they come."""
+    for line in render_rows(rows, keys_only=keys_only, as_json=as_json, hex_output=hex_output,
+                            limit=limit):
+        out(line)
 
 
 def out_bytes(data: bytes) -> None:
