@@ -58,7 +58,7 @@ FLOORS: dict[str, float] = {
     "engine/net/options.py": CORE,
     "engine/net/handlers.py": 90.0,
     "engine/net/server.py": 80.0,
-    "engine/net/serve.py": 70.0,  # signal handling runs in subprocesses; its error exits by kind
+    "engine/net/serve.py": 80.0,
     "engine/net/client.py": 80.0,
     "engine/dbm.py": 85.0,
     "engine/maintenance.py": 90.0,  # backup and compact: their I/O-error exits are tested by kind, not each
