@@ -682,7 +682,7 @@ class Database:
             txn.rollback()
         except DragonDBError as exc:
             # A page released earlier in a batch could not be read back.
-            self._wal.failed = True
+            self._wal.mark_failed()
             raise NeedsRecoveryError(f"rollback could not restore a page ({exc}); reopen to recover") from exc
 
     def _auto_checkpoint(self) -> None:
@@ -797,7 +797,7 @@ class Database:
         for f in dirty:
             f.sync_bytes()
         in_pool = {f.page_id for f in dirty}
-        spilled = {pid: off for pid, off in wal.spilled.items() if pid not in in_pool}
+        spilled = [pid for pid in wal.spilled_pages() if pid not in in_pool]
         n = 1 + len(trunks) + len(dirty) + len(spilled)
         home: list[Any] = [(0, meta_page), *trunks, *((f.page_id, f.buf) for f in dirty)]
         wal.checkpoint_begin(n)
@@ -816,16 +816,16 @@ class Database:
             try:
                 pager.sync()
             except StorageIOError as exc:
-                wal.failed = True
+                wal.mark_failed()
                 raise NeedsRecoveryError(exc.errno or 5, f"data file fsync failed ({exc}); reopen to recover") from exc
         pool.mark_clean(dirty)
-        wal.spilled.clear()  # every spilled page is home now
+        wal.forget_spilled()  # every spilled page is home now
         try:
             wal.reset(wal.lsn, sync=durable)
         except StorageIOError as exc:
             # the header may say "empty" while old records remain: nothing
             # more may be appended until a reopen sorts it out (rule 6)
-            wal.failed = True
+            wal.mark_failed()
             raise NeedsRecoveryError(exc.errno or 5, f"log reset failed ({exc}); reopen to recover") from exc
         self.checkpoints += 1
 

@@ -231,7 +231,7 @@ def compact(db) -> CompactResult:
             wal.reset(wal.lsn, sync=True)
         except StorageIOError as exc:
             # the log holds the compaction whole: a reopen finishes it (rule 6)
-            wal.failed = True
+            wal.mark_failed()
             raise NeedsRecoveryError(exc.errno or 5, f"compact: writing home failed ({exc}); reopen to recover") from exc
         db.checkpoints += 1
         return {"pages_before": before, "pages_after": page_count}
