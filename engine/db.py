@@ -250,7 +250,8 @@ class Database:
         self.recovered_commits = 0
         if opener is None:
             def opener(p: str, c: bool, _d=direct_io, _ro=read_only) -> BlockFile:
-                return DirectFile.open(p, c, _d if p == self.path else False, read_only=_ro)
+                own = p in (self.path, self.path + "-wal")  # read-only protects these; a backup's copy is written
+                return DirectFile.open(p, c, _d if p == self.path else False, read_only=_ro and own)
         self._opener = opener
         self._tree_cls = _SnapshotTree if read_only else Tree
         try:
