@@ -41,7 +41,8 @@ from engine.codec import (
     split_point,
 )
 from engine.errors import CorruptionError
-from engine.txn import Txn, overflow_pages, read_overflow
+from engine.overflow import free_overflow, overflow_pages, read_overflow
+from engine.txn import Txn
 
 __all__ = ["get", "put", "delete", "chunk", "read_node", "walk_pages", "levels", "create_root"]
 
@@ -189,7 +190,7 @@ def put(txn: Txn, name: str, key: bytes, value: bytes) -> bool:
     if i < len(keys) and keys[i] == key:
         old = leaf.vals[i]
         if type(old) is Overflow:
-            txn.free_overflow(old)
+            free_overflow(txn.pool, txn.free, old)
         leaf.size += cell - leaf_cell_size(key, old)
         leaf.vals[i] = val
         added = False
@@ -281,7 +282,7 @@ def delete(txn: Txn, name: str, key: bytes) -> bool:
     txn.modify(pid)
     old = leaf.vals[i]
     if type(old) is Overflow:
-        txn.free_overflow(old)
+        free_overflow(txn.pool, txn.free, old)
     leaf.size -= leaf_cell_size(key, old)
     del keys[i]
     del leaf.vals[i]

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from engine.bufferpool import BufferPool
 from engine.codec import INTERNAL_MIN_FILL, LEAF_MIN_FILL, Overflow, verify
 from engine.errors import DragonDBError
+from engine.overflow import overflow_pages
 from engine.pager import Pager
-from engine.txn import TreeEntry, overflow_pages
+from engine.txn import TreeEntry
 
 __all__ = ["CheckReport", "check_database"]
 

@@ -52,6 +52,7 @@ from engine.errors import (
     KeyTooLargeError,
     NeedsRecoveryError,
     NotADatabaseError,
+    OptionError,
     ReadOnlyError,
     StorageIOError,
     TreeLimitError,
@@ -86,6 +87,7 @@ from engine.wal import (
 __all__ = ["open", "Database", "Tree", "Batch", "PageInfo", "MAX_KEY_SIZE", "MAX_VALUE_SIZE", "CheckReport"]
 
 CHECKPOINT_BYTES = 64 * 1024 * 1024  # checkpoint automatically past this much log
+MIN_CHECKPOINT_BYTES = 16 * 1024  # four pages: a shorter log would checkpoint at about every commit
 CHECKPOINT_RETRY_BYTES = 1024 * 1024  # after a checkpoint readers deferred, log grown before the next try
 _REBUILD_TRIES = 3  # a reader's rebuild that reads an older state than it had is retried this often
 _SYNC_MODES = ("full", "normal", "off")
@@ -105,10 +107,12 @@ def open(  # noqa: A001 - the API's name
     direct_io: bool | str = "auto",
     sync: str = "full",
     opener: Opener | None = None,
+    checkpoint_bytes: int = CHECKPOINT_BYTES,
 ) -> Database:
     """Open (and recover) the database at `path`; see docs/api.md."""
     return Database(path, create=create, read_only=read_only, pool_pages=pool_pages, pool_size=pool_size,
-                    timeout=timeout, direct_io=direct_io, sync=sync, opener=opener)
+                    timeout=timeout, direct_io=direct_io, sync=sync, opener=opener,
+                    checkpoint_bytes=checkpoint_bytes)
 
 
 @dataclass(frozen=True)
@@ -205,13 +209,16 @@ class Database:
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True, read_only: bool = False,
                  pool_pages: int | None = None, pool_size: int | str | None = None, timeout: float = 5.0,
-                 direct_io: bool | str = "auto", sync: str = "full", opener: Opener | None = None) -> None:
+                 direct_io: bool | str = "auto", sync: str = "full", opener: Opener | None = None,
+                 checkpoint_bytes: int = CHECKPOINT_BYTES) -> None:
         if sync not in _SYNC_MODES:
-            raise ValueError(f"sync must be one of {_SYNC_MODES}, not {sync!r}")
+            raise OptionError(f"sync must be one of {_SYNC_MODES}, not {sync!r}")
         if direct_io not in ("auto", True, False):
-            raise ValueError(f"direct_io must be 'auto', True or False, not {direct_io!r}")
+            raise OptionError(f"direct_io must be 'auto', True or False, not {direct_io!r}")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
-            raise ValueError(f"timeout must be seconds >= 0, not {timeout!r}")
+            raise OptionError(f"timeout must be seconds >= 0, not {timeout!r}")
+        if type(checkpoint_bytes) is not int or checkpoint_bytes < MIN_CHECKPOINT_BYTES:
+            raise OptionError(f"checkpoint_bytes must be an int >= {MIN_CHECKPOINT_BYTES}, not {checkpoint_bytes!r}")
         self.path = os.fspath(path)
         self.read_only = read_only
         self.sync_mode = sync
@@ -237,13 +244,14 @@ class Database:
         self._trees: dict[str, TreeEntry] = {}
         self._handles: dict[str, Tree] = {}
         self._version = 0
-        self.checkpoint_bytes = CHECKPOINT_BYTES
+        self.checkpoint_bytes = checkpoint_bytes  # checkpoint automatically once the log is longer
         self.checkpoints = 0
         self.last_checkpoint_error: BaseException | None = None
         self.recovered_commits = 0
         if opener is None:
             def opener(p: str, c: bool, _d=direct_io, _ro=read_only) -> BlockFile:
-                return DirectFile.open(p, c, _d if p == self.path else False, read_only=_ro)
+                own = p in (self.path, self.path + "-wal")  # read-only protects these; a backup's copy is written
+                return DirectFile.open(p, c, _d if p == self.path else False, read_only=_ro and own)
         self._opener = opener
         self._tree_cls = _SnapshotTree if read_only else Tree
         try:
@@ -682,7 +690,7 @@ class Database:
             txn.rollback()
         except DragonDBError as exc:
             # A page released earlier in a batch could not be read back.
-            self._wal.failed = True
+            self._wal.mark_failed()
             raise NeedsRecoveryError(f"rollback could not restore a page ({exc}); reopen to recover") from exc
 
     def _auto_checkpoint(self) -> None:
@@ -797,7 +805,7 @@ class Database:
         for f in dirty:
             f.sync_bytes()
         in_pool = {f.page_id for f in dirty}
-        spilled = {pid: off for pid, off in wal.spilled.items() if pid not in in_pool}
+        spilled = [pid for pid in wal.spilled_pages() if pid not in in_pool]
         n = 1 + len(trunks) + len(dirty) + len(spilled)
         home: list[Any] = [(0, meta_page), *trunks, *((f.page_id, f.buf) for f in dirty)]
         wal.checkpoint_begin(n)
@@ -816,16 +824,16 @@ class Database:
             try:
                 pager.sync()
             except StorageIOError as exc:
-                wal.failed = True
+                wal.mark_failed()
                 raise NeedsRecoveryError(exc.errno or 5, f"data file fsync failed ({exc}); reopen to recover") from exc
         pool.mark_clean(dirty)
-        wal.spilled.clear()  # every spilled page is home now
+        wal.forget_spilled()  # every spilled page is home now
         try:
             wal.reset(wal.lsn, sync=durable)
         except StorageIOError as exc:
             # the header may say "empty" while old records remain: nothing
             # more may be appended until a reopen sorts it out (rule 6)
-            wal.failed = True
+            wal.mark_failed()
             raise NeedsRecoveryError(exc.errno or 5, f"log reset failed ({exc}); reopen to recover") from exc
         self.checkpoints += 1
 
