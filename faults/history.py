@@ -25,10 +25,11 @@ import bisect
 import random
 
 import engine
-from faults.campaign import TrialFailure, _describe, apply_op
 from faults.crash import CrashDisk
+from faults.report import TrialFailure
+from faults.workload import apply_op, describe
 
-__all__ = ["WRITES", "History", "made_durable", "small_ops"]
+__all__ = ["WRITES", "History", "kill_point", "made_durable", "small_ops"]
 
 Model = dict[str, dict[bytes, bytes]]
 WRITES = ("put", "delete", "batch", "tree", "drop", "commit", "checkpoint", "compact")
@@ -118,7 +119,7 @@ class History:
         else:
             got, want = apply_op(db, op), apply_op(model, op)
             if got != want:
-                raise TrialFailure(f"step {step} ({_describe(op)}) returned {got!r:.80}, model {want!r:.80}")
+                raise TrialFailure(f"step {step} ({describe(op)}) returned {got!r:.80}, model {want!r:.80}")
             checkpointed = op[0] in ("checkpoint", "compact") or db.checkpoints != cps
         self.note(model.snapshot(), made_durable(op[0], sync, checkpointed), op[0])
         return db
@@ -130,6 +131,19 @@ class History:
         if self.marks[j] > at:  # found in flight: it never returned, so it made nothing durable
             self.marks[j] = at
             self.durable[j] = self.durable[j - 1] if j else 0
+
+
+def kill_point(rng: random.Random, hist: History) -> int:
+    """Mostly right after a write (unsynced bytes in the page cache), some
+    inside the creation, the rest uniform."""
+    disk = hist.disk
+    r = rng.random()
+    writes = [e.index for e in disk.events if e.kind in ("write", "truncate", "extend")]
+    if r < 0.1 and hist.marks:
+        return rng.randrange(0, hist.marks[0] + 1)
+    if r < 0.8 and writes:
+        return rng.choice(writes)
+    return rng.randrange(0, len(disk.events) + 1)
 
 
 def small_ops(rng: random.Random, n: int, *, reopen: bool = True) -> list[tuple]:
