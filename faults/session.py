@@ -106,11 +106,7 @@ class Session:
         if got != want:
             for alt in alternatives:
                 if got == alt:
-                    self.model = ModelDatabase()
-                    for name, tree in alt.items():
-                        t = self.model.tree(name)
-                        for k, v in tree.items():
-                            t.put(k, v)
+                    self.model = ModelDatabase.from_snapshot(alt)
                     break
             else:
                 self._fail("divergences", f"{where}: {diff(got, want)}")

@@ -81,11 +81,7 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
     opened = len(disk.events)
     if created:
         hist.marks[0] = opened
-    model = ModelDatabase()
-    for name, tree in got.items():
-        t = model.tree(name)
-        for k, v in tree.items():
-            t.put(k, v)
+    model = ModelDatabase.from_snapshot(got)
     hist.note(model.snapshot(), False, "open 2")
     hist.run(db, model, ops2, path=PATH, sync=sync2, opener=disk.opener,
              checkpoint_bytes=checkpoint_bytes, pool_pages=POOL_PAGES)

@@ -1,4 +1,4 @@
-"""Workloads: seeded operation lists, and running them on a database or the model.
+"""Workloads: one seeded operation generator, and running its operations on a database or the model.
 
 An operation is a tuple: ("put", tree, key, value), ("delete", tree, key),
 ("get", tree, key), ("scan", tree, start, end, reverse), ("batch", [puts and
@@ -6,81 +6,168 @@ deletes]), ("tree", name), ("drop", name), ("checkpoint",), ("compact",),
 ("commit",), and for the harness only ("reopen",) and ("crash",).
 `apply_op` runs one on an engine `Database` or a `models.ModelDatabase`
 alike; `contents` reads either back for comparison.
+
+`generate(rng, mix, n)` is the one generator every workload comes from (the
+campaign's trials, the kill trials, the crash tests): it runs each write it
+makes on a `ModelDatabase`, so deletes and gets pick keys that are live.
+What the operations are made of is the caller's `Mix`; the same rng state
+and mix give the same operations. `make_ops` is the campaign's mix.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
-__all__ = ["Model", "apply_op", "contents", "describe", "diff", "make_ops"]
+from models import ModelDatabase
+
+__all__ = ["CAMPAIGN", "Mix", "Model", "apply_op", "contents", "describe", "diff", "generate", "make_ops"]
 
 Model = dict[str, dict[bytes, bytes]]
 
+KINDS = ("checkpoint", "compact", "reopen", "commit", "batch", "overflow", "read", "delete")
 
-def make_ops(rng: random.Random, n: int, *, sync: str = "full", crash: bool = False,  # noqa: C901 - one branch per op kind; a table of op makers
-             key_bytes: tuple[int, int] = (200, 900)) -> list[tuple]:
-    """Two trees, then `n` seeded operations: puts early (leaf and internal
-    splits: most keys are long, `key_bytes`, so internal nodes hold few
-    separators), deletes late (merges), overflow values, batches across
-    trees, a third tree created and dropped, reads, scans, checkpoints,
-    reopens, and (`crash`) simulated kills."""
-    keys = [b"k%04d:" % i + (rng.randbytes(rng.randint(*key_bytes)) if rng.random() < 0.8 else b"")
-            for i in range(0, max(n, 20) * 2, 2)]
-    live: dict[str, set[bytes]] = {"a": set(), "b": set(), "c": set()}
-    ops: list[tuple] = [("tree", "a"), ("tree", "b")]
-    names = "ab"
+
+@dataclass(frozen=True)
+class Mix:
+    """What a workload is made of.
+
+    Each operation draws r in [0, 1) and takes the first kind of `weights`
+    (in table order) whose running total exceeds r; beyond the last, a small
+    put. A kind in `skip` gives its share to the next kind of the table.
+    Kinds: "checkpoint" (then, with p `kills`, a simulated kill), "compact",
+    "reopen" (with p `kills` a kill instead), "commit", "batch" (puts with p
+    `batch_puts`, else deletes, across trees), "overflow" (a put of a
+    `big_values` value), "read" (a get with p `gets`, else a scan), "delete"
+    (of a live key with p 0.9). With `drain` = (at, weight), deletes take
+    `weight` from that fraction of the run on (grow first, then merge).
+    """
+
+    trees: tuple[str, ...] = ("a", "b")  # created first, in this order
+    churn: str | None = "c"  # a tree created a third of the way in, dropped at two thirds
+    first: float = 0.6  # p a single-tree operation goes to trees[0], else to any tree
+    keys: int | None = None  # distinct keys (None: one per operation, at least 20)
+    long_keys: float = 0.8  # p a key gets `key_bytes` random bytes after its number
+    key_bytes: tuple[int, int] = (200, 900)  # long keys: internal nodes hold few separators
+    weights: tuple[tuple[str, float], ...] = (
+        ("checkpoint", 0.04), ("reopen", 0.03), ("commit", 0.03), ("batch", 0.08),
+        ("overflow", 0.07), ("read", 0.08), ("delete", 0.05),
+    )
+    drain: tuple[float, float] | None = (0.6, 0.52)
+    skip: frozenset[str] = frozenset()
+    kills: float = 0.0
+    gets: float = 0.6
+    batch: tuple[int, int] = (2, 6)  # operations per batch
+    batch_puts: float = 0.7
+    values: tuple[int, int] = (50, 900)  # bytes of a small put's value
+    big_values: tuple[int, int] = (4500, 13000)  # overflow pages
+    batch_values: tuple[tuple[int, int], ...] = ((10, 600), (4500, 9000))  # one range drawn per put
+
+    def __post_init__(self) -> None:
+        unknown = {kind for kind, _ in self.weights} - set(KINDS)
+        if unknown:
+            raise ValueError(f"Mix: unknown operation kinds {sorted(unknown)}; kinds are {KINDS}")
+
+
+CAMPAIGN = Mix()  # the campaign's trials: splits, merges, overflow, batches, reads, reopens
+
+
+def _bounds(mix: Mix, draining: bool) -> list[tuple[str, float]]:
+    """The running totals of `mix.weights` (rounded: 0.04 + 0.03 is 0.07 exactly)."""
+    out, total = [], 0.0
+    for kind, weight in mix.weights:
+        if kind == "delete" and draining and mix.drain is not None:
+            weight = mix.drain[1]
+        total = round(total + weight, 9)
+        out.append((kind, total))
+    return out
+
+
+def generate(rng: random.Random, mix: Mix = CAMPAIGN, n: int | None = None) -> Iterator[tuple]:  # noqa: C901 - one branch per operation kind
+    """The trees of `mix` created, then `n` seeded operations (None: without
+    end, and with neither churn nor drain, which need the run's length)."""
+    count = mix.keys or max(n or 0, 20)
+    keys = [b"k%04d:" % (2 * i) + (rng.randbytes(rng.randint(*mix.key_bytes)) if rng.random() < mix.long_keys else b"")
+            for i in range(count)]
+    model = ModelDatabase()  # each write runs here as it is made: deletes and gets find live keys
+    names = list(mix.trees)
+    grow, drain = _bounds(mix, False), _bounds(mix, True)
+
+    def write(op: tuple) -> tuple:
+        apply_op(model, op)
+        return op
 
     def put(t: str, size: int) -> tuple:
         key = rng.choice(keys)
-        live[t].add(key)
-        return ("put", t, key, rng.randbytes(size))
+        return write(("put", t, key, rng.randbytes(size)))
 
-    def victim(t: str) -> bytes:
-        key = rng.choice(sorted(live[t])) if live[t] and rng.random() < 0.9 else rng.choice(keys)
-        live[t].discard(key)
-        return key
+    def live(t: str) -> list[bytes]:
+        return list(model.tree(t)) if t in model.trees() else []
 
-    for i in range(n):
-        phase = i / n
+    def victim(t: str) -> tuple:
+        keys_of_t = live(t)
+        key = rng.choice(keys_of_t) if keys_of_t and rng.random() < 0.9 else rng.choice(keys)
+        return write(("delete", t, key))
+
+    for name in names:
+        yield write(("tree", name))
+    i = 0
+    while n is None or i < n:
+        bounds = drain if n is not None and mix.drain is not None and i / n >= mix.drain[0] else grow
         r = rng.random()
-        t = "a" if rng.random() < 0.6 else rng.choice(names)  # one tree grows a third level
-        if i == n // 3:
-            ops.append(("tree", "c"))
-            names = "abc"
-        elif i == (2 * n) // 3:
-            ops.append(("drop", "c"))
-            live["c"].clear()
-            names = "ab"
-        elif r < 0.04:
-            ops.append(("checkpoint",))
-            if crash and rng.random() < 0.5:
-                ops.append(("crash",))  # killed during or right after a checkpoint
-        elif r < 0.07:
-            ops.append(("crash",) if crash and rng.random() < 0.5 else ("reopen",))
-        elif r < 0.10 and sync != "full":
-            ops.append(("commit",))
-        elif r < 0.18:
+        t = names[0] if rng.random() < mix.first else rng.choice(names)
+        kind = next((k for k, bound in bounds if r < bound and k not in mix.skip), "put")
+        if n is not None and mix.churn is not None and i == n // 3:
+            names.append(mix.churn)
+            yield write(("tree", mix.churn))
+        elif n is not None and mix.churn is not None and i == (2 * n) // 3:
+            names.remove(mix.churn)
+            yield write(("drop", mix.churn))
+        elif kind == "checkpoint":
+            yield ("checkpoint",)
+            if mix.kills and rng.random() < mix.kills:
+                yield ("crash",)  # killed during or right after a checkpoint
+        elif kind == "reopen":
+            yield ("crash",) if mix.kills and rng.random() < mix.kills else ("reopen",)
+        elif kind in ("commit", "compact"):
+            yield (kind,)
+        elif kind == "batch":
             batch = []
-            for _ in range(rng.randint(2, 6)):
+            for _ in range(rng.randint(*mix.batch)):
                 bt = rng.choice(names)
-                if rng.random() < 0.7:
-                    batch.append(put(bt, rng.choice((rng.randint(10, 600), rng.randint(4500, 9000)))))
+                if rng.random() < mix.batch_puts:
+                    batch.append(put(bt, rng.choice([rng.randint(lo, hi) for lo, hi in mix.batch_values])))
                 else:
-                    batch.append(("delete", bt, victim(bt)))
-            ops.append(("batch", batch))
-        elif r < 0.25:
-            ops.append(put(t, rng.randint(4500, 13000)))
-        elif r < 0.33:
-            if rng.random() < 0.6:
-                ops.append(("get", t, rng.choice(sorted(live[t])) if live[t] else rng.choice(keys)))
+                    batch.append(victim(bt))
+            yield ("batch", batch)
+        elif kind == "overflow":
+            yield put(t, rng.randint(*mix.big_values))
+        elif kind == "read":
+            if rng.random() < mix.gets:
+                keys_of_t = live(t)
+                yield ("get", t, rng.choice(keys_of_t) if keys_of_t else rng.choice(keys))
             else:
                 lo, hi = sorted((rng.choice(keys), rng.choice(keys)))
-                ops.append(("scan", t, lo, hi, rng.random() < 0.3))
-        elif r < (0.38 if phase < 0.6 else 0.85):  # grow first (splits), then drain (merges)
-            ops.append(("delete", t, victim(t)))
+                yield ("scan", t, lo, hi, rng.random() < 0.3)
+        elif kind == "delete":
+            yield victim(t)
         else:
-            ops.append(put(t, rng.randint(50, 900)))
-    return ops
+            yield put(t, rng.randint(*mix.values))
+        i += 1
+
+
+def make_ops(rng: random.Random, n: int, *, sync: str = "full", crash: bool = False,
+             key_bytes: tuple[int, int] = (200, 900)) -> list[tuple]:
+    """The campaign's workload: two trees, then `n` operations of `CAMPAIGN`:
+    puts early (leaf and internal splits: most keys are long, `key_bytes`),
+    deletes late (merges), overflow values, batches across trees, a third
+    tree created and dropped, reads, scans, checkpoints, reopens, commits
+    (unless `sync` is "full", where every write is durable anyway) and
+    (`crash`) simulated kills."""
+    mix = replace(CAMPAIGN, key_bytes=key_bytes, kills=0.5 if crash else 0.0,
+                  skip=frozenset({"commit"}) if sync == "full" else frozenset())
+    return list(generate(rng, mix, n))
 
 
 def apply_op(db, op: tuple):

@@ -551,6 +551,15 @@ def test_reopen_keeps_contents() -> None:
     assert db.reopen().tree("a")[b"k"] == b"v"  # a copy, not shared
 
 
+
+def test_from_snapshot_is_the_inverse_of_snapshot() -> None:
+    trees = {"a": {b"k": b"v", b"j": b""}, "empty": {}}
+    db = ModelDatabase.from_snapshot(trees)
+    assert db.snapshot() == trees and db.trees() == ["a", "empty"]
+    assert list(db.tree("a")) == [b"j", b"k"]  # ordered, as if put one by one
+    db.tree("a").put(b"k", b"changed")
+    assert trees["a"][b"k"] == b"v"  # a copy, not shared
+
 def test_read_only_refuses_every_write() -> None:
     source = ModelDatabase()
     source.tree("a").put(b"k", b"v")
