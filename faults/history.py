@@ -167,9 +167,11 @@ SYNC_MODES = ("full", "normal", "off")
 CHECKPOINT_BYTES = (16 * 1024, 64 * 1024, 1 << 30)  # frequent, some, none automatic
 
 
-def seeded_workload(kind: str, seed: int, lo: int, hi: int) -> tuple[random.Random, list[tuple], str]:
-    """(the trial's rng, `small_ops` of lo..hi operations, a sync mode), all
-    from `kind:seed`, so a replay of the token rebuilds the same workload."""
+def seeded_workload(kind: str, seed: int, lo: int, hi: int) -> tuple[list[tuple], str, int]:
+    """(`small_ops` of lo..hi operations, a sync mode, a checkpoint_bytes of
+    `CHECKPOINT_BYTES`), all from `kind:seed`, so a replay of the token
+    rebuilds the same workload."""
     rng = random.Random(f"{kind}:{seed}")
     sync = SYNC_MODES[rng.randrange(3)]
-    return rng, small_ops(rng, rng.randint(lo, hi)), sync
+    ops = small_ops(rng, rng.randint(lo, hi))
+    return ops, sync, rng.choice(CHECKPOINT_BYTES)

@@ -20,7 +20,7 @@ import random
 import engine
 from engine.errors import DragonDBError
 from faults.crash import CrashDisk
-from faults.history import CHECKPOINT_BYTES, History, kill_point, seeded_workload
+from faults.history import History, kill_point, seeded_workload
 from faults.recovery import Recovery
 from faults.report import Tally
 from faults.session import PATH as _PATH
@@ -33,8 +33,8 @@ DISKS = 6
 
 
 def workload(seed: int) -> tuple[list[tuple], str, int]:
-    rng, ops, sync = seeded_workload(KIND, seed, 4, 30)
-    return ops, sync, rng.choice(CHECKPOINT_BYTES)
+    """(operations, sync mode, checkpoint_bytes) of trial `seed`."""
+    return seeded_workload(KIND, seed, 4, 30)
 
 
 def planned_ops(seed: int) -> int:

@@ -17,7 +17,7 @@ import random
 
 import engine
 from faults.crash import CrashDisk
-from faults.history import CHECKPOINT_BYTES, History, seeded_workload
+from faults.history import History, seeded_workload
 from faults.recovery import Recovery, check_recovery
 from faults.report import Tally
 from faults.session import PATH as _PATH
@@ -30,8 +30,7 @@ STATES = 40
 
 def workload(seed: int) -> tuple[list[tuple], str, int]:
     """(operations, sync mode, checkpoint_bytes) of trial `seed`."""
-    rng, ops, sync = seeded_workload(KIND, seed, 8, 40)
-    return ops, sync, rng.choice(CHECKPOINT_BYTES)
+    return seeded_workload(KIND, seed, 8, 40)
 
 
 def planned_ops(seed: int) -> int:
