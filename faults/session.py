@@ -170,15 +170,15 @@ class Session:
 
     # -- one operation --
 
-    def step(self, op: tuple, index: int) -> None:  # noqa: C901 - one branch per op kind; dispatch by table
+    def step(self, op: tuple, index: int) -> None:
+        """Run `op` (the workload's `index`-th) and check the oracle after it."""
         where = f"op {index} ({describe(op)})"
         before = self.model.snapshot()
         self.mark = len(self.disk.events) if self.disk is not None else 0
         injected = len(self.plan.injected)
-        kind = op[0]
-        if kind == "crash":
+        if op[0] == "crash":
             return self._crash(where)
-        if kind in ("put", "delete", "get", "scan") and op[1] not in self.model.trees():
+        if op[0] in ("put", "delete", "get", "scan") and op[1] not in self.model.trees():
             # `db.tree(name)` creating the tree is a commit of its own: run it as one
             self.step(("tree", op[1]), index)
             before = self.model.snapshot()
@@ -188,15 +188,7 @@ class Session:
                 return  # its creation failed (and was checked): skip the operation
         self._arm(self.armed())
         try:
-            if kind == "reopen":
-                try:
-                    self.db.close()
-                finally:
-                    self.db = None
-                self.open(where)
-                result = want = None
-            else:
-                result = apply_op(self.db, op)
+            result = self._run(op, where)
         except NeedsRecoveryError as exc:
             self._expected(exc, injected, where)
             self.close()
@@ -205,34 +197,58 @@ class Session:
             self.open(f"{where}, reopened after {exc!r}", alt.snapshot())
         except EXPECTED as exc:
             self._expected(exc, injected, where)
-            if self.db is None:  # a reopen failed
-                self.open(f"{where}, after {exc!r}")
-            else:
-                try:
-                    self._verify(f"{where} raised {exc!r}")
-                except NeedsRecoveryError:  # the failure poisoned the database: same as above
-                    self.close()
-                    self.open(f"{where}, reopened after {exc!r}")
+            self._after_expected(exc, where)
         except TrialFailure:
             raise
         except Exception as exc:  # noqa: BLE001 - any other exception is the finding
-            self._arm(False)
-            try:
-                self._model_apply(self.model.reopen(), op)
-            except type(exc):
-                pass  # the model raises it too (e.g. KeyError: dropping a tree whose creation failed)
-            else:
-                self._fail("unexpected_errors", f"{where} raised {exc!r}")
+            self._unexpected(exc, op, where)
         else:
-            self._arm(False)
-            if kind != "reopen":
-                want = self._model_apply(self.model, op)
-                if result != want:
-                    self._fail("divergences", f"{where} returned {str(result)[:120]}, model {str(want)[:120]}")
-            self.acked = True
-            if len(self.plan.injected) > injected:
-                self._verify(f"{where} succeeded despite a fault")  # e.g. a failed automatic checkpoint
+            self._returned(op, result, injected, where)
         self.before = before
+
+    def _run(self, op: tuple, where: str):
+        """The engine's result of `op` (a reopen: closes, opens and verifies)."""
+        if op[0] != "reopen":
+            return apply_op(self.db, op)
+        try:
+            self.db.close()
+        finally:
+            self.db = None
+        self.open(where)
+        return None
+
+    def _after_expected(self, exc: BaseException, where: str) -> None:
+        """An injected fault surfaced: the operation had no effect."""
+        if self.db is None:  # a reopen failed
+            self.open(f"{where}, after {exc!r}")
+            return
+        try:
+            self._verify(f"{where} raised {exc!r}")
+        except NeedsRecoveryError:  # the failure poisoned the database: reopen, as for one raised
+            self.close()
+            self.open(f"{where}, reopened after {exc!r}")
+
+    def _unexpected(self, exc: BaseException, op: tuple, where: str) -> None:
+        """Outside the contract, unless the model raises it too (e.g. KeyError:
+        dropping a tree whose creation failed)."""
+        self._arm(False)
+        try:
+            self._model_apply(self.model.reopen(), op)
+        except type(exc):
+            return
+        self._fail("unexpected_errors", f"{where} raised {exc!r}")
+
+    def _returned(self, op: tuple, result, injected: int, where: str) -> None:
+        """The operation returned: the model's result, and a clean database
+        even if a fault fired inside it (e.g. a failed automatic checkpoint)."""
+        self._arm(False)
+        if op[0] != "reopen":
+            want = self._model_apply(self.model, op)
+            if result != want:
+                self._fail("divergences", f"{where} returned {str(result)[:120]}, model {str(want)[:120]}")
+        self.acked = True
+        if len(self.plan.injected) > injected:
+            self._verify(f"{where} succeeded despite a fault")
 
     def _model_apply(self, model: ModelDatabase, op: tuple):
         return None if op[0] in ("reopen", "crash") else apply_op(model, op)

@@ -57,7 +57,8 @@ def _setup(seed: int) -> tuple[int, str, bool, dict[bytes, bytes], list[list[tup
     return n_threads, sync, faulty, base, programs
 
 
-def _one(token: str, seed: int, tally: Tally) -> None:  # noqa: C901 - setup, run and verdict in one; split them
+def _one(token: str, seed: int, tally: Tally) -> None:
+    """One scenario: set up, run the threads under the schedule, judge."""
     n_threads, sync, faulty, base, programs = _setup(seed)
     rng = random.Random(seed)
     plan = FaultPlan(seed, site_depth=SITE_DEPTH)
@@ -78,34 +79,9 @@ def _one(token: str, seed: int, tally: Tally) -> None:  # noqa: C901 - setup, ru
     maybe: list[tuple | None] = [None] * n_threads
     problems: list[str] = []
     tally.n["operations"] += sum(len(p) for p in programs)
-
-    def thread(i: int) -> Callable[[], None]:
-        def body() -> None:
-            mine = owned[i]
-            for op in programs[i]:
-                try:
-                    got = apply_op(db, op)
-                except NeedsRecoveryError:
-                    maybe[i] = op
-                    return  # the database refuses everything until reopened
-                except EXPECTED:
-                    continue  # no effect: the final comparison checks it
-                if op[0] == "get":
-                    want = base.get(op[2]) if op[2].startswith(b"base:") else mine[op[1]].get(op[2])
-                    if got != want:
-                        problems.append(f"thread {i}: get {op[2]!r} returned {got!r:.40}, expected {want!r:.40}")
-                elif op[0] == "scan":
-                    keys = [k for k, _ in got]
-                    if keys != sorted(keys, reverse=op[4]):
-                        problems.append(f"thread {i}: scan out of order")
-                    own = {k: v for k, v in got if k.startswith(b"t%d:" % i)}
-                    if own != mine[op[1]]:
-                        problems.append(f"thread {i}: scan shows {len(own)} own keys, expected {len(mine[op[1]])}")
-                _apply_own(mine, op)
-        return body
-
+    bodies = [_thread(db, i, programs[i], base, owned[i], maybe, problems) for i in range(n_threads)]
     try:
-        result = run_threads([thread(i) for i in range(n_threads)], seed, timeout=5.0, raise_errors=False)
+        result = run_threads(bodies, seed, timeout=5.0, raise_errors=False)
     except InterleaveError as exc:
         plan.disarm()
         tally.fail(token, "unexpected_errors", f"scheduler: {type(exc).__name__}: {str(exc)[:300]}")
@@ -128,24 +104,60 @@ def _one(token: str, seed: int, tally: Tally) -> None:  # noqa: C901 - setup, ru
         except DragonDBError:
             pass
         db = engine.open(PATH, opener=disk.opener, pool_pages=INTERLEAVE_POOL, sync=sync)
+    _judge(token, tally, where, db, base, owned, maybe)
+    audit(db, tally, token, where)
+    db.close()
+
+
+def _thread(db, i: int, program: list[tuple], base: dict[bytes, bytes], mine: dict[str, dict[bytes, bytes]],
+            maybe: list[tuple | None], problems: list[str]) -> Callable[[], None]:
+    """Thread `i`: runs its program, checking each read of its own keys and
+    the base keys as it goes; `mine` follows its writes, `maybe[i]` is the
+    operation `NeedsRecoveryError` left either way."""
+    def body() -> None:
+        for op in program:
+            try:
+                got = apply_op(db, op)
+            except NeedsRecoveryError:
+                maybe[i] = op
+                return  # the database refuses everything until reopened
+            except EXPECTED:
+                continue  # no effect: the final comparison checks it
+            if op[0] == "get":
+                want = base.get(op[2]) if op[2].startswith(b"base:") else mine[op[1]].get(op[2])
+                if got != want:
+                    problems.append(f"thread {i}: get {op[2]!r} returned {got!r:.40}, expected {want!r:.40}")
+            elif op[0] == "scan":
+                keys = [k for k, _ in got]
+                if keys != sorted(keys, reverse=op[4]):
+                    problems.append(f"thread {i}: scan out of order")
+                own = {k: v for k, v in got if k.startswith(b"t%d:" % i)}
+                if own != mine[op[1]]:
+                    problems.append(f"thread {i}: scan shows {len(own)} own keys, expected {len(mine[op[1]])}")
+            _apply_own(mine, op)
+    return body
+
+
+def _judge(token: str, tally: Tally, where: str, db, base: dict[bytes, bytes],
+           owned: list[dict[str, dict[bytes, bytes]]], maybe: list[tuple | None]) -> None:
+    """After the threads: every base key as it was; each thread's keys as it
+    wrote them (plus, after `NeedsRecoveryError`, maybe its last operation)."""
     got = contents(db)
     for k, v in base.items():
         if got.get("base", {}).get(k) != v:
             tally.fail(token, "divergences", f"{where}: base key {k!r} lost or changed")
             raise TrialFailure(where)
-    for i in range(n_threads):
+    for i, mine in enumerate(owned):
         prefix = b"t%d:" % i
-        mine = {name: {k: v for k, v in got.get(name, {}).items() if k.startswith(prefix)} for name in ("base", "fresh")}
-        options = [owned[i]]
+        found = {name: {k: v for k, v in got.get(name, {}).items() if k.startswith(prefix)} for name in ("base", "fresh")}
+        options = [mine]
         if maybe[i] is not None:
-            alt = {name: dict(t) for name, t in owned[i].items()}
+            alt = {name: dict(t) for name, t in mine.items()}
             _apply_own(alt, maybe[i])
             options.append(alt)
-        if mine not in options:
-            tally.fail(token, "divergences", f"{where}: thread {i}'s keys: {diff(mine, owned[i])}")
+        if found not in options:
+            tally.fail(token, "divergences", f"{where}: thread {i}'s keys: {diff(found, mine)}")
             raise TrialFailure(where)
-    audit(db, tally, token, where)
-    db.close()
 
 
 def _thread_ops(rng: random.Random, i: int, base: dict[bytes, bytes]) -> list[tuple]:

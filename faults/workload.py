@@ -84,77 +84,106 @@ def _bounds(mix: Mix, draining: bool) -> list[tuple[str, float]]:
     return out
 
 
-def generate(rng: random.Random, mix: Mix = CAMPAIGN, n: int | None = None) -> Iterator[tuple]:  # noqa: C901 - one branch per operation kind
+def generate(rng: random.Random, mix: Mix = CAMPAIGN, n: int | None = None) -> Iterator[tuple]:
     """The trees of `mix` created, then `n` seeded operations (None: without
     end, and with neither churn nor drain, which need the run's length)."""
-    count = mix.keys or max(n or 0, 20)
-    keys = [b"k%04d:" % (2 * i) + (rng.randbytes(rng.randint(*mix.key_bytes)) if rng.random() < mix.long_keys else b"")
-            for i in range(count)]
-    model = ModelDatabase()  # each write runs here as it is made: deletes and gets find live keys
-    names = list(mix.trees)
-    grow, drain = _bounds(mix, False), _bounds(mix, True)
+    return _Generator(rng, mix, n).run()
 
-    def write(op: tuple) -> tuple:
-        apply_op(model, op)
+
+class _Generator:
+    """One run of `generate`: its keys, the model its writes run on, and a
+    maker per operation kind (each returns the operations it made)."""
+
+    def __init__(self, rng: random.Random, mix: Mix, n: int | None) -> None:
+        self.rng, self.mix, self.n = rng, mix, n
+        self.keys = [b"k%04d:" % (2 * i) + (rng.randbytes(rng.randint(*mix.key_bytes)) if rng.random() < mix.long_keys
+                                            else b"")
+                     for i in range(mix.keys or max(n or 0, 20))]
+        self.model = ModelDatabase()  # each write runs here as it is made: deletes and gets find live keys
+        self.names = list(mix.trees)
+
+    def run(self) -> Iterator[tuple]:
+        mix, n, rng = self.mix, self.n, self.rng
+        grow, drain = _bounds(mix, False), _bounds(mix, True)
+        churn = mix.churn if n is not None else None
+        for name in self.names:
+            yield self._write(("tree", name))
+        i = 0
+        while n is None or i < n:
+            bounds = drain if n is not None and mix.drain is not None and i / n >= mix.drain[0] else grow
+            r = rng.random()
+            t = self.names[0] if rng.random() < mix.first else rng.choice(self.names)
+            if churn is not None and i == n // 3:
+                self.names.append(churn)
+                yield self._write(("tree", churn))
+            elif churn is not None and i == (2 * n) // 3:
+                self.names.remove(churn)
+                yield self._write(("drop", churn))
+            else:
+                kind = next((k for k, bound in bounds if r < bound and k not in mix.skip), "put")
+                yield from getattr(self, "_" + kind)(t)
+            i += 1
+
+    # -- helpers --
+
+    def _write(self, op: tuple) -> tuple:
+        apply_op(self.model, op)
         return op
 
-    def put(t: str, size: int) -> tuple:
-        key = rng.choice(keys)
-        return write(("put", t, key, rng.randbytes(size)))
+    def _put_of(self, t: str, size: int) -> tuple:
+        key = self.rng.choice(self.keys)
+        return self._write(("put", t, key, self.rng.randbytes(size)))
 
-    def live(t: str) -> list[bytes]:
-        return list(model.tree(t)) if t in model.trees() else []
+    def _live(self, t: str) -> list[bytes]:
+        return list(self.model.tree(t)) if t in self.model.trees() else []
 
-    def victim(t: str) -> tuple:
-        keys_of_t = live(t)
-        key = rng.choice(keys_of_t) if keys_of_t and rng.random() < 0.9 else rng.choice(keys)
-        return write(("delete", t, key))
+    def _victim(self, t: str) -> tuple:
+        live = self._live(t)
+        key = self.rng.choice(live) if live and self.rng.random() < 0.9 else self.rng.choice(self.keys)
+        return self._write(("delete", t, key))
 
-    for name in names:
-        yield write(("tree", name))
-    i = 0
-    while n is None or i < n:
-        bounds = drain if n is not None and mix.drain is not None and i / n >= mix.drain[0] else grow
-        r = rng.random()
-        t = names[0] if rng.random() < mix.first else rng.choice(names)
-        kind = next((k for k, bound in bounds if r < bound and k not in mix.skip), "put")
-        if n is not None and mix.churn is not None and i == n // 3:
-            names.append(mix.churn)
-            yield write(("tree", mix.churn))
-        elif n is not None and mix.churn is not None and i == (2 * n) // 3:
-            names.remove(mix.churn)
-            yield write(("drop", mix.churn))
-        elif kind == "checkpoint":
-            yield ("checkpoint",)
-            if mix.kills and rng.random() < mix.kills:
-                yield ("crash",)  # killed during or right after a checkpoint
-        elif kind == "reopen":
-            yield ("crash",) if mix.kills and rng.random() < mix.kills else ("reopen",)
-        elif kind in ("commit", "compact"):
-            yield (kind,)
-        elif kind == "batch":
-            batch = []
-            for _ in range(rng.randint(*mix.batch)):
-                bt = rng.choice(names)
-                if rng.random() < mix.batch_puts:
-                    batch.append(put(bt, rng.choice([rng.randint(lo, hi) for lo, hi in mix.batch_values])))
-                else:
-                    batch.append(victim(bt))
-            yield ("batch", batch)
-        elif kind == "overflow":
-            yield put(t, rng.randint(*mix.big_values))
-        elif kind == "read":
-            if rng.random() < mix.gets:
-                keys_of_t = live(t)
-                yield ("get", t, rng.choice(keys_of_t) if keys_of_t else rng.choice(keys))
+    # -- one maker per kind --
+
+    def _checkpoint(self, t: str) -> list[tuple]:
+        kills = self.mix.kills and self.rng.random() < self.mix.kills
+        return [("checkpoint",), ("crash",)] if kills else [("checkpoint",)]  # killed during or right after it
+
+    def _reopen(self, t: str) -> list[tuple]:
+        return [("crash",) if self.mix.kills and self.rng.random() < self.mix.kills else ("reopen",)]
+
+    def _commit(self, t: str) -> list[tuple]:
+        return [("commit",)]
+
+    def _compact(self, t: str) -> list[tuple]:
+        return [("compact",)]
+
+    def _batch(self, t: str) -> list[tuple]:
+        rng, mix = self.rng, self.mix
+        batch = []
+        for _ in range(rng.randint(*mix.batch)):
+            bt = rng.choice(self.names)
+            if rng.random() < mix.batch_puts:
+                batch.append(self._put_of(bt, rng.choice([rng.randint(lo, hi) for lo, hi in mix.batch_values])))
             else:
-                lo, hi = sorted((rng.choice(keys), rng.choice(keys)))
-                yield ("scan", t, lo, hi, rng.random() < 0.3)
-        elif kind == "delete":
-            yield victim(t)
-        else:
-            yield put(t, rng.randint(*mix.values))
-        i += 1
+                batch.append(self._victim(bt))
+        return [("batch", batch)]
+
+    def _overflow(self, t: str) -> list[tuple]:
+        return [self._put_of(t, self.rng.randint(*self.mix.big_values))]
+
+    def _read(self, t: str) -> list[tuple]:
+        rng = self.rng
+        if rng.random() < self.mix.gets:
+            live = self._live(t)
+            return [("get", t, rng.choice(live) if live else rng.choice(self.keys))]
+        lo, hi = sorted((rng.choice(self.keys), rng.choice(self.keys)))
+        return [("scan", t, lo, hi, rng.random() < 0.3)]
+
+    def _delete(self, t: str) -> list[tuple]:
+        return [self._victim(t)]
+
+    def _put(self, t: str) -> list[tuple]:
+        return [self._put_of(t, self.rng.randint(*self.mix.values))]
 
 
 def make_ops(rng: random.Random, n: int, *, sync: str = "full", crash: bool = False,
