@@ -20,7 +20,7 @@ import engine
 from engine.errors import DragonDBError
 from faults import campaign as C
 from faults.crash import CrashDisk
-from faults.workload import contents
+from faults.workload import contents, diff
 
 PATH = "/kill/k.db"  # a CrashDisk path: never touches the real file system
 
@@ -95,7 +95,7 @@ def test_recovery_after_a_kill_inside_a_checkpoint() -> None:
         engine.open(PATH, opener=disk.opener, pool_pages=16)
         for where, got, why in states_after(disk, start, limit=16):
             if got != {"t": keys}:
-                problems.append(f"killed after event {at}, {where}: {why or C._diff(got, {'t': keys})}")
+                problems.append(f"killed after event {at}, {where}: {why or diff(got, {'t': keys})}")
     assert not problems, problems[:3]
 
 
