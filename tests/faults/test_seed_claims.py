@@ -29,10 +29,10 @@ import pytest
 
 import engine
 from engine import syncpoints
-from faults.campaign import apply_op, contents, make_ops
 from faults.crash import CrashDisk
 from faults.interleave import explore, run
 from faults.io import KINDS, FaultPlan
+from faults.workload import apply_op, contents, make_ops
 from models import ModelDatabase
 
 PATH = "/claims/claims.db"  # a CrashDisk path: never touches the real file system

@@ -20,17 +20,18 @@ from engine.bufferpool import BufferPool
 from engine.codec import PAGE_SIZE
 from engine.errors import BufferPoolFullError, StorageIOError
 from engine.latch import RWLatch
+from models import ModelPageStore
 
 WAIT = 5.0  # a call that must not block gets this long in a helper thread
 
 
-class DictStore:
-    """A `PageStore` in a dict; unwritten pages read as zeros. Faults are
-    switched on by the test: `fail_writes` / `fail_reads` (True or a set of
-    page ids)."""
+class DictStore(ModelPageStore):
+    """`models.ModelPageStore` growing like a file (unwritten pages read as
+    zeros), recording the pool's reads and writes. Faults are switched on by
+    the test: `fail_writes` / `fail_reads` (True or a set of page ids)."""
 
     def __init__(self) -> None:
-        self.pages: dict[int, bytes] = {}
+        super().__init__(grow=True)
         self.reads: list[int] = []
         self.writes: list[int] = []
         self.fail_writes: bool | set[int] = False
@@ -44,13 +45,13 @@ class DictStore:
         if self._fails(self.fail_reads, page_id):
             raise StorageIOError(5, f"injected read error on page {page_id}")
         self.reads.append(page_id)
-        buf[:] = self.pages.get(page_id, bytes(PAGE_SIZE))
+        super().read_page(page_id, buf)
 
     def write_page(self, page_id: int, buf: memoryview) -> None:
         if self._fails(self.fail_writes, page_id):
             raise StorageIOError(5, f"injected write error on page {page_id}")
         self.writes.append(page_id)
-        self.pages[page_id] = bytes(buf)
+        super().write_page(page_id, buf)
 
 
 def image(page_id: int, version: int = 0) -> bytes:
@@ -61,7 +62,7 @@ def image(page_id: int, version: int = 0) -> bytes:
 def store():
     s = DictStore()
     for pid in range(1, 40):
-        s.pages[pid] = image(pid)
+        s.write(pid, image(pid))
     return s
 
 
@@ -112,7 +113,7 @@ def snapshot(pool: BufferPool, store: DictStore) -> tuple:
         frames,
         (pool.hits, pool.misses, pool.evictions),
         (len(store.reads), len(store.writes)),
-        dict(store.pages),
+        store.images(),
     )
 
 
@@ -163,7 +164,7 @@ def test_write_guard_that_raises_still_marks_dirty(make_pool, store):
             raise RuntimeError
     assert frame.dirty
     assert pool.flush() == 1
-    assert store.pages[4][:5] == b"half-"
+    assert store.read(4)[:5] == b"half-"
 
 
 def test_guard_unpins_when_a_generator_is_closed_early(make_pool):
@@ -267,7 +268,7 @@ def test_failed_write_back_leaves_the_victim_in_place(make_pool, store, how):
 
     store.fail_writes = False
     got = in_thread(request)
-    assert store.pages[1] == image(1, 7), "the victim was written back once the store recovered"
+    assert store.read(1) == image(1, 7), "the victim was written back once the store recovered"
     assert pool.cached(1) is None and pool.cached(3) is not None
     assert pool.evictions == before[2][2] + 1
     if how in ("fetch", "new_page"):
@@ -291,7 +292,7 @@ def test_failed_write_back_of_one_page_does_not_lose_others(make_pool, store):
             assert bytes(f.buf) == image(pid)
     pool.flush()
     for pid in (1, 2, 3):
-        assert store.pages[pid] == image(pid, 1)
+        assert store.read(pid) == image(pid, 1)
 
 
 # -- flush ---------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def test_flush_writes_every_dirty_frame_once(make_pool, store):
     assert sorted(f.page_id for f in pool.dirty_frames()) == [1, 2, 3]
     assert pool.flush() == 3
     assert sorted(store.writes) == [1, 2, 3]
-    assert all(store.pages[pid] == image(pid, 2) for pid in (1, 2, 3))
+    assert all(store.read(pid) == image(pid, 2) for pid in (1, 2, 3))
     assert pool.dirty_frames() == []
     assert pool.flush() == 0, "nothing left to write"
     assert sorted(store.writes) == [1, 2, 3]
@@ -324,11 +325,11 @@ def test_flush_failure_keeps_the_unwritten_frames_dirty(make_pool, store):
     assert pool.cached(2).dirty, "the page that failed is still dirty"
     for pid in (1, 3):
         frame = pool.cached(pid)
-        assert frame.dirty or store.pages[pid] == image(pid, 3), "clean means written"
+        assert frame.dirty or store.read(pid) == image(pid, 3), "clean means written"
     assert in_thread(pool.pinned) == [], "the mutex was released"
     store.fail_writes = False
     pool.flush()
-    assert all(store.pages[pid] == image(pid, 3) for pid in (1, 2, 3))
+    assert all(store.read(pid) == image(pid, 3) for pid in (1, 2, 3))
     assert pool.dirty_frames() == []
 
 
@@ -363,7 +364,7 @@ def test_new_page_is_zeroed_dirty_and_pinned(make_pool, store):
     assert again is frame and frame.pin == 2 and bytes(frame.buf[:4]) == bytes(4)
     pool.unpin(frame)
     pool.unpin(frame, dirty=True)
-    assert pool.flush() == 1 and store.pages[100] == bytes(PAGE_SIZE)
+    assert pool.flush() == 1 and store.writes == [100] and store.read(100) == bytes(PAGE_SIZE)
 
 
 def test_discard_forgets_without_writing_back(make_pool, store):
@@ -535,7 +536,7 @@ def test_stale_read_is_not_installed_over_a_newer_write_back(store):
         with pool.read(7) as f:
             now = bytes(f.buf)
         pool.flush()
-        assert store.pages[7] == image(7, 1)
+        assert store.read(7) == image(7, 1)
         assert now == image(7, 1), "the write was lost: a stale copy is in the pool"
         assert got["a"] == image(7, 0), "the reader's read came before the write"
     finally:
@@ -632,7 +633,7 @@ def check_after(pool: BufferPool, store: DictStore, expect: list[list[int]]) -> 
     assert len(owners) == len(set(owners)), "a page is held in two frames"
     pool.flush()
     for pid in range(N_PAGES):
-        page = store.pages.get(pid, bytes(PAGE_SIZE))
+        page = store.read(pid)
         for t in range(N_THREADS):
             assert int.from_bytes(page[t * SLOT : (t + 1) * SLOT], "little") == expect[t][pid]
 
