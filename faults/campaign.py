@@ -68,9 +68,10 @@ TRIAL_MODULES = {
     "readonly": "faults.trials_readonly",  # a read-only open after a kill or crash writes nothing
     "shortfile": "faults.trials_shortfile",  # a short or empty data file beside a log with records
     "crafted": "faults.trials_crafted",  # valid checksums over contents no engine could write
+    "backup": "faults.trials_backup",  # power loss at every event of db.backup(); an I/O fault in one
 }
 KIND_WEIGHTS = {"sweep": 3, "faults": 3, "crash": 2, "interleave": 3,  # a crash trial runs ~10x longer
-                "killpower": 2, "syncmodes": 2, "readonly": 1, "shortfile": 1, "crafted": 1}
+                "killpower": 2, "syncmodes": 2, "readonly": 1, "shortfile": 1, "crafted": 1, "backup": 1}
 
 
 # -- trials -------------------------------------------------------------------------------------------

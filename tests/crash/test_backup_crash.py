@@ -5,7 +5,8 @@ or a complete database equal to the model at the commit the backup copied. After
 
 The backup writes through the database's opener (here a `CrashDisk`), so
 every write, sync, rename and directory sync of the copy is an event a crash
-can follow.
+can follow. Each crash state is judged by `faults.trials_backup.BackupRun`,
+the oracle of the campaign's `backup` trials.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 
 import engine
 from faults.crash import CrashDisk
+from faults.trials_backup import BackupRun
 
 PATH = "/crash/backup.db"  # CrashDisk paths: never touch the real file system
 DEST = "/crash/copy.db"
@@ -26,10 +28,6 @@ Model = dict[str, dict[bytes, bytes]]
 
 def _contents(db) -> Model:
     return {name: dict(db.tree(name, create=False).items()) for name in db.trees()}
-
-
-def _open(images: dict[str, bytes], path: str):
-    return engine.open(path, opener=CrashDisk(images).opener, pool_pages=16, create=False)
 
 
 def _source(disk: CrashDisk, model: Model):
@@ -80,33 +78,14 @@ def test_backup_survives_a_crash_at_every_event(replace: bool) -> None:
     acked = disk.mark("write after the backup returned")
     after = {**model, "t": {**model["t"], b"after": b"not in the copy"}}
     db.close()
+    run = BackupRun(disk, PATH, DEST, start=start, returned=returned, copies=[model], old=old,
+                    source_states=lambda at: [after] if at >= acked else [model, after], pool_pages=16)
     seen = {"absent": 0, "old": 0, "new": 0}
     for at in range(start, acked + 1):
         for mode in MODES:
-            images = disk.images(at, mode, seed=at)
-            where = f"crash at event {at} ({mode})"
-            src = _open(images, PATH)
-            try:
-                got = _contents(src)
-                assert got == after if at >= acked else got in (model, after), f"{where}: the source differs"
-                src.check(strict=True)
-            finally:
-                src.close()
-            if DEST not in images:
-                assert at < returned, f"{where}: the backup returned, yet no copy survived"
-                seen["absent"] += 1
-                continue
-            copy = _open(images, DEST)
-            try:
-                got = _contents(copy)
-                copy.check(strict=True)
-            finally:
-                copy.close()
-            if got in old and at < returned:
-                seen["old"] += 1
-            else:
-                assert got == model, f"{where}: the copy is neither the old one nor the backup's state"
-                seen["new"] += 1
+            outcome, problem = run.judge(at, mode, seed=at)
+            assert problem is None, f"crash at event {at} ({mode}): {problem}"
+            seen[outcome] += 1
     assert seen["new"] > 0 and (seen["old"] > 0 if replace else seen["absent"] > 0), seen
 
 
@@ -115,16 +94,12 @@ def test_a_finished_backup_needs_no_more_syncs() -> None:
     whole copy: its pages, its name (the directory was synced) and no stale
     log of the copy it replaced."""
     disk = CrashDisk()
-    _old_copy(disk)
+    old = _old_copy(disk)
     model: Model = {}
     db = _source(disk, model)
     db.backup(DEST)
-    images = disk.images(None, "drop")
-    assert not any(path.startswith(DEST + ".tmp") for path in images), sorted(images)
-    copy = _open(images, DEST)
-    try:
-        assert _contents(copy) == model
-        copy.check(strict=True)
-    finally:
-        copy.close()
+    returned = disk.mark("backup returned")
+    run = BackupRun(disk, PATH, DEST, start=returned, returned=returned, copies=[model], old=old,
+                    source_states=lambda at: [model], pool_pages=16)
+    assert run.judge(None, "drop") == ("new", None)
     db.close()
