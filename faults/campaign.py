@@ -21,6 +21,9 @@ Each kind lives in its own module (`TRIAL_MODULES`), with
   three sync modes; a read-only open after a kill or crash changes nothing;
   a short or empty data file beside a log with records; a crafted file
   (valid checksums, impossible contents) gives data or a typed error.
+- `backup` (`faults.trials_backup`): power loss at every event of
+  `db.backup()` (beside a scheduled writer thread, or over an old database
+  at the destination), and an I/O fault in one backup.
 
 The pieces they share: `faults.workload` (the operations, run on the engine
 or the model alike), `faults.session` (a database under a fault plan beside

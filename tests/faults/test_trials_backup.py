@@ -9,6 +9,8 @@ that fsync would leave, and the kind must report it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 import engine
@@ -84,6 +86,23 @@ def test_fault_trials_fail_the_backups_own_calls() -> None:
     assert any(site.startswith("engine.maintenance._copy_pages") for site in sites), sites
     assert any(site.startswith("engine.maintenance.backup") for site in sites), sites
     assert {"open", "read", "rename"} <= {kind for kind, _ in tally.sites}
+
+
+def test_a_backup_whose_checkpoint_cannot_sync_leaves_the_source_to_recover() -> None:
+    """The data file's fsync fails in the backup's checkpoint: `NeedsRecoveryError`,
+    then the trial reopens the source, which holds the model and keeps working."""
+    sc = replace(B.scenario(AFTER), sync="full", writes=[])
+    plan = FaultPlan(1)
+    plan.fail("sync", 1, file="/c.db")
+    src = B._Source(sc, plan)
+    src.db.tree("t").put(b"dirty", b"page")  # a page for the checkpoint to write home
+    src.model.tree("t").put(b"dirty", b"page")
+    src.hist.note(src.model.snapshot(), True, "put")
+    tally = Tally()
+    B._failing_backup("backup:1", tally, src, plan, "a failing checkpoint", MODES, 1)
+    assert [i.kind for i in plan.injected] == ["sync"] and tally.failures == []
+    assert tally.n["ops_failed"] == 1 and "reopen" in src.hist.ops
+    assert tally.n["crashes_simulated"] == tally.n["recoveries_verified"] > 0
 
 
 # -- the oracle reports wrong states ------------------------------------------------------------
