@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -354,6 +355,7 @@ def _fault(token: str, seed: int, sc: Scenario, tally: Tally, modes: Sequence[st
     try:
         _failing_backup(token, tally, src, plan, where, modes, seed)
     finally:
+        plan.sites = Counter(dry.first)  # sites seen: the backup's own calls, not the workload's
         tally.add_plan(plan)
 
 
