@@ -74,7 +74,7 @@ TRIAL_MODULES = {
     "backup": "faults.trials_backup",  # power loss at every event of db.backup(); an I/O fault in one
 }
 KIND_WEIGHTS = {"sweep": 3, "faults": 3, "crash": 2, "interleave": 3,  # a crash trial runs ~10x longer
-                "killpower": 2, "syncmodes": 2, "readonly": 1, "shortfile": 1, "crafted": 1, "backup": 1}
+                "killpower": 2, "syncmodes": 2, "readonly": 1, "shortfile": 1, "crafted": 1, "backup": 2}
 
 
 # -- trials -------------------------------------------------------------------------------------------
