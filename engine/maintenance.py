@@ -52,8 +52,9 @@ from engine.codec import (
     encode_meta,
     encode_node,
     encode_overflow,
+    verify,
 )
-from engine.errors import BackupTargetError, NeedsRecoveryError, StorageIOError
+from engine.errors import BackupTargetError, CorruptionError, NeedsRecoveryError, StorageIOError
 from engine.typedefs import CompactResult
 
 __all__ = ["backup", "compact"]
@@ -99,7 +100,7 @@ def _backup_to(db, tmp: str):
         out = db._opener(tmp, True)
         try:
             out.truncate(0)
-            _copy_pages(db._data, out, db._pager.page_count)
+            _copy_pages(db._data, out, db._pager.page_count, db._pager.free_pages())
             out.sync()
         except BaseException:
             out.close()
@@ -125,15 +126,32 @@ def _clear_log(opener, path: str) -> None:
         log.close()
 
 
-def _copy_pages(src, out, page_count: int) -> None:
+def _copy_pages(src, out, page_count: int, free: set[int]) -> None:
+    """Copy pages `0..page_count` of `src` to `out`, each checked: a page
+    whose checksum fails is read once more (a flip on the way), and refused
+    with `CorruptionError` if it fails again, so a backup never hands out a
+    copy that `check` would refuse. Free pages hold no data and are copied as
+    they are."""
     buf = bytearray(_COPY_PAGES * PAGE_SIZE)
     view = memoryview(buf)
     for first in range(0, page_count, _COPY_PAGES):
         n = min(_COPY_PAGES, page_count - first) * PAGE_SIZE
-        got = src.read_into(first * PAGE_SIZE, view[:n])
-        if got != n:
-            raise StorageIOError(5, f"backup: short read of the data file ({got} of {n} bytes)")
+        _read_exactly(src, first * PAGE_SIZE, view[:n])
+        for i in range(n // PAGE_SIZE):
+            pid = first + i
+            page = view[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]
+            if pid in free or verify(page):
+                continue
+            _read_exactly(src, pid * PAGE_SIZE, page)
+            if not verify(page):
+                raise CorruptionError(f"backup: page {pid}: checksum mismatch; the database needs repair")
         out.write(first * PAGE_SIZE, bytes(view[:n]))
+
+
+def _read_exactly(src, offset: int, view: memoryview) -> None:
+    got = src.read_into(offset, view)
+    if got != len(view):
+        raise StorageIOError(5, f"backup: short read of the data file ({got} of {len(view)} bytes)")
 
 
 def _remove(path: str) -> None:

@@ -196,7 +196,6 @@ def test_a_backup_skipping_a_sync_is_found(what: str) -> None:
     assert any(expect in e for e in found), found
 
 
-@pytest.mark.xfail(strict=True, reason="backup copies pages without verifying their checksums")
 def test_a_page_flipped_while_the_backup_reads_it_is_not_copied() -> None:
     """A read the checksums would catch (a bit flipped on the way) must not
     make a backup that returns a copy failing `check`."""

@@ -129,6 +129,46 @@ def test_backup_while_writers_commit_is_one_consistent_state(open_db, tmp_path):
     assert not errors
 
 
+
+def test_backup_refuses_a_damaged_page_and_copies_a_free_one(tmp_path):
+    """A page whose checksum fails on every read makes backup raise
+    `CorruptionError` with no copy left; a free page is not data and is
+    copied whatever it holds."""
+    path = str(tmp_path / "d.db")
+    db = engine.open(path, pool_pages=16)
+    t = db.tree("t")
+    t.update({b"k%04d" % i: b"v" * 100 for i in range(300)})
+    for i in range(0, 300, 2):
+        del t[b"k%04d" % i]
+    t.update({b"x%04d" % i: b"w" * 100 for i in range(60)})
+    db.tree("gone").update({b"g%04d" % i: b"g" * 100 for i in range(200)})
+    db.drop_tree("gone")  # its pages are free now
+    db.close()
+    db = engine.open(path, pool_pages=16)
+    free = sorted(db._pager.free_pages())  # the trunk of the free list is read at open: damage the last
+    leaf = db.tree_levels("t")[-1][0].page_id
+    db.close()
+    assert free, "the dropped tree left no free page"
+    with open(path, "r+b") as f:  # a free page's bytes are garbage: still copied
+        f.seek(free[-1] * 4096 + 100)
+        f.write(b"\xff" * 8)
+    db = engine.open(path, pool_pages=16)
+    want = {n: dict(db.tree(n).items()) for n in db.trees()}
+    db.backup(tmp_path / "ok.db")
+    with engine.open(tmp_path / "ok.db", create=False) as copy:
+        assert {n: dict(copy.tree(n).items()) for n in copy.trees()} == want
+        assert copy.check(strict=True).ok
+    db.close()
+    with open(path, "r+b") as f:  # a live leaf damaged on disk
+        f.seek(leaf * 4096 + 100)
+        f.write(b"\xff" * 8)
+    db = engine.open(path, pool_pages=16)
+    with pytest.raises(engine.CorruptionError, match=f"page {leaf}: checksum"):
+        db.backup(tmp_path / "bad.db")
+    assert not os.path.exists(tmp_path / "bad.db")
+    assert not os.path.exists(str(tmp_path / "bad.db") + ".tmp")
+    db.close()
+
 @pytest.mark.parametrize("kind, nth, file, renamed", [
     ("open", 1, "copy.db.tmp", False),
     ("write", 1, "copy.db.tmp", False),
