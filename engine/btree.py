@@ -35,13 +35,14 @@ from engine.codec import (
     Node,
     Overflow,
     decode_node,
+    inline_fits,
     internal_split_point,
     leaf_cell_size,
     leaf_search,
     split_point,
 )
 from engine.errors import CorruptionError
-from engine.txn import Txn, overflow_pages, read_overflow
+from engine.txn import TreeEntry, Txn, overflow_pages, read_overflow
 
 __all__ = ["get", "put", "delete", "chunk", "read_node", "walk_pages", "levels", "create_root"]
 
@@ -147,9 +148,56 @@ def _read_for_get(pool: BufferPool, page_id: int, key: bytes):
 # -- writes ---------------------------------------------------------------------
 
 def create_root(txn: Txn, name: str) -> int:
+    """Give tree `name` its first page, an empty root leaf: the one place a
+    root is created, always inside a transaction under the write latch, so
+    no second writer can have created one meanwhile (the seed's race)."""
+    syncpoints.reach("btree.root.create")
     pid, _ = txn.new_node(True)
     txn.entry(name).root = pid
     return pid
+
+
+# The leaf edit: one rule for both write paths. `plan_leaf_edit` says where a
+# key goes, the leaf's size after the edit and whether the edit fits (its
+# cell inline, the leaf within its bounds); `apply_leaf_edit` makes the edit
+# and keeps the tree's key count. A transaction (`put`, `delete`) plans, copies the leaf
+# (`txn.modify`), applies, and restores the bounds (`_fix`) when they break;
+# the in-place path (`in_place`, `apply_in_place`) plans, and applies only
+# when the edit fits, after its commit record is logged.
+
+def plan_leaf_edit(leaf: Node, key: bytes, value: bytes | Overflow | None, root: bool) -> tuple[int, bool, int, bool]:
+    """(index, found, size, fits) for putting `value` under `key` in `leaf`
+    (None: deleting `key`): the index where `key` is or goes, whether it is
+    there, the leaf's size once the edit is made, and whether the edit
+    fits: its cell within MAX_LEAF_CELL (else the value belongs in an
+    overflow chain) and the size within the leaf's bounds, so no split or
+    merge follows (a `root` leaf has no minimum)."""
+    keys = leaf.keys
+    i = bisect_left(keys, key)
+    found = i < len(keys) and keys[i] == key
+    size = leaf.size
+    if found:
+        size -= leaf_cell_size(key, leaf.vals[i])
+    cell = 0 if value is None else leaf_cell_size(key, value)
+    size += cell
+    return i, found, size, cell <= MAX_LEAF_CELL and size <= USABLE and (root or size >= LEAF_MIN_FILL)
+
+
+def apply_leaf_edit(entry: TreeEntry, leaf: Node, plan: tuple[int, bool, int, bool], key: bytes,
+                    value: bytes | Overflow | None) -> None:
+    """Make the edit `plan_leaf_edit` planned, and count a key added or removed."""
+    i, found, size, _ = plan
+    if value is None:
+        del leaf.keys[i]
+        del leaf.vals[i]
+        entry.count -= 1
+    elif found:
+        leaf.vals[i] = value
+    else:
+        leaf.keys.insert(i, key)
+        leaf.vals.insert(i, value)
+        entry.count += 1
+    leaf.size = size
 
 
 def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int, Node]:
@@ -173,45 +221,51 @@ def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int, Node]:
 
 
 def put(txn: Txn, name: str, key: bytes, value: bytes) -> bool:
-    """Insert or overwrite; True when the key is new."""
+    """Insert or overwrite; True when the key is new. A value too large for
+    a leaf cell goes to an overflow chain; a tree without pages gets its root."""
     entry = txn.entry(name)
-    cell = 9 + len(key) + len(value)  # `leaf_cell_size` and `inline_fits`, inlined: a batch's hot path
-    if cell <= MAX_LEAF_CELL:
-        val = value
-    else:
-        val = txn.write_overflow(value)
-        cell = leaf_cell_size(key, val)
+    val = value if inline_fits(len(key), len(value)) else txn.write_overflow(value)
     root = entry.root or create_root(txn, name)
     path, pid, leaf = _descend(txn, root, key)
-    keys = leaf.keys
-    i = bisect_left(keys, key)
+    plan = plan_leaf_edit(leaf, key, val, not path)
     txn.modify(pid)
-    if i < len(keys) and keys[i] == key:
-        old = leaf.vals[i]
+    found = plan[1]
+    if found:
+        old = leaf.vals[plan[0]]
         if type(old) is Overflow:
             txn.free_overflow(old)
-        leaf.size += cell - leaf_cell_size(key, old)
-        leaf.vals[i] = val
-        added = False
-    else:
-        keys.insert(i, key)
-        leaf.vals.insert(i, val)
-        leaf.size += cell
-        entry.count += 1
-        added = True
-    if leaf.size > USABLE or leaf.size < LEAF_MIN_FILL:
+    apply_leaf_edit(entry, leaf, plan, key, val)
+    if not plan[3]:
         _fix(txn, name, path, pid, leaf)
-    return added
+    return not found
+
+
+def delete(txn: Txn, name: str, key: bytes) -> bool:
+    entry = txn.entry(name)
+    if not entry.root:
+        return False
+    path, pid, leaf = _descend(txn, entry.root, key)
+    plan = plan_leaf_edit(leaf, key, None, not path)
+    if not plan[1]:
+        return False
+    txn.modify(pid)
+    old = leaf.vals[plan[0]]
+    if type(old) is Overflow:
+        txn.free_overflow(old)
+    apply_leaf_edit(entry, leaf, plan, key, None)
+    if not plan[3]:
+        _fix(txn, name, path, pid, leaf)
+    return True
 
 
 def in_place(pool: BufferPool, root: int, key: bytes, value: bytes | None):
     """Plan a put (`value` bytes) or delete (`value` None) that changes one
     leaf and leaves it within its size bounds, so it needs no split, merge,
     overflow chain, pin or undo copy: the caller logs the commit, then calls
-    `apply_in_place`. Returns (frame, index, found, size after), or None when
-    the general path must run (an overflow value, a size out of bounds).
-    Writers only: nothing else runs on the pool, so a frame read here stays
-    cached, unpinned, until the plan is applied."""
+    `apply_in_place`. Returns (frame, leaf, plan of `plan_leaf_edit`), or
+    None when the general path must run (an overflow value, old or new; a
+    size out of bounds). Writers only: nothing else runs on the pool, so a frame read
+    here stays cached, unpinned, until the plan is applied."""
     peek = pool.peek_frame
     pid = root
     depth = 0
@@ -219,26 +273,15 @@ def in_place(pool: BufferPool, root: int, key: bytes, value: bytes | None):
         frame = peek(pid) or _cached_frame(pool, pid)
         node = frame.obj
         if node.leaf:
-            keys = node.keys
-            i = bisect_left(keys, key)
-            found = i < len(keys) and keys[i] == key
-            if found and type(node.vals[i]) is Overflow:
-                return None
-            size = node.size
-            if found:  # leaf_cell_size of an inline value, inlined: this is the hot path
-                size -= 9 + len(key) + len(node.vals[i])
-            if value is not None:
-                cell = 9 + len(key) + len(value)
-                if cell > MAX_LEAF_CELL:  # not `inline_fits`: an overflow chain is the general path's
-                    return None
-                size += cell
-            if size > USABLE or (size < LEAF_MIN_FILL and pid != root):
-                return None
-            return frame, i, found, size
+            break
         pid = node.children[bisect_right(node.keys, key)]
         depth += 1
         if depth > MAX_HEIGHT:
             raise _too_deep(root)
+    plan = plan_leaf_edit(node, key, value, pid == root)
+    if not plan[3] or (plan[1] and type(node.vals[plan[0]]) is Overflow):
+        return None
+    return frame, node, plan
 
 
 def _cached_frame(pool: BufferPool, page_id: int):
@@ -254,41 +297,14 @@ def _cached_frame(pool: BufferPool, page_id: int):
         pool.unpin(frame)
 
 
-def apply_in_place(frame, i: int, found: bool, size: int, key: bytes, value: bytes | None, lsn: int) -> None:
-    """Carry out a plan of `in_place` (after its commit record is logged)."""
-    leaf = frame.obj
-    if value is None:
-        del leaf.keys[i]
-        del leaf.vals[i]
-    elif found:
-        leaf.vals[i] = value
-    else:
-        leaf.keys.insert(i, key)
-        leaf.vals.insert(i, value)
-    leaf.size = size
+def apply_in_place(pool: BufferPool, entry: TreeEntry, planned: tuple, key: bytes, value: bytes | None,
+                   lsn: int) -> None:
+    """Carry out a plan of `in_place` once its commit record is logged at `lsn`
+    (the writer), or is being replayed (a reader following the log)."""
+    frame, leaf, plan = planned
+    apply_leaf_edit(entry, leaf, plan, key, value)
     leaf.lsn = lsn
-
-
-def delete(txn: Txn, name: str, key: bytes) -> bool:
-    entry = txn.entry(name)
-    if not entry.root:
-        return False
-    path, pid, leaf = _descend(txn, entry.root, key)
-    keys = leaf.keys
-    i = bisect_left(keys, key)
-    if i == len(keys) or keys[i] != key:
-        return False
-    txn.modify(pid)
-    old = leaf.vals[i]
-    if type(old) is Overflow:
-        txn.free_overflow(old)
-    leaf.size -= leaf_cell_size(key, old)
-    del keys[i]
-    del leaf.vals[i]
-    entry.count -= 1
-    if leaf.size < LEAF_MIN_FILL:
-        _fix(txn, name, path, pid, leaf)
-    return True
+    pool.mark_changed(frame)
 
 
 def drop(txn: Txn, name: str) -> None:

@@ -1,13 +1,26 @@
 """`Database`, `Tree` and `Batch`: the public API of docs/api.md.
 
-Every write runs under the database's write latch, one of two ways. A put
-or delete that changes a single cached leaf within its size bounds (most of
-them) appends its commit record first and then changes the leaf, so a failed
-append leaves nothing to undo (`_write_in_place`). Anything else runs as a
-transaction (`Txn`): apply to the tree in memory, append one logical commit
-record, finish; on any exception roll back in memory so the operation has no
-effect. The log fsync (rule 1 of `wal`) happens after the latch is released,
-so threads committing together share one fsync.
+The write path. Every write holds the database's write latch once, from its
+first read of the tree to its commit in memory, and takes one of two paths;
+the order of log and page is what keeps each safe:
+
+1. In place, log first (`_write_key`, most puts and deletes): when
+   `btree.in_place` finds the key's leaf cached and the edit keeps it within
+   its bounds (no split, merge or overflow chain), the commit record is
+   appended first and the leaf changed after (`btree.apply_in_place`). A
+   failed append has changed no page, so there is nothing to undo; once the
+   append returned, the edit cannot fail (memory only).
+2. A transaction, page then log (`_run_txn`, everything else): `txn.Txn`
+   changes the tree in memory, keeping a copy of each page before its first
+   change, then appends one logical commit record. On any exception, the
+   append's included, `Txn.rollback` puts the copies back, so the operation
+   has no effect. Changing pages before logging is safe because no changed
+   page outlives a crash without its record: pages reach the data file only
+   at checkpoints, and an evicted one only as a spill to the log, which
+   recovery ignores (rule 2 of `wal`).
+3. Both paths end in `_committed` (iterators notice, a long log is
+   checkpointed), and the log fsync (rule 1 of `wal`) happens after the
+   latch is released, so threads committing together share one fsync.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ from collections.abc import (
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from engine import btree, bulk, log, maintenance, syncpoints
+from engine import btree, bulk, log, maintenance
 from engine.bufferpool import BufferPool, pool_frames
 from engine.check import CheckReport, check_database
 from engine.codec import (
@@ -130,7 +143,6 @@ class Debug:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self.double_check_root = True
 
     @property
     def double_check_fetch(self) -> bool:
@@ -551,7 +563,7 @@ class Database:
 
     def _replay_in_place(self, op: tuple, lsn: int) -> bool:
         """Replay one put or delete the way the writer's common case made it
-        (`_write_in_place`): within one cached leaf. False when the general
+        (`_write_key` in place): within one cached leaf. False when the general
         path must run. A reader follows a writer's commits at about the
         writer's own cost this way."""
         kind, name, key, value = op
@@ -562,11 +574,11 @@ class Database:
             return False
         if kind == OP_DELETE:
             value = None
-        plan = btree.in_place(self._pool, entry.root, key, value)
-        if plan is None:
+        planned = btree.in_place(self._pool, entry.root, key, value)
+        if planned is None:
             return False
-        if value is not None or plan[2]:
-            self._edit_leaf(entry, plan, key, value, lsn)
+        if value is not None or planned[2][1]:
+            btree.apply_in_place(self._pool, entry, planned, key, value, lsn)
         return True
 
     def _snapshot(self):
@@ -604,35 +616,24 @@ class Database:
             raise ReadOnlyError(f"{self.path}: opened read-only")
 
     def _write(self, fn, *args):
-        """Run `fn(txn, *args)` as one atomic commit."""
+        """Run `fn(txn, *args)` as one atomic commit (rule 2 above)."""
         self._check_writable()
         latch = self._latch
         latch.acquire_write()
         try:
             self._check_writable()
-            txn = self._txn()
-            wal = self._wal
-            try:
-                result = fn(txn, *args)
-                lsn = wal.commit(encode_ops(txn.ops)) if txn.ops else wal.lsn
-            except BaseException:
-                self._rollback(txn)
-                raise
-            txn.finish(lsn)
-            if txn.ops:
-                self._committed()
+            result, lsn = self._run_txn(fn, args)
         finally:
             latch.release_write()
-        if txn.ops:
-            wal.sync_to(lsn)
+        if lsn:
+            self._wal.sync_to(lsn)
         return result
 
-    def _write_in_place(self, name: str, key: bytes, value: bytes | None) -> bool | None:
-        """A put (`value` bytes) or delete (`value` None) that changes one
-        cached leaf within its bounds (`btree.in_place`), without a
-        transaction: the commit is logged first, then the leaf changed, so a
-        failed append changes nothing. Most puts and deletes take this path.
-        None when the general path must run; else whether the key existed."""
+    def _write_key(self, name: str, key: bytes, value: bytes | None) -> bool:
+        """A put (`value` bytes) or delete (`value` None) of one key under one
+        hold of the write latch: in place when `btree.in_place` finds one
+        cached leaf that stays within its bounds (rule 1 above: most puts and
+        deletes), else as a transaction (rule 2). Whether the key existed."""
         latch = self._latch
         latch.acquire_write()
         try:
@@ -640,39 +641,41 @@ class Database:
             if self._closed or self.read_only or wal.failed:
                 self._check_writable()  # raises the right error
             entry = self._trees.get(name)
-            if entry is None or not entry.root:
-                return None
-            plan = btree.in_place(self._pool, entry.root, key, value)
-            if plan is None:
-                return None
-            found = plan[2]
-            if value is None and not found:
-                return False
-            lsn = wal.commit(encode_op(OP_DELETE if value is None else OP_PUT, name, key, value))
-            self._edit_leaf(entry, plan, key, value, lsn)
-            self._version += 1  # `_committed`, inlined: this is the hot path
-            if wal.end > self.checkpoint_bytes:
-                self._auto_checkpoint()
+            if entry is None or not entry.root or (planned := btree.in_place(self._pool, entry.root, key, value)) is None:
+                found, lsn = self._run_txn(_delete if value is None else _put, (name, key, value))
+            else:
+                found = planned[2][1]
+                if value is None and not found:
+                    return False
+                lsn = wal.commit(encode_op(OP_DELETE if value is None else OP_PUT, name, key, value))
+                btree.apply_in_place(self._pool, entry, planned, key, value, lsn)
+                self._committed()
         finally:
             latch.release_write()
-        wal.sync_to(lsn)
+        if lsn:
+            wal.sync_to(lsn)
         return found
 
-    def _edit_leaf(self, entry: TreeEntry, plan: tuple, key: bytes, value: bytes | None, lsn: int) -> None:
-        """Change one cached leaf as `btree.in_place` planned it, and the
-        tree's key count: the writer's in-place path (after logging) and a
-        reader's replay of a logged one-op commit both end here."""
-        frame, i, found, size = plan
-        btree.apply_in_place(frame, i, found, size, key, value, lsn)
-        self._pool.mark_changed(frame)
-        if not found:
-            entry.count += 1
-        elif value is None:
-            entry.count -= 1
+    def _run_txn(self, fn, args: tuple) -> tuple[Any, int]:
+        """`fn(txn, *args)` as a transaction (rule 2 above), under the write
+        latch: (its result, the lsn of its commit record, 0 when it changed
+        nothing)."""
+        txn = self._txn()
+        wal = self._wal
+        try:
+            result = fn(txn, *args)
+            lsn = wal.commit(encode_ops(txn.ops)) if txn.ops else 0
+        except BaseException:
+            self._rollback(txn)
+            raise
+        txn.finish(lsn or wal.lsn)
+        if lsn:
+            self._committed()
+        return result, lsn
 
     def _committed(self) -> None:
-        """After a commit, under the write latch: iterators notice, and a long
-        log is checkpointed."""
+        """After each commit, under the write latch, on both paths: iterators
+        notice, and a long log is checkpointed."""
         self._version += 1
         if self._wal.end > self.checkpoint_bytes:
             self._auto_checkpoint()
@@ -698,10 +701,6 @@ class Database:
         except DragonDBError as exc:  # the commit stands; the next commit retries
             self.last_checkpoint_error = exc
             log.warning("automatic checkpoint failed: {}", exc)
-
-    def _ensure_root(self, name: str) -> None:
-        syncpoints.reach("btree.root.check")
-        self._write(_make_root, name, self.debug.double_check_root)
 
     # -- trees ------------------------------------------------------------------
 
@@ -1108,13 +1107,6 @@ def _apply(txn: Txn, op: int, name: str, key, value, log: bool = True) -> None:
         txn.ops.append((op, name, key, value))
 
 
-def _make_root(txn: Txn, name: str, double_check: bool) -> None:
-    syncpoints.reach("btree.root.create")
-    entry = txn.entry(name)
-    if not double_check or not entry.root:
-        btree.create_root(txn, name)
-
-
 def _create_tree(txn: Txn, name: str, log: bool = True) -> None:
     if name in txn.trees:
         return
@@ -1140,7 +1132,7 @@ def _put(txn: Txn, name: str, key: bytes, value: bytes) -> None:
     txn.ops.append((OP_PUT, name, key, value))
 
 
-def _delete(txn: Txn, name: str, key: bytes) -> bool:
+def _delete(txn: Txn, name: str, key: bytes, _value: None = None) -> bool:
     if name not in txn.trees:
         raise KeyError(name)
     found = btree.delete(txn, name, key)
@@ -1196,12 +1188,7 @@ class Tree(MutableMapping[bytes, bytes]):
             key = _key(key)
         if type(value) is not bytes or len(value) > MAX_VALUE_SIZE:
             value = _value(value)
-        db = self._db
-        if db._write_in_place(self.name, key, value) is None:
-            db._check_writable()
-            if not self._entry().root:
-                db._ensure_root(self.name)
-            db._write(_put, self.name, key, value)
+        self._db._write_key(self.name, key, value)
 
     @overload
     def get(self, key: BytesLike, default: None = None) -> bytes | None: ...
@@ -1224,8 +1211,7 @@ class Tree(MutableMapping[bytes, bytes]):
     def delete(self, key: BytesLike) -> bool:
         if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
             key = _key(key)
-        found = self._db._write_in_place(self.name, key, None)
-        return self._db._write(_delete, self.name, key) if found is None else found
+        return self._db._write_key(self.name, key, None)
 
     def __getitem__(self, key: BytesLike) -> bytes:
         value = self.get(key)
