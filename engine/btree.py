@@ -28,13 +28,11 @@ from engine import syncpoints
 from engine.bufferpool import BufferPool
 from engine.codec import (
     INTERNAL_MIN_FILL,
-    LEAF,
     LEAF_MIN_FILL,
     MAX_LEAF_CELL,
     USABLE,
     Node,
     Overflow,
-    decode_node,
     inline_fits,
     internal_split_point,
     leaf_cell_size,
@@ -44,7 +42,8 @@ from engine.codec import (
 from engine.errors import CorruptionError
 from engine.txn import TreeEntry, Txn, overflow_pages, read_overflow
 
-__all__ = ["get", "put", "delete", "chunk", "read_node", "walk_pages", "levels", "create_root"]
+__all__ = ["get", "put", "delete", "chunk", "walk_pages", "levels", "create_root", "in_place", "apply_in_place",
+           "plan_leaf_edit", "apply_leaf_edit"]
 
 MAX_HEIGHT = 48  # fanout >= 2 and 2**32 pages bound a real tree far below this
 
@@ -65,27 +64,11 @@ def _next_leaf(pool: BufferPool, node: Node, pid: int, last_key: bytes | None, f
         edge = node.keys[-1] if forward else node.keys[0]
         if last_key is None or (edge > last_key if forward else edge < last_key):
             last_key = edge
-    nxt = read_node(pool, pid)
+    nxt = pool.node(pid)
     if not nxt.leaf or not nxt.keys or (
         last_key is not None and (nxt.keys[0] <= last_key if forward else nxt.keys[-1] >= last_key)):
         raise CorruptionError(f"leaf link to page {pid} breaks the key order")
     return nxt
-
-
-def read_node(pool: BufferPool, page_id: int) -> Node:
-    """Decoded node of `page_id` for a reader (pinned only while fetched:
-    no writer runs while readers hold the latch, so the node cannot change)."""
-    node = pool.peek(page_id)
-    if node is not None:
-        return node
-    frame = pool.fetch(page_id)
-    try:
-        node = frame.obj
-        if node is None:
-            node = frame.obj = decode_node(frame.buf, page_id)
-        return node  # taken while pinned: another reader's miss may evict the frame after
-    finally:
-        pool.unpin(frame)
 
 
 def _value(pool: BufferPool, v):
@@ -101,9 +84,9 @@ def get(pool: BufferPool, root: int, key: bytes) -> bytes | None:
     while True:
         node = peek(pid)
         if node is None:
-            node = _read_for_get(pool, pid, key)
-            if type(node) is not Node:  # the leaf was searched undecoded
-                return None if node is _MISSING else _value(pool, node)
+            node = pool.search_leaf(pid, leaf_search, key, pid)  # no closure: `key` stays a fast local
+            if type(node) is not Node:  # the leaf was searched undecoded: the value or None
+                return None if node is None else _value(pool, node)
         if node.leaf:
             break
         pid = node.children[bisect_right(node.keys, key)]
@@ -115,34 +98,6 @@ def get(pool: BufferPool, root: int, key: bytes) -> bytes | None:
     if i < len(keys) and keys[i] == key:
         return _value(pool, node.vals[i])
     return None
-
-
-_MISSING = object()
-
-
-def _read_for_get(pool: BufferPool, page_id: int, key: bytes):
-    """The decoded node of `page_id`; or, when the pool is full and a get
-    first meets the page undecoded and it is a leaf, the value under `key`
-    (or `_MISSING`) found by `leaf_search` without decoding: a leaf read once
-    and evicted (a pool smaller than the tree) never pays for a full decode,
-    and one read again decodes for the hits to come."""
-    frame = pool.fetch(page_id)
-    once = False
-    try:
-        node = frame.obj
-        if node is not None:
-            return node
-        if not frame.searched and frame.buf[4] == LEAF and pool.full():
-            frame.searched = once = True
-            value = leaf_search(frame.buf, key, page_id)
-            return _MISSING if value is None else value
-        node = frame.obj = decode_node(frame.buf, page_id)
-        return node
-    finally:
-        if once:
-            pool.unpin_cold(frame)
-        else:
-            pool.unpin(frame)
 
 
 # -- writes ---------------------------------------------------------------------
@@ -215,8 +170,7 @@ def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int, Node]:
         i = bisect_right(node.keys, key)
         path.append((pid, node, i))
         pid = node.children[i]
-        frame = pins.get(pid)
-        node = frame.obj if frame is not None else peek(pid) or txn.node(pid)
+        node = pins.get(pid) or peek(pid) or txn.node(pid)
     return path, pid, txn.node(pid)
 
 
@@ -262,16 +216,16 @@ def in_place(pool: BufferPool, root: int, key: bytes, value: bytes | None):
     """Plan a put (`value` bytes) or delete (`value` None) that changes one
     leaf and leaves it within its size bounds, so it needs no split, merge,
     overflow chain, pin or undo copy: the caller logs the commit, then calls
-    `apply_in_place`. Returns (frame, leaf, plan of `plan_leaf_edit`), or
+    `apply_in_place`. Returns (page id, leaf, plan of `plan_leaf_edit`), or
     None when the general path must run (an overflow value, old or new; a
-    size out of bounds). Writers only: nothing else runs on the pool, so a frame read
-    here stays cached, unpinned, until the plan is applied."""
-    peek = pool.peek_frame
+    size out of bounds). Writers only: under the write latch nothing else
+    uses the pool, and appending to the log does not, so the leaf read here
+    stays cached, unpinned, until the plan is applied."""
+    peek = pool.peek
     pid = root
     depth = 0
     while True:
-        frame = peek(pid) or _cached_frame(pool, pid)
-        node = frame.obj
+        node = peek(pid) or pool.node(pid)
         if node.leaf:
             break
         pid = node.children[bisect_right(node.keys, key)]
@@ -281,30 +235,17 @@ def in_place(pool: BufferPool, root: int, key: bytes, value: bytes | None):
     plan = plan_leaf_edit(node, key, value, pid == root)
     if not plan[3] or (plan[1] and type(node.vals[plan[0]]) is Overflow):
         return None
-    return frame, node, plan
-
-
-def _cached_frame(pool: BufferPool, page_id: int):
-    """The frame of `page_id` with its node decoded, read on a miss and left
-    unpinned (for the writer alone on the pool: nothing evicts it meanwhile;
-    a reader must use `read_node`, which takes the node while pinned)."""
-    frame = pool.fetch(page_id)
-    try:
-        if frame.obj is None:
-            frame.obj = decode_node(frame.buf, page_id)
-        return frame
-    finally:
-        pool.unpin(frame)
+    return pid, node, plan
 
 
 def apply_in_place(pool: BufferPool, entry: TreeEntry, planned: tuple, key: bytes, value: bytes | None,
                    lsn: int) -> None:
     """Carry out a plan of `in_place` once its commit record is logged at `lsn`
     (the writer), or is being replayed (a reader following the log)."""
-    frame, leaf, plan = planned
+    pid, leaf, plan = planned
     apply_leaf_edit(entry, leaf, plan, key, value)
     leaf.lsn = lsn
-    pool.mark_changed(frame)
+    pool.node_changed(pid)
 
 
 def drop(txn: Txn, name: str) -> None:
@@ -446,12 +387,12 @@ def chunk(pool: BufferPool, root: int, lo: bytes | None, hi: bytes | None, after
     out: list[tuple[bytes, bytes]] = []
     if not root:
         return out, True
-    node = read_node(pool, root)
+    node = pool.node(root)
     if not reverse:
         seek = after if after is not None else lo
         depth = 0
         while not node.leaf:
-            node = read_node(pool, node.children[bisect_right(node.keys, seek) if seek is not None else 0])
+            node = pool.node(node.children[bisect_right(node.keys, seek) if seek is not None else 0])
             depth += 1
             if depth > MAX_HEIGHT:
                 raise _too_deep(root)
@@ -477,7 +418,7 @@ def chunk(pool: BufferPool, root: int, lo: bytes | None, hi: bytes | None, after
     seek = after if after is not None else hi
     depth = 0
     while not node.leaf:
-        node = read_node(pool, node.children[bisect_left(node.keys, seek) if seek is not None else len(node.keys)])
+        node = pool.node(node.children[bisect_left(node.keys, seek) if seek is not None else len(node.keys)])
         depth += 1
         if depth > MAX_HEIGHT:
             raise _too_deep(root)
@@ -501,10 +442,10 @@ def chunk(pool: BufferPool, root: int, lo: bytes | None, hi: bytes | None, after
 def edge(pool: BufferPool, root: int, last: bool) -> tuple[bytes, bytes] | None:
     if not root:
         return None
-    node = read_node(pool, root)
+    node = pool.node(root)
     depth = 0
     while not node.leaf:
-        node = read_node(pool, node.children[-1 if last else 0])
+        node = pool.node(node.children[-1 if last else 0])
         depth += 1
         if depth > MAX_HEIGHT:
             raise _too_deep(root)
@@ -527,7 +468,7 @@ def walk_pages(pool: BufferPool, root: int) -> list[int]:
             raise CorruptionError(f"page {pid} is reachable twice in the tree at {root}")
         seen.add(pid)
         out.append(pid)
-        node = read_node(pool, pid)
+        node = pool.node(pid)
         if node.leaf:
             for v in node.vals:
                 if type(v) is Overflow:
@@ -541,10 +482,10 @@ def height(pool: BufferPool, root: int) -> int:
     """Levels from the root to the leaves (0: no root page), down the leftmost path."""
     if not root:
         return 0
-    node = read_node(pool, root)
+    node = pool.node(root)
     depth = 1
     while not node.leaf:
-        node = read_node(pool, node.children[0])
+        node = pool.node(node.children[0])
         depth += 1
         if depth > MAX_HEIGHT:
             raise _too_deep(root)
@@ -562,7 +503,7 @@ def levels(pool: BufferPool, root: int, depth: int | None = None) -> list[list[t
         if seen.intersection(level) or len(out) > MAX_HEIGHT:
             raise CorruptionError(f"tree at page {root} has a cycle of child pointers")
         seen.update(level)
-        nodes = [(pid, read_node(pool, pid)) for pid in level]
+        nodes = [(pid, pool.node(pid)) for pid in level]
         out.append(nodes)
         level = [c for _, n in nodes if not n.leaf for c in n.children]
     return out

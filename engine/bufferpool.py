@@ -23,7 +23,17 @@ Frame states and the function making each transition::
 Decoded nodes: `frame.obj` caches the decoded page; `frame.obj_dirty` means
 the object is newer than the bytes, so the bytes are re-encoded only when
 they must reach the store (eviction, flush): encoding is deferred to
-write-back.
+write-back. Only this module touches a `Frame`'s fields; the rest of the
+engine works with page ids and nodes:
+
+- readers and the writer: `peek` (a cached node, no pin), `node` (pinned
+  only for the call, decoded once), `search_leaf` (a get's first look at an
+  undecoded leaf of a full pool), all valid while the caller's database
+  latch excludes other writers of the node;
+- the in-place writer: `node_changed` after editing a node it read so;
+- a transaction: `pin_node`, `add_node`, `unpin_nodes`, `restore_node`;
+- page bytes (overflow pages): the guards `read` and `write`;
+- checkpoints and checks: `dirty_pages`, `mark_clean`, `corrupt_clean_nodes`.
 
 Read-ahead: while at least `2 * READ_AHEAD` frames are free, a miss also
 reads the aligned window of `READ_AHEAD` pages around it with one call and
@@ -56,12 +66,12 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
 from engine import syncpoints
-from engine.codec import PAGE_SIZE, encode_node
+from engine.codec import LEAF, PAGE_SIZE, Node, decode_node, encode_node, page_type, verify
 from engine.disk import aligned_buffer, reserved_buffer
 from engine.errors import BufferPoolFullError
 from engine.latch import wait
@@ -235,21 +245,108 @@ class BufferPool:
         """Every frame holds a page: the next miss evicts."""
         return not self._free and len(self.frames) == self.n_frames
 
-    def peek_frame(self, page_id: int) -> Frame | None:
-        """`peek`, returning the frame (for the writer alone on the pool's
-        pages, which may then change the node and call `mark_changed`)."""
-        frame = self._table.get(page_id)
-        if frame is not None and frame.obj is not None and frame.page_id == page_id:
-            frame.ref = True
-            self.hits += 1
-            return frame
-        return None
+    # -- decoded nodes --------------------------------------------------------
 
-    def mark_changed(self, frame: Frame) -> None:
-        """The frame's decoded node was changed in place: dirty, bytes stale."""
+    def node(self, page_id: int) -> Node:
+        """The decoded node of `page_id`: the cached one, or the page read on
+        a miss and decoded once (cached on its frame). Pinned only during the
+        call, so no guard is needed: the caller's database latch excludes every
+        other writer of the node (readers share it, the writer holds it
+        alone), so the node object cannot change while the caller uses it, and
+        an eviction meanwhile only drops the frame, never the node."""
+        node = self.peek(page_id)
+        if node is not None:
+            return node
+        frame = self.fetch(page_id)
+        try:
+            return self._decoded(frame)
+        finally:
+            self.unpin(frame)
+
+    def _decoded(self, frame: Frame) -> Node:
+        """The pinned frame's node, decoded and cached on first use."""
+        node = frame.obj
+        if node is None:
+            node = frame.obj = decode_node(frame.buf, frame.page_id)
+        return node
+
+    def search_leaf(self, page_id: int, search: Callable[..., object], *args: object) -> object:
+        """For a get: the decoded node of `page_id`; or, when the pool is full
+        and the page is an undecoded leaf no get has searched yet,
+        `search(page bytes, *args)` without decoding, the frame then going to the
+        old end of the replacer. A leaf read once and evicted (a pool smaller
+        than the tree) never pays for a full decode, and one read again
+        decodes for the hits to come. The caller tells a node from a search
+        result by its type."""
+        frame = self.fetch(page_id)
+        cold = False
+        try:
+            node = frame.obj
+            if node is not None:
+                return node
+            if not frame.searched and page_type(frame.buf) == LEAF and self.full():
+                frame.searched = cold = True
+                return search(frame.buf, *args)
+            return self._decoded(frame)
+        finally:
+            if cold:
+                self._unpin_cold(frame)
+            else:
+                self.unpin(frame)
+
+    def node_changed(self, page_id: int) -> None:
+        """The writer changed the cached node of `page_id` in place (a node it
+        read through `peek` or `node` under the write latch, during which
+        nothing else uses the pool, so the node is still cached): the page
+        is dirty and its bytes stale."""
         with self._mutex:
+            frame = self._table[page_id]
+            assert frame.obj is not None, "node_changed: the node is not cached"
             frame.dirty = True
             frame.obj_dirty = True
+
+    def pin_node(self, page_id: int) -> Node:
+        """`node`, kept pinned until `unpin_nodes` (a transaction's pages)."""
+        frame = self.fetch(page_id)
+        try:
+            return self._decoded(frame)
+        except BaseException:
+            self.unpin(frame)
+            raise
+
+    def add_node(self, page_id: int, node: Node, pinned: bool) -> None:
+        """A freshly allocated page holding `node` (dirty, its bytes encoded
+        only at write-back), kept pinned until `unpin_nodes` if `pinned`."""
+        frame = self.new_page(page_id)
+        frame.obj = node
+        frame.obj_dirty = True
+        if not pinned:
+            self.unpin(frame, dirty=True)
+
+    def unpin_nodes(self, page_ids: Iterable[int], changed: bool) -> None:
+        """Unpin pages of `pin_node`/`add_node` under one acquisition of the
+        mutex; `changed`: their nodes were changed (dirty, bytes stale)."""
+        with self._mutex:
+            table = self._table
+            for page_id in page_ids:
+                frame = table[page_id]
+                assert frame.pin > 0, "unpin_nodes: frame is not pinned"
+                frame.pin -= 1
+                if changed:
+                    frame.dirty = frame.obj_dirty = True
+
+    def restore_node(self, page_id: int, node: Node, pinned: bool) -> None:
+        """A rollback: `node` (a copy taken before the first change) becomes
+        the page's node again. A page the caller holds pinned (`pinned`) got
+        no write-back since, so its bytes still match the copy: it is only
+        unpinned. Any other page was released and may have been changed on
+        the way to the store: it is fetched (read back if evicted, which may
+        raise) and marked changed."""
+        frame = self._table[page_id] if pinned else self.fetch(page_id)
+        frame.obj = node
+        if not pinned:
+            frame.obj_dirty = True
+        self.unpin(frame, dirty=not pinned)
 
     def fetch(self, page_id: int) -> Frame:
         """Pin the frame holding `page_id`, reading it on a miss."""
@@ -448,7 +545,7 @@ class BufferPool:
             if dirty:
                 frame.dirty = True
 
-    def unpin_cold(self, frame: Frame) -> None:
+    def _unpin_cold(self, frame: Frame) -> None:
         """`unpin` a frame read for one use: it goes to the old end of the
         replacer, so pages met once (a leaf read for a single get) are
         evicted before the internal nodes every get walks through."""
@@ -457,15 +554,6 @@ class BufferPool:
             frame.pin -= 1
             frame.ref = False
             self._replacer.demote(frame.frame_id)
-
-    def unpin_all(self, frames, dirty: bool) -> None:
-        """`unpin` for many frames under one acquisition of the mutex."""
-        with self._mutex:
-            for frame in frames:
-                assert frame.pin > 0, "unpin: frame is not pinned"
-                frame.pin -= 1
-                if dirty:
-                    frame.dirty = True
 
     def _reserve(self) -> Frame:
         """A pinned frame outside the table (caller holds the mutex)."""
@@ -531,8 +619,9 @@ class BufferPool:
     # -- guards -------------------------------------------------------------
 
     @contextmanager
-    def read(self, page_id: int) -> Iterator[Frame]:
-        """Pin and share-latch `page_id`; unpin on every exit path."""
+    def read(self, page_id: int) -> Iterator[memoryview]:
+        """Pin and share-latch `page_id`; its bytes, for reading. Unpinned
+        on every exit path."""
         frame = self.fetch(page_id)
         try:
             self._latch(frame, write=False)
@@ -540,21 +629,23 @@ class BufferPool:
             self.unpin(frame)
             raise
         try:
-            yield frame
+            yield frame.buf
         finally:
             self._unlatch(frame, write=False, dirty=False)
 
     @contextmanager
-    def write(self, page_id: int) -> Iterator[Frame]:
-        """Pin and exclusively latch `page_id`; the frame is dirty on release."""
-        frame = self.fetch(page_id)
+    def write(self, page_id: int, new: bool = False) -> Iterator[memoryview]:
+        """Pin and exclusively latch `page_id`; its bytes, to change (a `new`
+        page is not read: its bytes start zeroed). The page is dirty on
+        release, on every exit path."""
+        frame = self.new_page(page_id) if new else self.fetch(page_id)
         try:
             self._latch(frame, write=True)
         except BaseException:
             self.unpin(frame)
             raise
         try:
-            yield frame
+            yield frame.buf
         finally:
             self._unlatch(frame, write=True, dirty=True)
 
@@ -592,14 +683,31 @@ class BufferPool:
                     n += 1
         return n
 
-    def dirty_frames(self) -> list[Frame]:
+    def dirty_pages(self) -> list[tuple[int, memoryview]]:
+        """(page id, bytes) of every dirty page, its bytes brought up to date
+        with its node: the images a checkpoint writes home. The bytes stay
+        the pool's; they are current until the caller's latch is released."""
         with self._mutex:
-            return [f for f in self._table.values() if f.dirty]
+            out = []
+            for frame in self._table.values():
+                if frame.dirty:
+                    frame.sync_bytes()
+                    out.append((frame.page_id, frame.buf))
+            return out
 
-    def mark_clean(self, frames: list[Frame]) -> None:
+    def mark_clean(self, page_ids: Iterable[int]) -> None:
+        """The pages' current bytes reached the store (a checkpoint)."""
         with self._mutex:
-            for f in frames:
-                f.dirty = False
+            table = self._table
+            for page_id in page_ids:
+                table[page_id].dirty = False
+
+    def corrupt_clean_nodes(self) -> list[int]:
+        """Ids of cached decoded pages whose bytes are current (clean, node
+        not newer) yet fail their checksum: a page damaged in memory."""
+        with self._mutex:
+            return [pid for pid, f in self._table.items()
+                    if f.obj is not None and not f.obj_dirty and not f.dirty and not verify(f.buf)]
 
     def pinned(self) -> list[int]:
         """Page ids whose frames are pinned now."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.bufferpool import BufferPool
-from engine.codec import INTERNAL_MIN_FILL, LEAF_MIN_FILL, Overflow, verify
+from engine.codec import INTERNAL_MIN_FILL, LEAF_MIN_FILL, Overflow
 from engine.errors import DragonDBError
 from engine.pager import Pager
 from engine.txn import TreeEntry, overflow_pages
@@ -43,8 +43,6 @@ class CheckReport:
 
 
 def check_database(pool: BufferPool, pager: Pager, trees: dict[str, TreeEntry]) -> CheckReport:  # noqa: C901 - every check family in one walk; one helper per family
-    from engine.btree import read_node  # the checker reads nodes the way readers do
-
     report = CheckReport(pages_allocated=pager.page_count, trees=len(trees))
     problems = report.problems
     owner: dict[int, str] = {0: "metadata"}
@@ -77,7 +75,7 @@ def check_database(pool: BufferPool, pager: Pager, trees: dict[str, TreeEntry]) 
                 continue
             claim(pid, who)
             try:
-                node = read_node(pool, pid)
+                node = pool.node(pid)  # the checker reads nodes the way readers do
             except DragonDBError as exc:
                 problems.append(f"{who}: page {pid}: {exc}")
                 continue
@@ -123,10 +121,8 @@ def check_database(pool: BufferPool, pager: Pager, trees: dict[str, TreeEntry]) 
     report.pages_leaked = len(leaked)
     if leaked:
         problems.append(f"{len(leaked)} pages leaked: {leaked[:10]}")
-    for pid in pool.page_ids():
-        frame = pool.cached(pid)
-        if frame is not None and not frame.obj_dirty and frame.obj is not None and not verify(frame.buf) and not frame.dirty:
-            problems.append(f"page {pid}: cached bytes fail their checksum")
+    for pid in pool.corrupt_clean_nodes():
+        problems.append(f"page {pid}: cached bytes fail their checksum")
     problems += pool.check_invariants(expect_unpinned=True)
     problems += pager.check_invariants()
     report.ok = not problems

@@ -792,13 +792,11 @@ class Database:
         meta_page = bytearray(PAGE_SIZE)
         encode_meta(Meta(pager.page_count, head, pager.free_count, wal.lsn,
                          {n: (e.root, e.count) for n, e in self._trees.items()}), meta_page)
-        dirty = pool.dirty_frames()
-        for f in dirty:
-            f.sync_bytes()
-        in_pool = {f.page_id for f in dirty}
+        dirty = pool.dirty_pages()
+        in_pool = {pid for pid, _ in dirty}
         spilled = {pid: off for pid, off in wal.spilled.items() if pid not in in_pool}
         n = 1 + len(trunks) + len(dirty) + len(spilled)
-        home: list[Any] = [(0, meta_page), *trunks, *((f.page_id, f.buf) for f in dirty)]
+        home: list[Any] = [(0, meta_page), *trunks, *dirty]
         wal.checkpoint_begin(n)
         wal.checkpoint_images(home)
         tmp = memoryview(bytearray(PAGE_SIZE))
@@ -817,7 +815,7 @@ class Database:
             except StorageIOError as exc:
                 wal.failed = True
                 raise NeedsRecoveryError(exc.errno or 5, f"data file fsync failed ({exc}); reopen to recover") from exc
-        pool.mark_clean(dirty)
+        pool.mark_clean(in_pool)
         wal.spilled.clear()  # every spilled page is home now
         try:
             wal.reset(wal.lsn, sync=durable)
