@@ -55,10 +55,10 @@ nodes (Python objects) come on top of the frames' bytes. A cap that cannot
 be mapped (a strict commit limit) is halved until it can.
 
 Concurrency: one mutex guards the table, pins and replacer. A miss reads
-outside the mutex into a reserved frame, then installs it after checking the
-table again (double-checked fetch), so two threads missing on one page never
-create two frames. `debug_double_check=False` removes that check: only the
-fault layer's tests set it, to show the race.
+outside the mutex into a reserved frame that waits in the table as a loading
+placeholder; a second miss on the page checks the table again under the
+mutex (`_join_load`, the double-checked fetch) and waits for that read, so
+two threads missing on one page never create two frames.
 """
 
 from __future__ import annotations
@@ -206,7 +206,6 @@ class BufferPool:
         self.misses = 0
         self.evictions = 0
         self.prefetched = 0
-        self.debug_double_check = True
         self._read_ahead = getattr(store, "read_ahead", None)
         self._ra_lock = threading.Lock()
         self._ra_mem = None
@@ -360,63 +359,59 @@ class BufferPool:
         return self._fetch_miss(page_id)
 
     def _fetch_miss(self, page_id: int) -> Frame:
-        """Read `page_id` into a reserved frame outside the mutex.
-
-        With the double check (always, outside the fault layer's tests) the
-        reserved frame enters the table at once as a loading placeholder, so
-        a second thread missing on the same page waits for this read instead
-        of reading a second copy, and a write-back of a newer copy cannot
-        race with the install."""
+        """Read `page_id` into a reserved frame outside the mutex. The frame
+        enters the table at once as a loading placeholder, so a second thread
+        missing on the same page waits for this read (`_join_load`) instead of
+        reading a second copy, and a write-back of a newer copy cannot race
+        with the install."""
         syncpoints.reach("bufferpool.fetch.miss")
         if not self._spare():
             syncpoints.reach("bufferpool.evict")  # outside the mutex, so a scheduler may park here
-        check = self.debug_double_check
         with self._mutex:
-            if check:
-                frame = self._table.get(page_id)
-                while frame is not None and frame.loading:
-                    self._wait()
-                    frame = self._table.get(page_id)
-                if frame is not None:  # another thread brought it in meanwhile
-                    frame.pin += 1
-                    self._replacer.touch(frame.frame_id)
-                    self.hits += 1
-                    return frame
+            frame = self._join_load(page_id)
+            if frame is not None:
+                return frame
             frame = self._reserve()
             self.misses += 1
-            if check:
-                frame.page_id = page_id
-                frame.loading = True
-                self._table[page_id] = frame
-                self._replacer.touch(frame.frame_id)
+            frame.page_id = page_id
+            frame.loading = True
+            self._table[page_id] = frame
+            self._replacer.touch(frame.frame_id)
         try:
             self.store.read_page(page_id, frame.buf)
         except BaseException:
             with self._mutex:
-                if check:
-                    del self._table[page_id]
-                    self._replacer.remove(frame.frame_id)
-                    frame.loading = False
-                    self._latch_cond.notify_all()
+                del self._table[page_id]
+                self._replacer.remove(frame.frame_id)
+                frame.loading = False
+                self._latch_cond.notify_all()
                 frame.page_id = None
                 frame.pin = 0
                 self._free.append(frame)
             raise
         syncpoints.reach("bufferpool.fetch.install")
         with self._mutex:
-            if check:
-                frame.loading = False
-                self._latch_cond.notify_all()
-        if check:
-            if self._read_ahead is not None and self._spare() >= 2 * READ_AHEAD:
-                self._read_around(page_id)
-            return frame
-        with self._mutex:
-            # the seed's unchecked install: a concurrent miss makes a second copy
-            frame.page_id = page_id
-            self._table[page_id] = frame
+            frame.loading = False
+            self._latch_cond.notify_all()
+        if self._read_ahead is not None and self._spare() >= 2 * READ_AHEAD:
+            self._read_around(page_id)
+        return frame
+
+    def _join_load(self, page_id: int) -> Frame | None:
+        """The double check of a miss (caller holds the mutex): once no read
+        of `page_id` is in progress, its frame pinned if another thread
+        brought it in meanwhile; else None, and the caller reads it. Without
+        this check two threads missing on one page would each install a
+        frame for it (the seed's race)."""
+        frame = self._table.get(page_id)
+        while frame is not None and frame.loading:
+            self._wait()
+            frame = self._table.get(page_id)
+        if frame is not None:
+            frame.pin += 1
             self._replacer.touch(frame.frame_id)
-            return frame
+            self.hits += 1
+        return frame
 
     def _read_around(self, page_id: int) -> None:
         """Read the window around a miss into free frames (see the module doc)."""

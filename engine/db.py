@@ -137,22 +137,6 @@ class PageInfo:
     children: list[int]
 
 
-class Debug:
-    """Test-only switches that re-create the seed's races. Never turn them off
-    outside the fault layer's tests."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    @property
-    def double_check_fetch(self) -> bool:
-        return self._db._pool.debug_double_check
-
-    @double_check_fetch.setter
-    def double_check_fetch(self, on: bool) -> None:
-        self._db._pool.debug_double_check = on
-
-
 def _key(key) -> bytes:
     if type(key) is not bytes:
         if isinstance(key, (bytearray, memoryview)):
@@ -271,7 +255,6 @@ class Database:
                 self._rlock.release()
         self._seen_lsn = self._follow[2] - 1
         self._closed = False
-        self.debug = Debug(self)
         _open_databases.add(self)
 
     # -- opening and recovery -------------------------------------------------

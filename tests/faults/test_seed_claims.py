@@ -6,9 +6,10 @@
     and both create a root (a page leaks, a key is lost); through the
     engine's own `Tree` (root created under the latch) an exhaustive search
     finds no such schedule.
-(b) One frame per page: two readers missing on the same page. With
-    `db.debug.double_check_fetch = False` both install a frame for it (the
-    pool's invariants break); with the check on, none does.
+(b) One frame per page: two readers missing on the same page, through a
+    pool driven directly over a page store. Through `seed_bugs.SeedFetchPool`
+    (no double check) both install a frame for it (the pool's invariants
+    break); through the engine's `BufferPool`, none does.
 (c) No page leaked when I/O fails: every I/O call of a workload with leaf and
     internal splits, merges, overflow values, tree creation and drop is failed
     in turn (call N = 1, 2, ..., once and persistently, SQLite style); after
@@ -28,15 +29,17 @@ import time
 from collections import Counter
 
 import pytest
-from seed_bugs import ROOT_CHECK, SeedRootTree
+from seed_bugs import ROOT_CHECK, ModelStore, SeedFetchPool, SeedRootTree
 
 import engine
-from engine import syncpoints
+from engine import btree, syncpoints
+from engine.bufferpool import BufferPool
+from engine.codec import PAGE_SIZE, Node, encode_node
 from faults.campaign import apply_op, contents, make_ops
 from faults.crash import CrashDisk
 from faults.interleave import explore, run
 from faults.io import KINDS, FaultPlan
-from models import ModelDatabase
+from models import ModelDatabase, ModelPageStore
 
 PATH = "/claims/claims.db"  # a CrashDisk path: never touches the real file system
 SEEDS = 1000  # the issue's bound: each planted race must be found within this many seeds
@@ -150,40 +153,46 @@ def test_explore_three_threads_finds_no_second_root() -> None:
 
 # -- (b) one frame per page ---------------------------------------------------------------------
 
-_BASE: dict[str, bytes] = {}
+ROOT = 1  # the page of the tree's root (page 0 is left unused, as the metadata page is)
 
 
-def _base_images() -> dict[str, bytes]:
-    """A closed database of 200 keys (a root over several leaves), built once."""
-    if not _BASE:
-        disk = CrashDisk()
-        db = engine.open(PATH, opener=disk.opener, pool_pages=16, sync="off")
-        t = db.tree("t")
-        for i in range(200):
-            t.put(b"key%04d" % i, b"v%04d" % i * 10)
-        db.close()
-        _BASE.update(disk.images(None, "keep"))
-    return _BASE
+def _tree_store() -> ModelPageStore:
+    """A tree of 200 keys on its own pages: a root over four leaves."""
+    model = ModelPageStore()
+    ids = [model.new_page() for _ in range(6)]
+    keys = [b"key%04d" % i for i in range(200)]
+    leaves = [ids[2 + j] for j in range(4)]
+    for j, pid in enumerate(leaves):
+        part = keys[j * 50 : (j + 1) * 50]
+        leaf = Node(True, part, [k.replace(b"key", b"v") * 10 for k in part],
+                    next=leaves[j + 1] if j < 3 else 0, prev=leaves[j - 1] if j else 0)
+        page = bytearray(PAGE_SIZE)
+        encode_node(leaf, page)
+        model.write(pid, page)
+    page = bytearray(PAGE_SIZE)
+    encode_node(Node(False, [keys[j * 50] for j in range(1, 4)], children=leaves), page)
+    model.write(ROOT, page)
+    return model
 
 
 def fetch_scenario(double_check: bool, n: int = 2):
-    """n readers of keys in one leaf, on a cold pool: all miss on the root and the leaf."""
-    db = engine.open(PATH, opener=CrashDisk(_base_images()).opener, pool_pages=16, sync="off")
-    db.debug.double_check_fetch = double_check
-    t = db.tree("t")
+    """n readers of keys in one leaf, through a cold pool of 16 frames (the
+    engine's, or `SeedFetchPool` without the double check): all miss on the
+    root and the leaf. Readers share the database latch, so nothing else
+    stands between them but the pool."""
+    pool = (BufferPool if double_check else SeedFetchPool)(ModelStore(_tree_store()), 16)
     keys = [b"key%04d" % (7 + i) for i in range(n)]
     results: dict[int, bytes | None] = {}
 
     def reader(i: int):
         def body() -> None:
-            results[i] = t.get(keys[i])
+            results[i] = btree.get(pool, ROOT, keys[i])
         return body
 
     def outcome() -> tuple[bool, list[str]]:
-        pool_problems = db._pool.check_invariants()  # the seed claim is about the pool itself
-        report = db.check()
+        problems = pool.check_invariants(expect_unpinned=True)  # the seed claim is about the pool itself
         values_ok = all(results.get(i) == b"v%04d" % (7 + i) * 10 for i in range(n))
-        problems = pool_problems + report.problems + ([] if values_ok else [f"wrong values {results}"])
+        problems += [] if values_ok else [f"wrong values {results}"]
         return not problems, problems
 
     return [reader(i) for i in range(n)], outcome

@@ -14,6 +14,7 @@ import sys
 import threading
 
 import pytest
+from seed_bugs import SeedFetchPool
 
 from engine import syncpoints
 from engine.bufferpool import BufferPool
@@ -577,8 +578,8 @@ class Park:
 @pytest.mark.parametrize("point", ["bufferpool.fetch.miss", "bufferpool.fetch.install"])
 @pytest.mark.parametrize("double_check", [True, False])
 def test_two_fetches_of_one_page_share_one_frame(store, point, double_check):
-    pool = BufferPool(store, 4)
-    pool.debug_double_check = double_check
+    # without the double check: the seed's pool, re-created on the test side
+    pool = (BufferPool if double_check else SeedFetchPool)(store, 4)
     park = Park(point)
     got: dict[str, object] = {}
 
@@ -787,8 +788,7 @@ def test_the_hammer_catches_the_seed_duplicate_frame_race():
     caught = []
     for _ in range(60):
         store = DictStore()
-        pool = BufferPool(store, 6)
-        pool.debug_double_check = False
+        pool = SeedFetchPool(store, 6)
         try:
             errors, problems, expect = hammer(pool, 600, RWLatch())
             try:
