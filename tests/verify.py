@@ -1,10 +1,10 @@
-"""Run CrossHair over the page codec's contracts; fail on any counterexample.
+"""Run CrossHair over the pure modules' contracts; fail on any counterexample.
 
     python tests/verify.py --per-condition 3 --total 180     # make verify-quick (in make test)
     python tests/verify.py --per-condition 10 --total 900    # make verify
 
 Each target below is one function with PEP 316 docstring contracts: either a
-codec function checked directly, or a wrapper in tests/verify-targets that
+pure function (codec, net.protocol) checked directly, or a wrapper in tests/verify-targets that
 builds real pages from a few small symbolic integers (see codec_targets.py
 for why). CrossHair checks each postcondition separately, for at most
 `--per-condition` CPU seconds times the target's weight, and reports it as
@@ -55,6 +55,7 @@ TARGETS: list[tuple[str, int]] = [
     ("codec_targets.meta_round_trip", 1),
     ("codec_targets.overflow_round_trip", 1),
     ("codec_targets.freelist_round_trip", 1),
+    ("engine.net.protocol.scan_limit", 1),
 ]
 
 _LINE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<level>info|error): (?P<msg>.*)$")

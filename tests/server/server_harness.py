@@ -1,8 +1,8 @@
-"""Test harness for engine.server: a server on its own event-loop thread,
+"""Test harness for engine.net.server: a server on its own event-loop thread,
 raw-socket helpers, and an independent reference reading of a byte stream.
 
 The reference (`expected_replies`) is written from docs/protocol.md without
-using engine.server's parser, so a test compares two readings of the spec.
+using engine.net.protocol's parser, so a test compares two readings of the spec.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import struct
 import threading
 from typing import Any
 
-from engine.server import Server
+from engine.net.server import Server
 
 U32 = struct.Struct("<I")
 MAX_KEY = 1024

@@ -8,7 +8,7 @@ import pytest
 
 import engine
 from engine import cli, client, errors
-from engine.client import Client, RemoteError
+from engine.net.client import Client, RemoteError
 
 ENGINE_ERRORS = [getattr(errors, name) for name in errors.__all__ if name != "DragonDBError"]
 

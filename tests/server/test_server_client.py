@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from engine import KeyTooLargeError
-from engine.client import Client, ProtocolError, ServerShutdownError
+from engine.net.client import Client, ProtocolError, ServerShutdownError
 
 
 def test_client_round_trip_and_errors(start_server):

@@ -1,10 +1,10 @@
-"""The load generator `engine.client.bench_load`, run briefly."""
+"""The load generator `bench.load.bench_load`, run briefly."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.client import bench_load
+from bench.load import bench_load
 
 
 @pytest.mark.parametrize("op", ["get", "insert", "ping"])

@@ -21,7 +21,7 @@ from server_harness import (
     u32,
 )
 
-from engine.client import Client, RemoteError, ServerShutdownError
+from engine.net.client import Client, RemoteError, ServerShutdownError
 
 # -- every op-code, byte for byte -------------------------------------------------
 

@@ -17,7 +17,7 @@ from server_harness import recv_all
 
 import engine
 from engine import server
-from engine.client import Client, ServerShutdownError
+from engine.net.client import Client, ServerShutdownError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -707,7 +707,7 @@ def test_read_only_subcommands_work_while_serve_writes(tmp_path, capsys):
     the database open for writing (docs/processes.md)."""
     import time
 
-    from engine.client import Client
+    from engine.net.client import Client
 
     db_path, ready = tmp_path / "live.db", tmp_path / "ready"
     root = Path(__file__).resolve().parents[2]
