@@ -26,6 +26,7 @@ from bisect import bisect_left, bisect_right
 
 from engine import syncpoints
 from engine.bufferpool import BufferPool
+from engine.catalog import TreeEntry
 from engine.codec import (
     INTERNAL_MIN_FILL,
     LEAF_MIN_FILL,
@@ -40,7 +41,7 @@ from engine.codec import (
     split_point,
 )
 from engine.errors import CorruptionError
-from engine.txn import TreeEntry, Txn, overflow_pages, read_overflow
+from engine.txn import Txn, overflow_pages, read_overflow
 
 __all__ = ["get", "put", "delete", "chunk", "walk_pages", "levels", "create_root", "in_place", "apply_in_place",
            "plan_leaf_edit", "apply_leaf_edit"]

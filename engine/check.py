@@ -18,10 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.bufferpool import BufferPool
+from engine.catalog import TreeEntry
 from engine.codec import INTERNAL_MIN_FILL, LEAF_MIN_FILL, Overflow
 from engine.errors import DragonDBError
 from engine.pager import Pager
-from engine.txn import TreeEntry, overflow_pages
+from engine.txn import overflow_pages
 
 __all__ = ["CheckReport", "check_database"]
 

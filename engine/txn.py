@@ -21,6 +21,7 @@ restored in memory and the caller poisons it.
 from __future__ import annotations
 
 from engine.bufferpool import BufferPool
+from engine.catalog import TreeEntry
 from engine.codec import (
     OVERFLOW_PAYLOAD,
     PAGE_SIZE,
@@ -33,20 +34,10 @@ from engine.codec import (
 from engine.errors import CorruptionError
 from engine.pager import Pager
 
-__all__ = ["Txn", "TreeEntry"]
+__all__ = ["Txn"]
 
 _NEW = object()  # snapshot marker: the page was created by this transaction
 OVERFLOW_RUN = 256  # overflow pages read with one call (1 MiB)
-
-
-class TreeEntry:
-    """A tree's root page and key count, as held in the metadata page."""
-
-    __slots__ = ("root", "count")
-
-    def __init__(self, root: int = 0, count: int = 0) -> None:
-        self.root = root
-        self.count = count
 
 
 class Txn:
