@@ -37,9 +37,7 @@ def _fill(path: str) -> None:
 
 
 def _writer(path: str, seconds: float, out, start, sync: str = "off", rate: float = 0, ckpt: int = 0) -> None:
-    db = engine.open(path, sync=sync)
-    if ckpt:
-        db.checkpoint_bytes = ckpt
+    db = engine.open(path, sync=sync, **({"checkpoint_bytes": ckpt} if ckpt else {}))
     t = db.tree("t")
     rng = random.Random(1)
     start.wait()

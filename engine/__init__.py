@@ -26,6 +26,7 @@ from engine.errors import (
     KeyTooLargeError,
     NeedsRecoveryError,
     NotADatabaseError,
+    OptionError,
     ReadOnlyError,
     StorageIOError,
     TreeLimitError,
@@ -41,4 +42,5 @@ __all__ = [
     "DatabaseLockedError", "DatabaseClosedError", "ReadOnlyError", "KeyTooLargeError",
     "BufferPoolFullError", "TreeLimitError", "ValueTooLargeError",
     "TreeNotEmptyError", "UnsortedItemsError", "BackupTargetError", "ForkedError", "BatchStateError",
+    "OptionError",
 ]

@@ -41,7 +41,8 @@ from engine.codec import (
     split_point,
 )
 from engine.errors import CorruptionError
-from engine.txn import Txn, overflow_pages, read_overflow
+from engine.overflow import free_overflow, overflow_pages, read_overflow
+from engine.txn import Txn
 
 __all__ = ["get", "put", "delete", "chunk", "walk_pages", "levels", "create_root", "in_place", "apply_in_place",
            "plan_leaf_edit", "apply_leaf_edit"]
@@ -188,7 +189,7 @@ def put(txn: Txn, name: str, key: bytes, value: bytes) -> bool:
     if found:
         old = leaf.vals[plan[0]]
         if type(old) is Overflow:
-            txn.free_overflow(old)
+            free_overflow(txn.pool, txn.free, old)
     apply_leaf_edit(entry, leaf, plan, key, val)
     if not plan[3]:
         _fix(txn, name, path, pid, leaf)
@@ -206,7 +207,7 @@ def delete(txn: Txn, name: str, key: bytes) -> bool:
     txn.modify(pid)
     old = leaf.vals[plan[0]]
     if type(old) is Overflow:
-        txn.free_overflow(old)
+        free_overflow(txn.pool, txn.free, old)
     apply_leaf_edit(entry, leaf, plan, key, None)
     if not plan[3]:
         _fix(txn, name, path, pid, leaf)

@@ -73,7 +73,7 @@ from typing import Protocol
 from engine import syncpoints
 from engine.codec import LEAF, PAGE_SIZE, Node, decode_node, encode_node, page_type, verify
 from engine.disk import aligned_buffer, reserved_buffer
-from engine.errors import BufferPoolFullError
+from engine.errors import BufferPoolFullError, OptionError
 from engine.latch import wait
 from engine.replacer import LRUReplacer
 from engine.typedefs import PoolStats
@@ -118,28 +118,28 @@ def parse_pool_size(value) -> int:
     (KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB of 1000)."""
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
-            raise ValueError(f"pool_size must not be negative, not {value!r}")
+            raise OptionError(f"pool_size must not be negative, not {value!r}")
         return value
     if isinstance(value, str):
         m = _SIZE.fullmatch(value)
         unit = m and _UNITS.get(m.group(2).lower())
         if m and unit:
             return int(float(m.group(1)) * unit)
-    raise ValueError(f"pool_size must be bytes (an int) or a size such as '256MiB', not {value!r}")
+    raise OptionError(f"pool_size must be bytes (an int) or a size such as '256MiB', not {value!r}")
 
 
 def pool_frames(pool_size=None, pool_pages=None) -> int:
     """The frame count (cap) a pool gets from the open options: exactly
     `pool_pages`, or `pool_size` bytes in whole pages, or the default."""
     if pool_size is not None and pool_pages is not None:
-        raise ValueError("give pool_size or pool_pages, not both")
+        raise OptionError("give pool_size or pool_pages, not both")
     if pool_pages is not None:
         if isinstance(pool_pages, bool) or not isinstance(pool_pages, int) or pool_pages < MIN_FRAMES:
-            raise ValueError(f"pool_pages must be an int >= {MIN_FRAMES}, not {pool_pages!r}")
+            raise OptionError(f"pool_pages must be an int >= {MIN_FRAMES}, not {pool_pages!r}")
         return pool_pages
     size = default_pool_bytes() if pool_size is None else parse_pool_size(pool_size)
     if size // PAGE_SIZE < MIN_FRAMES:
-        raise ValueError(f"pool_size must be at least {MIN_FRAMES * PAGE_SIZE // 1024} KiB, not {pool_size!r}")
+        raise OptionError(f"pool_size must be at least {MIN_FRAMES * PAGE_SIZE // 1024} KiB, not {pool_size!r}")
     return size // PAGE_SIZE
 
 

@@ -21,8 +21,8 @@ from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
 from engine.codec import INTERNAL_MIN_FILL, LEAF_MIN_FILL, Overflow
 from engine.errors import DragonDBError
+from engine.overflow import overflow_pages
 from engine.pager import Pager
-from engine.txn import overflow_pages
 
 __all__ = ["CheckReport", "check_database"]
 

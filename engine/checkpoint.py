@@ -23,9 +23,10 @@ from engine.latch import RWLatch
 from engine.pager import Pager
 from engine.wal import Wal
 
-__all__ = ["CHECKPOINT_BYTES", "CHECKPOINT_RETRY_BYTES", "Checkpoints"]
+__all__ = ["CHECKPOINT_BYTES", "CHECKPOINT_RETRY_BYTES", "MIN_CHECKPOINT_BYTES", "Checkpoints"]
 
 CHECKPOINT_BYTES = 64 * 1024 * 1024  # checkpoint automatically past this much log
+MIN_CHECKPOINT_BYTES = 16 * 1024  # four pages: a shorter log would checkpoint at about every commit
 CHECKPOINT_RETRY_BYTES = 1024 * 1024  # after a checkpoint readers deferred, log grown before the next try
 
 
@@ -106,7 +107,7 @@ class Checkpoints:
                          {n: (e.root, e.count) for n, e in self._trees.items()}), meta_page)
         dirty = pool.dirty_pages()
         in_pool = {pid for pid, _ in dirty}
-        spilled = {pid: off for pid, off in wal.spilled.items() if pid not in in_pool}
+        spilled = [pid for pid in wal.spilled_pages() if pid not in in_pool]
         n = 1 + len(trunks) + len(dirty) + len(spilled)
         home: list[Any] = [(0, meta_page), *trunks, *dirty]
         wal.checkpoint_begin(n)
@@ -125,15 +126,15 @@ class Checkpoints:
             try:
                 pager.sync()
             except StorageIOError as exc:
-                wal.failed = True
+                wal.mark_failed()
                 raise NeedsRecoveryError(exc.errno or 5, f"data file fsync failed ({exc}); reopen to recover") from exc
         pool.mark_clean(in_pool)
-        wal.spilled.clear()  # every spilled page is home now
+        wal.forget_spilled()  # every spilled page is home now
         try:
             wal.reset(wal.lsn, sync=durable)
         except StorageIOError as exc:
             # the header may say "empty" while old records remain: nothing
             # more may be appended until a reopen sorts it out (rule 6)
-            wal.failed = True
+            wal.mark_failed()
             raise NeedsRecoveryError(exc.errno or 5, f"log reset failed ({exc}); reopen to recover") from exc
         self.checkpoints += 1

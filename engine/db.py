@@ -29,7 +29,7 @@ from engine.batch import Batch
 from engine.bufferpool import BufferPool, pool_frames
 from engine.catalog import TreeEntry
 from engine.check import CheckReport, check_database
-from engine.checkpoint import CHECKPOINT_BYTES, Checkpoints
+from engine.checkpoint import CHECKPOINT_BYTES, MIN_CHECKPOINT_BYTES, Checkpoints
 from engine.codec import MAX_KEY_SIZE, MAX_VALUE_SIZE, PAGE_SIZE, USABLE
 from engine.disk import BlockFile, DirectFile, FileLock, ReaderLock
 from engine.errors import (
@@ -39,6 +39,7 @@ from engine.errors import (
     ForkedError,
     NeedsRecoveryError,
     NotADatabaseError,
+    OptionError,
     ReadOnlyError,
     StorageIOError,
 )
@@ -67,10 +68,12 @@ def open(  # noqa: A001 - the API's name
     direct_io: bool | str = "auto",
     sync: str = "full",
     opener: Opener | None = None,
+    checkpoint_bytes: int = CHECKPOINT_BYTES,
 ) -> Database:
     """Open (and recover) the database at `path`; see docs/api.md."""
     return Database(path, create=create, read_only=read_only, pool_pages=pool_pages, pool_size=pool_size,
-                    timeout=timeout, direct_io=direct_io, sync=sync, opener=opener)
+                    timeout=timeout, direct_io=direct_io, sync=sync, opener=opener,
+                    checkpoint_bytes=checkpoint_bytes)
 
 
 @dataclass(frozen=True)
@@ -97,13 +100,16 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True, read_only: bool = False,
                  pool_pages: int | None = None, pool_size: int | str | None = None, timeout: float = 5.0,
-                 direct_io: bool | str = "auto", sync: str = "full", opener: Opener | None = None) -> None:
+                 direct_io: bool | str = "auto", sync: str = "full", opener: Opener | None = None,
+                 checkpoint_bytes: int = CHECKPOINT_BYTES) -> None:
         if sync not in _SYNC_MODES:
-            raise ValueError(f"sync must be one of {_SYNC_MODES}, not {sync!r}")
+            raise OptionError(f"sync must be one of {_SYNC_MODES}, not {sync!r}")
         if direct_io not in ("auto", True, False):
-            raise ValueError(f"direct_io must be 'auto', True or False, not {direct_io!r}")
+            raise OptionError(f"direct_io must be 'auto', True or False, not {direct_io!r}")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
-            raise ValueError(f"timeout must be seconds >= 0, not {timeout!r}")
+            raise OptionError(f"timeout must be seconds >= 0, not {timeout!r}")
+        if type(checkpoint_bytes) is not int or checkpoint_bytes < MIN_CHECKPOINT_BYTES:
+            raise OptionError(f"checkpoint_bytes must be an int >= {MIN_CHECKPOINT_BYTES}, not {checkpoint_bytes!r}")
         self.path = os.fspath(path)
         self.read_only = read_only
         self.sync_mode = sync
@@ -129,13 +135,14 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
         self._trees: dict[str, TreeEntry] = {}
         self._handles: dict[str, Tree] = {}
         self._version = 0
-        self.checkpoint_bytes = CHECKPOINT_BYTES
+        self.checkpoint_bytes = checkpoint_bytes  # checkpoint automatically once the log is longer
         self.checkpoints = 0
         self.last_checkpoint_error: BaseException | None = None
         self.recovered_commits = 0
         if opener is None:
             def opener(p: str, c: bool, _d=direct_io, _ro=read_only) -> BlockFile:
-                return DirectFile.open(p, c, _d if p == self.path else False, read_only=_ro)
+                own = p in (self.path, self.path + "-wal")  # read-only protects these; a backup's copy is written
+                return DirectFile.open(p, c, _d if p == self.path else False, read_only=_ro and own)
         self._opener = opener
         self._tree_cls = _SnapshotTree if read_only else Tree
         try:

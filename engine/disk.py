@@ -57,6 +57,9 @@ class BlockFile(Protocol):
     - `sync()` makes every completed write durable or raises.
     - `size()` is the file length; `extend(n)` grows it to `n` (never shrinks);
       `truncate(n)` sets it to exactly `n`.
+    - `rename(new_path)` gives the file the name `new_path`, replacing any
+      file there, atomically; the new name is durable once `sync_dir()`
+      (which syncs the directory holding the file's name) returns.
     - `close()` is idempotent.
     - every failure is a `StorageIOError`.
     """
@@ -69,6 +72,8 @@ class BlockFile(Protocol):
     def size(self) -> int: ...
     def extend(self, new_size: int) -> None: ...
     def truncate(self, new_size: int) -> None: ...
+    def rename(self, new_path: str) -> None: ...
+    def sync_dir(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -282,6 +287,18 @@ class DirectFile:
         except OSError as exc:
             raise _io_error("truncate", self.path, exc) from exc
 
+    def rename(self, new_path: str) -> None:
+        self._check()
+        try:
+            os.replace(self.path, new_path)
+        except OSError as exc:
+            raise _io_error("rename", self.path, exc) from exc
+        self.path = new_path
+
+    def sync_dir(self) -> None:
+        self._check()
+        fsync_dir(self.path)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -396,6 +413,13 @@ class Overlay:
         if off and b in self._blocks:
             self._blocks[b][off:] = bytes(self._BLOCK - off)
         self._size = new_size
+
+    def rename(self, new_path: str) -> None:
+        self._check()
+        raise StorageIOError(errno.EROFS, f"overlay: a read-only file keeps its name (not {new_path!r})")
+
+    def sync_dir(self) -> None:
+        self._check()
 
     def close(self) -> None:
         if not self._closed:

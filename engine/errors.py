@@ -26,6 +26,7 @@ __all__ = [
     "TreeNotEmptyError",
     "UnsortedItemsError",
     "BackupTargetError",
+    "OptionError",
 ]
 
 
@@ -116,3 +117,8 @@ class UnsortedItemsError(DragonDBError, ValueError):
 class BackupTargetError(DragonDBError, ValueError):
     """`backup` was given the database itself (or its log) as the
     destination. Nothing was written."""
+
+
+class OptionError(DragonDBError, ValueError):
+    """An `open()` option has a bad value (its type or range). Raised before
+    any file is touched: nothing was opened or created."""

@@ -4,10 +4,13 @@ Both run under the database's write latch, after a checkpoint, so the data
 file holds exactly the last committed state and the log is empty.
 
 backup: copies pages 0..page_count-1 of the data file to `dest + ".tmp"`
-  (a megabyte per read), fsyncs it, removes a stale `dest + "-wal"` (a log
-  of some older database there would be replayed onto the copy), renames it
-  to `dest` and fsyncs the directory. A crash leaves the old `dest` or the
-  new one. Writers wait for the checkpoint and the copy; readers too.
+  (a megabyte per read), fsyncs it, empties and fsyncs a stale
+  `dest + "-wal"` (a log of some older database there would be replayed
+  onto the copy), renames the copy to `dest` and fsyncs the directory. Every
+  file is opened through the database's opener (the `BlockFile` seam), so a
+  power loss at each step is tested (tests/crash/test_backup_crash.py). A
+  crash leaves the old `dest` or the new one. Writers wait for the
+  checkpoint and the copy; readers too.
 
 compact: rewrites the database in place, through the log, as one more
   checkpoint (rule 3 of `wal`), so recovery needs nothing new:
@@ -50,7 +53,6 @@ from engine.codec import (
     encode_node,
     encode_overflow,
 )
-from engine.disk import DirectFile, fsync_dir
 from engine.errors import BackupTargetError, NeedsRecoveryError, StorageIOError
 from engine.typedefs import CompactResult
 
@@ -74,24 +76,27 @@ def backup(db, dest) -> None:
     db._check()
     tmp = dest + ".tmp"
     with db._snapshot():  # a read-only handle copies the one committed state it sees
-        _backup_to(db, tmp)
+        out = _backup_to(db, tmp)
     try:
-        _remove(dest + "-wal")
-        os.replace(tmp, dest)
-    except OSError as exc:
+        _clear_log(db._opener, dest + "-wal")
+        out.rename(dest)
+        out.sync_dir()
+    except BaseException:
+        out.close()
         _remove(tmp)
-        raise StorageIOError(exc.errno or 5, f"backup: cannot move {tmp!r} to {dest!r}: {exc}") from exc
-    fsync_dir(dest)
+        raise
+    out.close()
 
 
-def _backup_to(db, tmp: str) -> None:
+def _backup_to(db, tmp: str):
     """Checkpoint (a read-only handle: into its in-memory overlays), then
-    copy the data file's pages to `tmp` and sync it."""
+    copy the data file's pages to `tmp` and sync it; returns it open. The
+    copy goes through the database's opener, as every file of it does."""
     db._latch.acquire_write()
     try:
         db._check()
         db._checkpoint_locked()
-        out = DirectFile.open(tmp, True, False)
+        out = db._opener(tmp, True)
         try:
             out.truncate(0)
             _copy_pages(db._data, out, db._pager.page_count)
@@ -100,9 +105,24 @@ def _backup_to(db, tmp: str) -> None:
             out.close()
             _remove(tmp)
             raise
-        out.close()
+        return out
     finally:
         db._latch.release_write()
+
+
+def _clear_log(opener, path: str) -> None:
+    """Empty a stale log at the destination (an older database's, which
+    would be replayed onto the copy) and sync it, before the copy takes the
+    name: an empty log holds nothing to replay."""
+    try:
+        log = opener(path, False)
+    except FileNotFoundError:
+        return
+    try:
+        log.truncate(0)
+        log.sync()
+    finally:
+        log.close()
 
 
 def _copy_pages(src, out, page_count: int) -> None:
@@ -231,7 +251,7 @@ def compact(db) -> CompactResult:
             wal.reset(wal.lsn, sync=True)
         except StorageIOError as exc:
             # the log holds the compaction whole: a reopen finishes it (rule 6)
-            wal.failed = True
+            wal.mark_failed()
             raise NeedsRecoveryError(exc.errno or 5, f"compact: writing home failed ({exc}); reopen to recover") from exc
         db.checkpoints += 1
         return {"pages_before": before, "pages_after": page_count}

@@ -22,22 +22,13 @@ from __future__ import annotations
 
 from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
-from engine.codec import (
-    OVERFLOW_PAYLOAD,
-    PAGE_SIZE,
-    Node,
-    Overflow,
-    decode_overflow,
-    encode_node,
-    encode_overflow,
-)
-from engine.errors import CorruptionError
+from engine.codec import PAGE_SIZE, Node, Overflow, encode_node
+from engine.overflow import write_overflow
 from engine.pager import Pager
 
 __all__ = ["Txn"]
 
 _NEW = object()  # snapshot marker: the page was created by this transaction
-OVERFLOW_RUN = 256  # overflow pages read with one call (1 MiB)
 
 
 class Txn:
@@ -111,23 +102,9 @@ class Txn:
     # -- overflow chains ------------------------------------------------------
 
     def write_overflow(self, value: bytes) -> Overflow:
-        """Store `value` in a chain of new overflow pages."""
-        n = -(-len(value) // OVERFLOW_PAYLOAD)
-        ids = []
-        for _ in range(n):
-            pid = self.pager.allocate()
-            self._new.append(pid)
-            ids.append(pid)
-        view = memoryview(value)
-        for i in range(n - 1, -1, -1):
-            with self.pool.write(ids[i], new=True) as page:
-                encode_overflow(view[i * OVERFLOW_PAYLOAD : (i + 1) * OVERFLOW_PAYLOAD], ids[i + 1] if i + 1 < n else 0, page)
-        return Overflow(ids[0], len(value))
-
-    def free_overflow(self, ov: Overflow) -> None:
-        """Plan to free every page of the chain (reads the chain now)."""
-        for pid in overflow_pages(self.pool, ov):
-            self._to_free.append(pid)
+        """Store `value` in a chain of new overflow pages (a page sink's
+        method, see `bulk.build`; freed again on rollback)."""
+        return write_overflow(self.pool, self.allocate, value)
 
     # -- tree metadata ----------------------------------------------------------
 
@@ -212,71 +189,3 @@ class Txn:
         self._new.clear()
         self._to_free = []
         self._meta.clear()
-
-
-def _bad_chain(ov: Overflow, pid: int, what: str) -> CorruptionError:
-    return CorruptionError(f"overflow chain of {ov.length} bytes from page {ov.page}: {what} at page {pid}")
-
-
-def _check_link(ov: Overflow, pid: int, seen: set[int], remaining: int, got: int, nxt: int) -> None:
-    """One page of a chain as `write_overflow` lays it out: new to this walk,
-    holding min(remaining, OVERFLOW_PAYLOAD) bytes, linking on exactly while
-    bytes remain after it. So a chain is ceil(length / OVERFLOW_PAYLOAD)
-    distinct pages, and a cycle, an empty page or a length mismatch is refused."""
-    if pid in seen:
-        raise _bad_chain(ov, pid, "a cycle")
-    if got != min(remaining, OVERFLOW_PAYLOAD):
-        raise _bad_chain(ov, pid, f"a page of {got} bytes with {remaining} to go")
-    if (nxt == 0) != (remaining <= OVERFLOW_PAYLOAD):
-        raise _bad_chain(ov, pid, "the end" if nxt == 0 else f"a link past the end (to {nxt})")
-    seen.add(pid)
-
-
-def overflow_pages(pool: BufferPool, ov: Overflow) -> list[int]:
-    """Page ids of an overflow chain, in order (see `_check_link`)."""
-    out: list[int] = []
-    seen: set[int] = set()
-    pid = ov.page
-    remaining = ov.length
-    if remaining <= 0 or pid == 0:
-        raise _bad_chain(ov, pid, "an empty value or no first page")
-    while remaining > 0:
-        with pool.read(pid) as page:
-            payload, nxt = decode_overflow(page, pid)
-        _check_link(ov, pid, seen, remaining, len(payload), nxt)
-        out.append(pid)
-        remaining -= len(payload)
-        pid = nxt
-    return out
-
-
-def read_overflow(pool: BufferPool, ov: Overflow) -> bytes:
-    """The value of an overflow chain (checked as `overflow_pages` checks it).
-    Chains are mostly runs of consecutive pages, so the pages still ahead are
-    read from the store a run at a time (`read_uncached`, up to OVERFLOW_RUN
-    pages per call) and a page the run did not bring (cached, spilled,
-    elsewhere or damaged) through the pool."""
-    parts = []
-    seen: set[int] = set()
-    pid = ov.page
-    remaining = ov.length
-    if remaining <= 0 or pid == 0:
-        raise _bad_chain(ov, pid, "an empty value or no first page")
-    run: dict[int, bytes] = {}
-    tried = range(0)  # the page ids the last run read covered
-    while remaining > 0:
-        page = run.pop(pid, None)
-        if page is None and remaining > OVERFLOW_PAYLOAD and pid not in tried:
-            tried = range(pid, pid + min(-(-remaining // OVERFLOW_PAYLOAD), OVERFLOW_RUN))
-            run = pool.read_uncached(tried.start, len(tried))
-            page = run.pop(pid, None)
-        if page is not None:
-            payload, nxt = decode_overflow(page, pid)
-        else:
-            with pool.read(pid) as page:
-                payload, nxt = decode_overflow(page, pid)
-        _check_link(ov, pid, seen, remaining, len(payload), nxt)
-        parts.append(payload)
-        remaining -= len(payload)
-        pid = nxt
-    return b"".join(parts)

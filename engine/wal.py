@@ -38,6 +38,9 @@ Rules (numbered as SQLite's pager.c numbers its own):
 6. After a failed fsync nothing is known to be durable: `failed` is set and
    every later operation raises `NeedsRecoveryError` until reopen (the
    PostgreSQL fsyncgate lesson: never retry the fsync as if nothing happened).
+   The log sets it itself when its own fsync or an append's undo fails; the
+   database calls `mark_failed()` when the data file's fsync, a log reset or
+   an in-memory rollback fails (state the log cannot see).
 7. Appends rewrite the log's partial last 512-byte sector whole, so every
    write is sector-aligned (O_DIRECT-friendly), but never a sector holding
    synced (or syncing) records: after a sync the next record starts at the
@@ -70,6 +73,18 @@ States of the log, and who moves it::
 
     CLEAN --append (commit/spill)--> ACTIVE --checkpoint--> CLEAN
       \\---------------- failed sync ---------------------> FAILED (until reopen)
+
+| from | to | function | when |
+|---|---|---|---|
+| CLEAN | ACTIVE | `commit`, `spill`, `spill_many` | a record appended after the header |
+| ACTIVE | ACTIVE | `forget` | a freed page's spilled image is dropped from the index |
+| ACTIVE | ACTIVE | `forget_spilled` | a checkpoint wrote every page of `spilled_pages()` home |
+| ACTIVE | CLEAN | `reset` | the checkpoint's last step (rule 3): new header, truncate, fsync |
+| any | FAILED | `_fsync`, `_append_records` | the log's fsync failed, or a failed append could not be undone |
+| any | FAILED | `mark_failed` | the data file's fsync, a log reset or a rollback failed (rule 6) |
+
+FAILED is left only by a reopen (a new `Wal`): every append and sync raises
+`NeedsRecoveryError`.
 """
 
 from __future__ import annotations
@@ -698,6 +713,21 @@ class Wal:
         if got != PAGE_SIZE or not verify(buf):
             raise CorruptionError(f"page {page_id}: spilled image in the log is damaged")
         return True
+
+    def spilled_pages(self) -> list[int]:
+        """Page ids with a spilled image in the log (rule 2), for a checkpoint."""
+        with self._mutex:
+            return list(self.spilled)
+
+    def forget_spilled(self) -> None:
+        """Every spilled page is home now (a checkpoint wrote them): reads go
+        to the data file again."""
+        with self._mutex:
+            self.spilled.clear()
+
+    def mark_failed(self) -> None:
+        """Nothing more may be appended or synced until reopen (rule 6)."""
+        self.failed = True
 
     def forget(self, page_id: int) -> None:
         """A freed page's spilled image is dead."""

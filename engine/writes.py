@@ -135,7 +135,7 @@ class Writes:
             txn.rollback()
         except DragonDBError as exc:
             # A page released earlier in a batch could not be read back.
-            self._wal.failed = True
+            self._wal.mark_failed()
             raise NeedsRecoveryError(f"rollback could not restore a page ({exc}); reopen to recover") from exc
 
     def _replay(self, ops: list, lsn: int) -> None:

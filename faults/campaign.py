@@ -403,7 +403,8 @@ class _Session:
         for attempt in range(5):
             self._arm(attempt < 4 and self.armed())
             try:
-                self.db = engine.open(self.path, opener=self._opener(), pool_pages=POOL_PAGES, sync=self.sync)
+                self.db = engine.open(self.path, opener=self._opener(), pool_pages=POOL_PAGES, sync=self.sync,
+                                      **({"checkpoint_bytes": self.checkpoint_bytes} if self.checkpoint_bytes else {}))
                 break
             except (*EXPECTED, NotADatabaseError) as exc:
                 last = exc
@@ -417,8 +418,6 @@ class _Session:
         else:
             self._fail("divergences", f"{where}: cannot open with faults off: {last!r}")
         self._arm(False)
-        if self.checkpoint_bytes:
-            self.db.checkpoint_bytes = self.checkpoint_bytes
         self._verify(where, *alternatives)
 
     def _remove(self) -> None:
@@ -727,16 +726,15 @@ class _Recorder:
         self.models: list[Model] = []
         self.durable: list[int] = []
         model = ModelDatabase()
-        db = engine.open(_PATH, opener=self.disk.opener, pool_pages=POOL_PAGES, sync=sync)
-        db.checkpoint_bytes = checkpoint_bytes
+        db = engine.open(_PATH, opener=self.disk.opener, pool_pages=POOL_PAGES, sync=sync, checkpoint_bytes=checkpoint_bytes)
         self._note(model, 0)
         durable = 0
         for step, op in enumerate(ops, 1):
             cps = db.checkpoints
             if op[0] == "reopen":
                 db.close()  # close checkpoints: durable unless sync="off"
-                db = engine.open(_PATH, opener=self.disk.opener, pool_pages=POOL_PAGES, sync=sync)
-                db.checkpoint_bytes = checkpoint_bytes
+                db = engine.open(_PATH, opener=self.disk.opener, pool_pages=POOL_PAGES, sync=sync,
+                                 checkpoint_bytes=checkpoint_bytes)
                 durable = step
             else:
                 got, want = apply_op(db, op), apply_op(model, op)

@@ -3,8 +3,10 @@
 `CrashDisk().opener` is an `opener(path, create)` for `engine.open`. Its
 `CrashFile`s keep the latest content (what reads see, like the page cache)
 and the disk logs every change as a numbered `Event` (1-based): "create",
-"write", "extend", "truncate", "sync". Per file, the changes since its last
-sync are pending; `sync()` makes them durable.
+"write", "extend", "truncate", "sync", "rename", "syncdir". Per file, the
+changes since its last sync are pending; `sync()` makes them durable. A
+rename is pending until its directory is synced (`sync_dir()`): a crash
+before that leaves the file under its old name or its new one.
 
 The crash is decided after the run: `images(crash_at, mode, seed)` rebuilds
 what a machine losing power right after event `crash_at` (0 = before any)
@@ -47,7 +49,10 @@ a byte, a file) changed, e.g. that a read-only open wrote nothing.
 
 Model limits: a created file always exists after a crash (the engine is
 expected to fsync its directory); sectors are the atomic unit; a sync is
-durable the moment it returns.
+durable the moment it returns. A rename stays within one directory, and
+until its directory is synced no other change may touch either name (the
+disk raises `ValueError` rather than guess); other handles on the renamed
+file do not follow it.
 """
 
 from __future__ import annotations
@@ -70,7 +75,8 @@ MODES = ("drop", "keep", "torn", "reorder", "random")
 @dataclass(frozen=True)
 class Event:
     """One change to the disk. `offset`/`length` for writes, `size` for
-    extend/truncate; `data` is the written bytes; `process` made it."""
+    extend/truncate; `data` is the written bytes; `target` a rename's new
+    path (a "syncdir" event's `path` is the directory); `process` made it."""
 
     index: int
     kind: str
@@ -80,6 +86,7 @@ class Event:
     size: int = 0
     data: bytes = field(default=b"", repr=False)
     process: int = 1
+    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,31 @@ class _Replay:
     exists: dict[str, bool]
     durable: dict[str, bytearray]
     pending: dict[str, list[Event]]
+    renames: list[Event] = field(default_factory=list)  # not yet made durable by a "syncdir"
+
+    def move(self, ev: Event) -> None:
+        """A rename made durable: the file and its pending changes take the new name."""
+        self.durable[ev.target] = self.durable.pop(ev.path)
+        self.pending[ev.target] = self.pending.pop(ev.path, [])
+        self.exists.pop(ev.path, None)
+        self.exists[ev.target] = True
+
+
+def _renamed(images: dict, ev: Event) -> None:
+    """Apply rename `ev` to crash images (path -> content)."""
+    if ev.path in images:
+        images[ev.target] = images.pop(ev.path)
+
+
+def _unsynced_renames(events: list[Event]) -> list[Event]:
+    """The renames among `events` that no later "syncdir" of their directory covers."""
+    out: list[Event] = []
+    for ev in events:
+        if ev.kind == "rename":
+            out.append(ev)
+        elif ev.kind == "syncdir":
+            out = [r for r in out if os.path.dirname(r.path) != ev.path]
+    return out
 
 
 class CrashDisk:
@@ -165,6 +197,7 @@ class CrashDisk:
         self.direct = direct
         self.process = 1
         self.zombie_calls: list[str] = []  # calls on handles of killed processes
+        self._renaming: list[Event] = []  # renames whose directory is not synced yet
 
     # -- the live disk --------------------------------------------------
 
@@ -183,7 +216,22 @@ class CrashDisk:
         return CrashFile(self, path, self.direct, self.process)
 
     def _log(self, kind: str, path: str, **kw: object) -> None:
+        if kind != "syncdir" and any(path in (r.path, r.target) for r in self._renaming):
+            raise ValueError(f"CrashDisk: {kind} of {path} while a rename of that name is not "
+                             f"synced (sync_dir) is not modelled")
         self.events.append(Event(len(self.events) + 1, kind, path, process=self.process, **kw))  # type: ignore[arg-type]
+
+    def _rename(self, src: str, dst: str) -> None:
+        """Rename `src` to `dst` (caller holds the lock), replacing `dst`."""
+        if os.path.dirname(src) != os.path.dirname(dst):
+            raise ValueError(f"CrashDisk: a rename across directories ({src} -> {dst}) is not modelled")
+        self._log("rename", src, target=dst)
+        self._content[dst] = self._content.pop(src)
+        self._renaming.append(self.events[-1])
+
+    def _sync_dir(self, directory: str) -> None:
+        self._log("syncdir", directory)
+        self._renaming = [r for r in self._renaming if os.path.dirname(r.path) != directory]
 
     def kill(self, at: int | None = None) -> int:
         """End the current process right after event `at` (None: the last).
@@ -197,10 +245,13 @@ class CrashDisk:
             for ev in self.events[:n]:
                 if ev.kind == "create":
                     content.setdefault(ev.path, bytearray())
-                elif ev.kind != "sync":
+                elif ev.kind == "rename":
+                    content[ev.target] = content.pop(ev.path)
+                elif ev.kind not in ("sync", "syncdir"):
                     _apply(content[ev.path], ev)
             self._content = content
             del self.events[n:]
+            self._renaming = _unsynced_renames(self.events)
             self.marks = [(i, label) for i, label in self.marks if i <= n]
             self.process += 1
             return self.process
@@ -214,6 +265,7 @@ class CrashDisk:
             other.events = list(self.events)
             other.marks = list(self.marks)
             other.process = self.process
+            other._renaming = list(self._renaming)
             return other
 
     def snapshot(self) -> DiskSnapshot:
@@ -226,7 +278,8 @@ class CrashDisk:
         removed or whose bytes differ. Empty when nothing did."""
         with self._lock:
             out = [f"event {e.index}: {e.kind} {e.path}" + (f" at {e.offset} ({e.length} bytes)"
-                   if e.kind == "write" else f" to {e.size}" if e.kind in ("extend", "truncate") else "")
+                   if e.kind == "write" else f" to {e.size}" if e.kind in ("extend", "truncate")
+                   else f" to {e.target}" if e.kind == "rename" else "")
                    for e in self.events[snap.events:]]
             for path in sorted(set(snap.contents) | set(self._content)):
                 old, new = snap.contents.get(path), self._content.get(path)
@@ -276,6 +329,13 @@ class CrashDisk:
             elif ev.kind == "sync":
                 for p in rep.pending.pop(ev.path, []):
                     _apply(rep.durable[ev.path], p)
+            elif ev.kind == "rename":
+                rep.renames.append(ev)
+            elif ev.kind == "syncdir":
+                for r in rep.renames:
+                    if os.path.dirname(r.path) == ev.path:
+                        rep.move(r)
+                rep.renames = [r for r in rep.renames if os.path.dirname(r.path) != ev.path]
             else:
                 rep.pending.setdefault(ev.path, []).append(ev)
         return n, rep
@@ -283,7 +343,7 @@ class CrashDisk:
     def pending_at(self, crash_at: int | None = None) -> list[Event]:
         """The changes not yet durable after event `crash_at`, in order."""
         _, rep = self._replay(crash_at)
-        return sorted((e for evs in rep.pending.values() for e in evs), key=lambda e: e.index)
+        return sorted([*(e for evs in rep.pending.values() for e in evs), *rep.renames], key=lambda e: e.index)
 
     def images(
         self, crash_at: int | None = None, mode: str = "drop", seed: int = 0
@@ -312,6 +372,9 @@ class CrashDisk:
                 for ev in pending:
                     self._damage(buf, ev, rng, garbage=mode == "random")
             out[path] = bytes(buf)
+        for ev in rep.renames:  # names last: a rename moves the file's image, pending changes and all
+            if mode == "keep" or (mode != "drop" and rng.random() < 0.5):
+                _renamed(out, ev)
         return out
 
     @staticmethod
@@ -359,6 +422,7 @@ class CrashDisk:
                         units.extend((ev, lo, hi) for lo, hi in _pieces(ev))
                     else:
                         units.append((ev, 0, None))
+            units += [(ev, 0, None) for ev in rep.renames]  # after the content they move
             n = len(units)
             if n < 63 and 2**n <= limit:
                 masks: Iterator[int] | list[int] = range(2**n)
@@ -370,7 +434,10 @@ class CrashDisk:
                 landed = []
                 for bit, (ev, lo, hi) in enumerate(units):
                     if mask >> bit & 1:
-                        _apply(images[ev.path], ev, lo, hi)
+                        if ev.kind == "rename":
+                            _renamed(images, ev)
+                        else:
+                            _apply(images[ev.path], ev, lo, hi)
                         landed.append(f"{ev.index}" if hi is None else f"{ev.index}[{lo}:{hi}]")
                 yield CrashState(point, tuple(landed), {p: bytes(b) for p, b in images.items()})
 
@@ -455,6 +522,17 @@ class CrashFile:
         with self.disk._lock:
             self.disk._log("truncate", self.path, size=new_size)
             _apply(self.disk._content[self.path], self.disk.events[-1])
+
+    def rename(self, new_path: str) -> None:
+        self._check()
+        with self.disk._lock:
+            self.disk._rename(self.path, new_path)
+        self.path = new_path
+
+    def sync_dir(self) -> None:
+        self._check()
+        with self.disk._lock:
+            self.disk._sync_dir(os.path.dirname(self.path))
 
     def close(self) -> None:
         if self.process != self.disk.process:

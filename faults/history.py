@@ -112,8 +112,7 @@ class History:
         cps = db.checkpoints
         if op[0] == "reopen":
             db.close()  # close checkpoints
-            db = engine.open(path, opener=opener, pool_pages=pool_pages, sync=sync)
-            db.checkpoint_bytes = checkpoint_bytes
+            db = engine.open(path, opener=opener, pool_pages=pool_pages, sync=sync, checkpoint_bytes=checkpoint_bytes)
             checkpointed = True
         else:
             got, want = apply_op(db, op), apply_op(model, op)

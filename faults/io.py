@@ -7,7 +7,8 @@ bbolt's `Options.OpenFile`: `engine.open(path, opener=plan.opener())` makes
 the engine open every file (the data file and `path + "-wal"`) through the
 plan, and each `FaultyFile` forwards to a real `BlockFile`.
 
-Call kinds: "open", "read", "write", "sync", "extend", "truncate".
+Call kinds: "open", "read", "write", "sync", "extend", "truncate", "rename"
+(a `sync_dir` counts as a "sync").
 Call indexes are 1-based and counted per plan across every file opened
 through it (`plan.calls[kind]`). Effects:
 
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 PAGE_SIZE = 4096  # the engine's page size; `Injection.page` is offset // PAGE_SIZE
-KINDS: tuple[str, ...] = ("open", "read", "write", "sync", "extend", "truncate")
+KINDS: tuple[str, ...] = ("open", "read", "write", "sync", "extend", "truncate", "rename")
 # which call kinds each effect can apply to
 EFFECTS: dict[str, frozenset[str]] = {
     "error": frozenset(KINDS),
@@ -71,7 +72,7 @@ class Injection:
     """One injected fault, as recorded in `FaultPlan.injected`.
 
     `offset` is the byte offset for read/write, the new size for
-    extend/truncate, None for open/sync; `page` is `offset // 4096` or None.
+    extend/truncate, None for open/sync/rename; `page` is `offset // 4096` or None.
     `errno` is None when nothing was raised (bitflip, torn without error).
     """
 
@@ -550,6 +551,15 @@ class FaultyFile:
     def truncate(self, new_size: int) -> None:
         self._simple("truncate", new_size)
         self.inner.truncate(new_size)
+
+    def rename(self, new_path: str) -> None:
+        self._simple("rename", None)
+        self.inner.rename(new_path)
+        self.path = new_path
+
+    def sync_dir(self) -> None:
+        self._simple("sync", None)
+        self.inner.sync_dir()
 
     def _simple(self, kind: str, offset: int | None) -> None:
         d = self.plan.decide(kind, self.path, offset, 0, self.plan._site())

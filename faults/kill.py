@@ -112,8 +112,7 @@ def _apply_db(db: engine.Database, tree: engine.Tree, op: tuple) -> None:
 
 def _child(path: str, seed: int, trial: int) -> None:
     out = sys.stdout.fileno()
-    db = engine.open(path, sync="full", pool_pages=16)
-    db.checkpoint_bytes = 64 * 1024
+    db = engine.open(path, sync="full", pool_pages=16, checkpoint_bytes=64 * 1024)
     tree = db.tree(TREE)
     os.write(out, _READY)
     for i, op in enumerate(trial_ops(seed, trial)):

@@ -75,8 +75,7 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
     disk = CrashDisk()
     hist = History(disk)
     model = ModelDatabase()
-    db = engine.open(_PATH, opener=disk.opener, pool_pages=POOL_PAGES, sync=sync1)
-    db.checkpoint_bytes = checkpoint_bytes
+    db = engine.open(_PATH, opener=disk.opener, pool_pages=POOL_PAGES, sync=sync1, checkpoint_bytes=checkpoint_bytes)
     hist.note(model.snapshot(), False, "open")
     hist.run(db, model, ops1, path=_PATH, sync=sync1, opener=disk.opener,
              checkpoint_bytes=checkpoint_bytes, pool_pages=POOL_PAGES)
@@ -86,7 +85,8 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
     found = hist.after_kill(at)
     where = f"sync={sync1} killed after event {at}/{n1} (states {found[:1]}..{found[-1:]}), process 2 sync={sync2}"
     try:
-        db = engine.open(_PATH, opener=disk.opener, pool_pages=POOL_PAGES, sync=sync2)
+        db = engine.open(_PATH, opener=disk.opener, pool_pages=POOL_PAGES, sync=sync2,
+                         checkpoint_bytes=checkpoint_bytes)
     except (NotADatabaseError, CorruptionError) as exc:
         if hist.returned(at) >= 0:
             _once(tally, token, "divergences", f"{where}: process 2's open raised {exc!r}")
@@ -94,7 +94,6 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
     except DragonDBError as exc:
         _once(tally, token, "unexpected_errors", f"{where}: process 2's open raised {exc!r}")
         return
-    db.checkpoint_bytes = checkpoint_bytes
     got = contents(db)
     j = hist.find(got, found)
     if j is None:

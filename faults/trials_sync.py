@@ -42,8 +42,7 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
     disk = CrashDisk()
     hist = History(disk)
     model = ModelDatabase()
-    db = engine.open(_PATH, opener=disk.opener, pool_pages=POOL_PAGES, sync=sync)
-    db.checkpoint_bytes = checkpoint_bytes
+    db = engine.open(_PATH, opener=disk.opener, pool_pages=POOL_PAGES, sync=sync, checkpoint_bytes=checkpoint_bytes)
     hist.note(model.snapshot(), False, "open")
     hist.run(db, model, ops, path=_PATH, sync=sync, opener=disk.opener,
              checkpoint_bytes=checkpoint_bytes, pool_pages=POOL_PAGES)  # abandoned: power fails

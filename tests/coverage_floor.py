@@ -31,6 +31,7 @@ FLOORS: dict[str, float] = {
     "engine/latch.py": CORE,
     "engine/wal.py": CORE,
     "engine/txn.py": CORE,
+    "engine/overflow.py": CORE,
     "engine/btree.py": CORE,
     "engine/db.py": CORE,
     "engine/tree.py": CORE,

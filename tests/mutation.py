@@ -61,6 +61,7 @@ SUBSETS: dict[str, list[str]] = {
                    "tests/unit/test_in_place.py", SEED],
     "wal": ["tests/unit/test_wal.py", "tests/unit/test_db.py", SEED],
     "txn": ["tests/unit/test_db.py", "tests/unit/test_btree.py", "tests/unit/test_in_place.py", SEED],
+    "overflow": ["tests/unit/test_overflow.py", "tests/unit/test_btree.py", "tests/unit/test_check.py"],
     "btree": ["tests/unit/test_btree.py", "tests/unit/test_db.py", SEED],
     "check": ["tests/unit/test_check.py", "tests/unit/test_db.py"],
     "db": ["tests/unit/test_db.py", "tests/unit/test_db_edges.py", "tests/unit/test_check.py", SEED],

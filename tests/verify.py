@@ -76,7 +76,7 @@ class Result:
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([*paths, str(TARGETS_DIR), str(ROOT)])
+    env["PYTHONPATH"] = os.pathsep.join([*paths, str(TARGETS_DIR), str(ROOT / "tests"), str(ROOT)])  # tests: slotted.py
     return env
 
 

@@ -25,6 +25,7 @@ import engine  # noqa: E402
 
 TREE = "t"
 SEQ = b"__seq"
+CHECKPOINT_BYTES = 48 * 1024  # many automatic checkpoints, most of them beside readers
 KEYS = [b"k%03d" % i for i in range(120)]
 
 
@@ -62,8 +63,7 @@ def _stdin_closed() -> bool:
 
 def writer(path: str, seed: int) -> None:
     rng = random.Random(seed ^ os.getpid())
-    db = engine.open(path, sync="normal")
-    db.checkpoint_bytes = 48 * 1024  # many automatic checkpoints, most of them beside readers
+    db = engine.open(path, sync="normal", checkpoint_bytes=CHECKPOINT_BYTES)
     t = db.tree(TREE)
     seq = int(t.get(SEQ, b"0"))
     _say("open", seq)
@@ -82,8 +82,7 @@ def writer(path: str, seed: int) -> None:
             _say("checkpoint", seq)
         elif r < 0.015:
             db.close()
-            db = engine.open(path, sync="normal")
-            db.checkpoint_bytes = 48 * 1024
+            db = engine.open(path, sync="normal", checkpoint_bytes=CHECKPOINT_BYTES)
             t = db.tree(TREE)
     db.close()
     _say("closed", seq)

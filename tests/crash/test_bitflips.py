@@ -94,8 +94,8 @@ class Subject:
         return out
 
 
-def _workload_db(disk: CrashDisk, sync: str) -> tuple[engine.Database, Model, list[Model]]:
-    db = engine.open(PATH, opener=disk.opener, pool_pages=16, sync=sync)
+def _workload_db(disk: CrashDisk, sync: str, **options) -> tuple[engine.Database, Model, list[Model]]:
+    db = engine.open(PATH, opener=disk.opener, pool_pages=16, sync=sync, **options)
     model: Model = {}
     history = []
     for op in make_ops(200, 5):
@@ -108,9 +108,8 @@ def _workload_db(disk: CrashDisk, sync: str) -> tuple[engine.Database, Model, li
 def _logged(disk: CrashDisk) -> tuple[engine.Database, Model, list[Model]]:
     """The workload, a checkpoint, then 80 more operations with checkpoints
     off: the log holds their commit records and spilled pages."""
-    db, model, _ = _workload_db(disk, "full")
+    db, model, _ = _workload_db(disk, "full", checkpoint_bytes=1 << 40)
     db.checkpoint()
-    db.checkpoint_bytes = 1 << 40
     history = [snapshot(model)]
     for op in make_ops(80, 6)[2:]:  # trees a and b exist; leave tree c out
         if op[0] in ("put", "delete", "batch") and "c" not in {o[1] for o in (op[1] if op[0] == "batch" else [op])}:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from engine.disk import SECTOR, DirectFile
 from engine.errors import StorageIOError
-from faults.crash import MODES, CrashDisk, materialize
+from faults.crash import MODES, CrashDisk, DiskSnapshot, materialize
 
 PAGE = 4096
 OLD, NEW = b"\x11", b"\x22"
@@ -365,3 +365,81 @@ def test_copy_is_independent() -> None:
     other.kill(2)
     assert len(disk.events) == 5 and disk.content("db") == NEW * 2 * SECTOR
     assert other.content("db") == OLD * SECTOR and other.images(None, "drop") == {"db": b""}
+
+
+# -- names: rename and directory sync ------------------------------------------------------
+
+def _renamed_disk(*, replace: bool = False, synced_content: bool = True) -> CrashDisk:
+    """tmp written (synced or not), then renamed to dst (over an old dst when
+    `replace`); the directory not synced yet."""
+    disk = CrashDisk()
+    if replace:
+        old = disk.opener("d/dst", True)
+        old.write(0, OLD * 10)
+        old.sync()
+    f = disk.opener("d/tmp", True)
+    f.write(0, NEW * 10)
+    if synced_content:
+        f.sync()
+    f.rename("d/dst")
+    return disk
+
+
+def test_a_rename_is_pending_until_its_directory_is_synced() -> None:
+    disk = _renamed_disk()
+    assert disk.events[-1].kind == "rename" and disk.events[-1].target == "d/dst"
+    assert disk.images(None, "drop") == {"d/tmp": NEW * 10}, "the new name was never made durable"
+    assert disk.images(None, "keep") == {"d/dst": NEW * 10}
+    assert disk.pending_at()[-1].kind == "rename"
+    assert [s.images for s in disk.enumerate_states(len(disk.events))] == [{"d/tmp": NEW * 10}, {"d/dst": NEW * 10}]
+    disk.opener("d/dst", False).sync_dir()
+    assert disk.events[-1].kind == "syncdir" and disk.events[-1].path == "d"
+    assert disk.images(None, "drop") == {"d/dst": NEW * 10}
+    assert disk.pending_at() == []
+
+
+def test_a_rename_replaces_the_file_at_its_new_name_only_once_durable() -> None:
+    disk = _renamed_disk(replace=True)
+    assert disk.images(None, "drop") == {"d/dst": OLD * 10, "d/tmp": NEW * 10}
+    assert disk.images(None, "keep") == {"d/dst": NEW * 10}
+    seen = {tuple(sorted(s.images.items())) for s in disk.enumerate_states(len(disk.events))}
+    assert seen == {(("d/dst", OLD * 10), ("d/tmp", NEW * 10)), (("d/dst", NEW * 10),)}
+
+
+def test_a_renamed_file_takes_its_pending_changes_along() -> None:
+    disk = _renamed_disk(synced_content=False)
+    assert disk.images(None, "keep") == {"d/dst": NEW * 10}
+    assert disk.images(None, "drop") == {"d/tmp": b""}
+    disk.opener("d/dst", False).sync_dir()
+    assert disk.images(None, "drop") == {"d/dst": b""}, "the name is durable, the bytes were never synced"
+    f = disk.opener("d/dst", False)
+    f.sync()
+    assert disk.images(None, "drop") == {"d/dst": NEW * 10}
+
+
+def test_live_reads_follow_the_new_name_and_a_kill_keeps_it() -> None:
+    disk = _renamed_disk()
+    with pytest.raises(FileNotFoundError):
+        disk.opener("d/tmp", False)
+    assert _read(disk.opener("d/dst", False), 0, 10) == NEW * 10
+    rename_at = len(disk.events)
+    assert disk.changes_since(DiskSnapshot(rename_at - 1, {}))[0] == f"event {rename_at}: rename d/tmp to d/dst"
+    other = disk.copy()
+    other.kill(rename_at - 1)  # the process died before its rename
+    assert other.paths() == ["d/tmp"]
+    other.opener("d/tmp", False).rename("d/dst")  # and the next one may rename again
+    disk.kill()
+    assert disk.paths() == ["d/dst"]
+    with pytest.raises(ValueError, match="not modelled"):
+        disk.opener("d/dst", False).write(0, b"x")  # the rename is still pending after the kill
+
+
+def test_renames_the_model_cannot_follow_are_refused() -> None:
+    disk = _renamed_disk()
+    with pytest.raises(ValueError, match="not modelled"):
+        disk.opener("d/dst", False).write(0, b"x")  # a write under a name whose rename is pending
+    with pytest.raises(ValueError, match="not modelled"):
+        disk.opener("d/tmp", True)  # the old name reused before the directory sync
+    g = disk.opener("e/one", True)
+    with pytest.raises(ValueError, match="across directories"):
+        g.rename("d/two")

@@ -63,9 +63,9 @@ class FailedRun:
         self.plan = FaultPlan(seed=nth)
         self.plan.fail("sync", nth, file=file)
         self.plan.disarm()  # count the workload's syncs, not the creation's
-        self.db = engine.open(PATH, opener=self.plan.opener(self.disk.opener), pool_pages=16, sync=sync)
+        self.db = engine.open(PATH, opener=self.plan.opener(self.disk.opener), pool_pages=16, sync=sync,
+                              checkpoint_bytes=96 * 1024)
         self.plan.arm()
-        self.db.checkpoint_bytes = 96 * 1024
         model: Model = {}
         self.before: Model = {}
         self.after: Model = {}
@@ -95,9 +95,8 @@ def _ops() -> list[tuple]:
 def _sync_count(file: str | None) -> int:
     plan = FaultPlan()
     disk = CrashDisk()
-    db = engine.open(PATH, opener=plan.opener(disk.opener), pool_pages=16)
+    db = engine.open(PATH, opener=plan.opener(disk.opener), pool_pages=16, checkpoint_bytes=96 * 1024)
     opened = disk.mark("opened")
-    db.checkpoint_bytes = 96 * 1024
     for op in _ops():
         apply_db(db, op)
     return sum(1 for e in disk.events[opened:] if e.kind == "sync" and (file is None or e.path.endswith(file)))

@@ -202,8 +202,7 @@ def record(ops: list[tuple], *, sync: str = "full", pool_pages: int = 16,
 
     syncpoints.install(hook)
     try:
-        db = engine.open(path, opener=disk.opener, pool_pages=pool_pages, sync=sync)
-        db.checkpoint_bytes = checkpoint_bytes
+        db = engine.open(path, opener=disk.opener, pool_pages=pool_pages, sync=sync, checkpoint_bytes=checkpoint_bytes)
         model: Model = {}
         durable = 0
         rec.marks.append(disk.mark("opened"))

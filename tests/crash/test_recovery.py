@@ -327,8 +327,7 @@ _BUILD_LOG = """
 import os, sys
 import engine
 path, size, per_commit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-db = engine.open(path, sync="off")
-db.checkpoint_bytes = 1 << 40  # never checkpoint: the log only grows
+db = engine.open(path, sync="off", checkpoint_bytes=1 << 40)  # never checkpoint: the log only grows
 t = db.tree("t")
 value = os.urandom(1000)
 i = 0

@@ -116,11 +116,8 @@ class DurabilityVsModel(RuleBasedStateMachine):
             self.db.close()
 
     def _open(self, disk: CrashDisk, read_only: bool = False) -> Any:
-        db = engine.open(PATH, opener=disk.opener, pool_pages=POOL_PAGES, sync=self.sync,
-                         read_only=read_only)
-        if not read_only:
-            db.checkpoint_bytes = self.checkpoint_bytes
-        return db
+        return engine.open(PATH, opener=disk.opener, pool_pages=POOL_PAGES, sync=self.sync,
+                           read_only=read_only, checkpoint_bytes=self.checkpoint_bytes)
 
     def _open_read_only(self, disk: CrashDisk) -> Any:
         db = self._open(disk, read_only=True)

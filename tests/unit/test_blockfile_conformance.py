@@ -156,6 +156,8 @@ def _check_errors_and_close(f: BlockFile) -> None:
         f.size,
         lambda: f.extend(PAGE),
         lambda: f.truncate(0),
+        lambda: f.rename(f"{getattr(f, 'path', 'x')}.renamed"),
+        f.sync_dir,
     ):
         with pytest.raises(StorageIOError) as info:
             call()
@@ -182,6 +184,33 @@ def check_block_file(make_file: Callable[[], BlockFile]) -> None:
             check(f)
         finally:
             f.close()
+
+
+def check_rename(make_file: Callable[[], BlockFile], opener: Callable[[str, bool], BlockFile]) -> None:
+    """A writable file keeps its bytes and handle across `rename`, replaces
+    the file at the new name, and is found there (and not at the old name)
+    through `opener`."""
+    f, old = make_file(), make_file()
+    try:
+        data = _pattern(PAGE + 100, salt=3)
+        f.write(0, data)
+        f.sync()
+        old.write(0, b"the file the rename replaces")
+        new_path, old_path = old.path, f.path  # type: ignore[attr-defined]
+        old.close()
+        f.rename(new_path)
+        f.sync_dir()
+        assert f.size() == len(data) and _read(f, 0, len(data)) == data
+        f.write(0, b"still the same file")
+        g = opener(new_path, False)
+        try:
+            assert _read(g, 0, 19) == b"still the same file" and g.size() == len(data)
+        finally:
+            g.close()
+        with pytest.raises(FileNotFoundError):
+            opener(old_path, False)
+    finally:
+        f.close()
 
 
 class _Factory:
@@ -216,6 +245,7 @@ def test_direct_file(tmp_path, direct) -> None:
         return
     factory = _Factory(tmp_path, default_opener(direct))
     check_block_file(factory)
+    check_rename(factory, factory.opener)
     f = factory()
     assert f.direct is (direct is not False and _o_direct_supported(tmp_path))
     f.close()
@@ -232,11 +262,16 @@ def test_faulty_file_with_empty_plan(tmp_path, direct) -> None:
     check_block_file(_Factory(tmp_path, plan.opener(default_opener(direct))))
     assert plan.injected == []
     assert plan.calls["write"] > 0 and plan.calls["read"] > 0 and plan.calls["open"] == len(CHECKS)
+    factory = _Factory(tmp_path, plan.opener(default_opener(direct)))
+    factory.n = 100  # new names beside the files above
+    check_rename(factory, factory.opener)
+    assert plan.calls["rename"] == 2 and plan.injected == []  # one on a closed file (refused), one renaming
 
 
 def test_crash_file(tmp_path) -> None:
     disk = CrashDisk()
     check_block_file(_Factory(tmp_path, disk.opener))
+    check_rename(_Factory(tmp_path, disk.opener), disk.opener)
     assert not any(tmp_path.iterdir()), "CrashDisk files live in memory only"
 
 
@@ -250,10 +285,19 @@ def test_faulty_file_over_crash_file(tmp_path) -> None:
     disk = CrashDisk()
     plan = FaultPlan()
     check_block_file(_Factory(tmp_path, plan.opener(disk.opener)))
-    assert len(disk.events) > 0
+    check_rename(_Factory(tmp_path, plan.opener(disk.opener)), plan.opener(disk.opener))
+    assert len(disk.events) > 0 and [e.kind for e in disk.events].count("rename") == 1
 
 
 @pytest.mark.parametrize("direct", ["auto", False], ids=["auto", "buffered"])
 def test_overlay_over_direct_file(tmp_path, direct) -> None:
     check_block_file(_Factory(tmp_path, lambda p, c: Overlay(default_opener(direct)(p, c))))
     assert all(os.path.getsize(p) == 0 for p in tmp_path.iterdir()), "an overlay never writes its base"
+    f = Overlay(default_opener(direct)(str(tmp_path / "ro.db"), True))
+    try:
+        f.sync_dir()  # nothing to make durable
+        with pytest.raises(StorageIOError) as info:
+            f.rename(str(tmp_path / "elsewhere.db"))
+        assert info.value.errno == errno.EROFS and not (tmp_path / "elsewhere.db").exists()
+    finally:
+        f.close()

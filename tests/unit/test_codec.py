@@ -1,4 +1,6 @@
-"""Property tests of `engine.codec`: round trips, slotted-page algebra, CRC, split bounds.
+"""Property tests of `engine.codec`: round trips, CRC, split bounds, and the
+in-place slotted-page algebra of tests/slotted.py (test code) over the
+engine's page layout and accounting.
 
 Every codec call that has PEP 316 contracts goes through `checked`, which
 evaluates the function's own docstring `pre:`/`post:` conditions on the
@@ -17,6 +19,7 @@ from bisect import bisect_left
 from collections import Counter
 
 import pytest
+import slotted
 from crosshair.condition_parser import Pep316Parser
 from crosshair.fnutil import FunctionInfo
 from hypothesis import example, given, settings
@@ -87,8 +90,8 @@ def checked(fn, *args, **kwargs):
 CONTRACTED = [
     codec.inline_fits, codec.seal, codec.verify, codec.set_lsn, codec.encode_node,
     codec.split_point, codec.internal_split_point, codec.encode_meta, codec.encode_overflow,
-    codec.encode_freelist, codec.init_slotted, codec.slotted_search, codec.free_space,
-    codec.slotted_compact, codec.slotted_insert, codec.slotted_delete,
+    codec.encode_freelist, slotted.init_slotted, slotted.slotted_search, codec.free_space,
+    slotted.slotted_compact, slotted.slotted_insert, slotted.slotted_delete,
 ]
 
 
@@ -315,7 +318,7 @@ def _cell(k: bytes, v: bytes) -> int:
 
 
 def _assert_page_matches(page: bytearray, model: dict) -> None:
-    cells = codec.slotted_cells(page)
+    cells = slotted.slotted_cells(page)
     assert [k for k, _ in cells] == sorted(model)  # sorted and unique
     assert dict(cells) == model
     assert codec.accounting_ok(page) and codec.verify(page)
@@ -326,26 +329,26 @@ def _assert_page_matches(page: bytearray, model: dict) -> None:
 @settings(max_examples=150)
 def test_slotted_operations_agree_with_a_dict(ops):
     page = bytearray(PAGE_SIZE)
-    checked(codec.init_slotted, page)
+    checked(slotted.init_slotted, page)
     model: dict[bytes, bytes] = {}
     for op, key, value in ops:
         if op == "put":
             room = codec.free_space(page) + (_cell(key, model[key]) if key in model else 0)
-            ok = checked(codec.slotted_insert, page, key, value)
+            ok = checked(slotted.slotted_insert, page, key, value)
             assert ok == (_cell(key, value) <= room)
             if ok:
                 model[key] = value
         elif op == "del":
-            assert checked(codec.slotted_delete, page, key) == (key in model)
+            assert checked(slotted.slotted_delete, page, key) == (key in model)
             model.pop(key, None)
         else:
-            before = Counter(codec.slotted_cells(page))
-            checked(codec.slotted_compact, page)
-            assert Counter(codec.slotted_cells(page)) == before  # the multiset survives
+            before = Counter(slotted.slotted_cells(page))
+            checked(slotted.slotted_compact, page)
+            assert Counter(slotted.slotted_cells(page)) == before  # the multiset survives
             assert struct.unpack_from("<H", page, 12)[0] == 0  # no garbage left
         _assert_page_matches(page, model)
     for probe in [b"", b"\x00", b"\xff" * 4, *model]:
-        found, idx = checked(codec.slotted_search, page, probe)
+        found, idx = checked(slotted.slotted_search, page, probe)
         assert (found, idx) == (probe in model, bisect_left(sorted(model), probe))
     if all(_cell(k, v) <= MAX_LEAF_CELL for k, v in model.items()):
         assert codec.decode_node(page).keys == sorted(model)
@@ -358,37 +361,37 @@ def test_slotted_operations_agree_with_a_dict(ops):
 def test_slotted_insert_accepts_an_exact_fit_and_rejects_one_byte_more(slack):
     """The free-space bound at its edge: a cell of exactly `slack` bytes fits."""
     page = bytearray(PAGE_SIZE)
-    codec.init_slotted(page)
-    assert codec.slotted_insert(page, b"\x00", bytes(USABLE - _cell(b"\x00", b"") - slack))
+    slotted.init_slotted(page)
+    assert slotted.slotted_insert(page, b"\x00", bytes(USABLE - _cell(b"\x00", b"") - slack))
     assert codec.free_space(page) == slack
     before = bytes(page)
-    assert not checked(codec.slotted_insert, page, b"\x01", bytes(slack - 10 + 1))
+    assert not checked(slotted.slotted_insert, page, b"\x01", bytes(slack - 10 + 1))
     assert page == before
-    assert checked(codec.slotted_insert, page, b"\x01", bytes(slack - 10))
+    assert checked(slotted.slotted_insert, page, b"\x01", bytes(slack - 10))
     assert codec.free_space(page) == 0 and codec.accounting_ok(page)
 
 
 def test_slotted_insert_compacts_when_garbage_blocks_the_gap():
     page = bytearray(PAGE_SIZE)
-    codec.init_slotted(page)
+    slotted.init_slotted(page)
     for k in (b"a", b"b", b"c"):
-        assert codec.slotted_insert(page, k, b"x" * 1300)
-    assert codec.slotted_delete(page, b"b")
+        assert slotted.slotted_insert(page, k, b"x" * 1300)
+    assert slotted.slotted_delete(page, b"b")
     n, fs, fe, garbage = struct.unpack_from("<HHHH", page, 6)
     assert garbage == 7 + 1 + 1300 and fe - fs < 1300 < codec.free_space(page)
-    assert checked(codec.slotted_insert, page, b"d", b"y" * 1300)
+    assert checked(slotted.slotted_insert, page, b"d", b"y" * 1300)
     assert struct.unpack_from("<H", page, 12)[0] == 0  # compaction dropped the garbage
-    assert dict(codec.slotted_cells(page)) == {b"a": b"x" * 1300, b"c": b"x" * 1300, b"d": b"y" * 1300}
+    assert dict(slotted.slotted_cells(page)) == {b"a": b"x" * 1300, b"c": b"x" * 1300, b"d": b"y" * 1300}
 
 
 def test_slotted_replace_reuses_the_old_cells_room():
     page = bytearray(PAGE_SIZE)
-    codec.init_slotted(page)
-    assert codec.slotted_insert(page, b"k", bytes(USABLE - 10))
+    slotted.init_slotted(page)
+    assert slotted.slotted_insert(page, b"k", bytes(USABLE - 10))
     assert codec.free_space(page) == 0
-    assert checked(codec.slotted_insert, page, b"k", b"new")  # fits only by replacing
-    assert codec.slotted_cells(page) == [(b"k", b"new")]
-    assert not checked(codec.slotted_insert, page, b"k", bytes(USABLE - 9))
+    assert checked(slotted.slotted_insert, page, b"k", b"new")  # fits only by replacing
+    assert slotted.slotted_cells(page) == [(b"k", b"new")]
+    assert not checked(slotted.slotted_insert, page, b"k", bytes(USABLE - 9))
 
 
 # -- CRC: every single-bit flip is rejected --------------------------------------------
@@ -445,16 +448,16 @@ def _sealed_pages():
     free = bytearray(PAGE_SIZE)
     codec.encode_freelist([4, 5, 6], 0, free)
     internal = _encoded(Node(False, [b"m", b"t"], None, [2, 3, 4]))
-    slotted = bytearray(PAGE_SIZE)
-    codec.init_slotted(slotted)
-    codec.slotted_insert(slotted, b"key", b"value")
+    in_place = bytearray(PAGE_SIZE)  # written by the in-place algebra, read by the engine's decoder
+    slotted.init_slotted(in_place)
+    slotted.slotted_insert(in_place, b"key", b"value")
     return {
         "meta": (meta, codec.decode_meta),
         "overflow": (ovf, codec.decode_overflow),
         "freelist": (free, codec.decode_freelist),
         "internal": (internal, codec.decode_node),
         "leaf": (_full_leaf_page(), codec.decode_node),
-        "slotted": (slotted, codec.decode_node),
+        "slotted": (in_place, codec.decode_node),
     }
 
 

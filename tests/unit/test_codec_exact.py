@@ -1,7 +1,8 @@
 """Exact codec facts that sampled tests can miss (found by mutation testing,
 docs/verification.md "Mutation score"): split points are optimal on every
 small input, not just on sampled ones; an internal cell's size is the one the
-node accounting uses; an empty slotted page's header is the documented one.
+node accounting uses; an empty slotted page's header is the documented one
+(written by the engine's `encode_node`, and by tests/slotted.py's `init_slotted`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import itertools
 import struct
 
 import pytest
+import slotted
 
 from engine import codec
 from engine.codec import HEADER_SIZE, INTERNAL, LEAF, PAGE_SIZE, Node
@@ -52,10 +54,15 @@ def test_internal_cell_size_is_what_an_internal_node_accounts():
 
 def test_an_empty_slotted_page_has_the_documented_header():
     # offset table at the top of engine/codec.py: flags, reserved, lsn, next
-    # and prev are 0 on a new page; the free gap spans the whole body
-    for ptype in (LEAF, INTERNAL):
+    # and prev are 0 on a new page; the free gap spans the whole body. The
+    # engine writes an empty leaf (a new tree's root) with `encode_node`; the
+    # in-place algebra of the tests starts from `init_slotted`: both agree.
+    empty_leaf = bytearray(b"\xff" * PAGE_SIZE)
+    codec.encode_node(Node(True), empty_leaf)
+    for ptype, init in ((LEAF, lambda page, t: page.__setitem__(slice(None), empty_leaf)),
+                        (LEAF, slotted.init_slotted), (INTERNAL, slotted.init_slotted)):
         page = bytearray(b"\xff" * PAGE_SIZE)
-        codec.init_slotted(page, ptype)
+        init(page, ptype)
         (_, kind, flags, slots, free_start, free_end, garbage, reserved, lsn, nxt, prev) = (
             struct.unpack_from("<IBBHHHHHQII", page, 0))
         assert (kind, flags, slots, free_start, free_end, garbage, reserved, lsn, nxt, prev) == (
@@ -169,10 +176,10 @@ def test_decoders_name_the_page_they_refuse():
 
 
 def test_contract_helpers():
-    # the contracts in codec.py are only as strong as these
-    assert codec._ascending([b"a", b"b", b"c"])
-    assert not codec._ascending([b"a", b"a"])
-    assert not codec._ascending([b"a", b"c", b"b"])
+    # the contracts in codec.py and tests/slotted.py are only as strong as these
+    assert slotted._ascending([b"a", b"b", b"c"])
+    assert not slotted._ascending([b"a", b"a"])
+    assert not slotted._ascending([b"a", b"c", b"b"])
     page = bytearray(PAGE_SIZE)
     codec.encode_node(Node(True, [b"a"], [b"1"]), page)
     assert codec.accounting_ok(page)

@@ -221,12 +221,56 @@ def test_missing_file_without_create(tmp_path):
 
 
 def test_bad_options(db_path):
-    with pytest.raises(ValueError):
-        engine.open(db_path, pool_pages=8)
-    with pytest.raises(ValueError):
-        engine.open(db_path, sync="sometimes")
-    with pytest.raises(ValueError):
-        engine.open(db_path, direct_io="maybe")
+    for bad in ({"pool_pages": 8}, {"pool_size": "lots"}, {"pool_size": 1, "pool_pages": 16},
+                {"sync": "sometimes"}, {"direct_io": "maybe"}, {"timeout": -1}):
+        with pytest.raises(engine.OptionError):
+            engine.open(db_path, **bad)
+    assert os.listdir(os.path.dirname(db_path)) == []
+    assert issubclass(engine.OptionError, ValueError)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 16 * 1024 - 1, 1.0e6, "64MiB", None, True])
+def test_bad_checkpoint_bytes_are_refused_with_nothing_touched(db_path, bad):
+    with pytest.raises(engine.OptionError, match="checkpoint_bytes"):
+        engine.open(db_path, checkpoint_bytes=bad)
+    assert os.listdir(os.path.dirname(db_path)) == []  # nothing created
+    with engine.open(db_path, sync="off") as db:
+        db.tree("t")[b"k"] = b"v"
+    before = {name: open(os.path.join(os.path.dirname(db_path), name), "rb").read()
+              for name in os.listdir(os.path.dirname(db_path))}
+    with pytest.raises(engine.OptionError, match="checkpoint_bytes"):
+        engine.open(db_path, checkpoint_bytes=bad)
+    after = {name: open(os.path.join(os.path.dirname(db_path), name), "rb").read()
+             for name in os.listdir(os.path.dirname(db_path))}
+    assert after == before  # an existing database is not opened, recovered or locked
+    with engine.open(db_path, timeout=0) as db:
+        assert db.tree("t")[b"k"] == b"v"
+
+
+def test_checkpoint_bytes_sets_when_commits_checkpoint(open_db, tmp_path):
+    """A commit that leaves the log longer than `checkpoint_bytes` checkpoints
+    (the log is emptied), and only such a commit; with the default, the same
+    puts never do."""
+    limit = 64 * 1024
+    db = open_db(checkpoint_bytes=limit)
+    assert db.checkpoint_bytes == limit
+    t = db.tree("t")
+    grew, crossed = [], []  # a put's log growth; the log before each put that checkpointed
+    for i in range(1500):
+        log, cps = db.stats()["log_bytes"], db.checkpoints
+        t[b"k%05d" % i] = b"v" * 100
+        if db.checkpoints == cps:
+            assert db.stats()["log_bytes"] <= limit
+            grew.append(db.stats()["log_bytes"] - log)
+        else:
+            assert db.checkpoints == cps + 1 and db.stats()["log_bytes"] == 512  # emptied: its header only
+            crossed.append(log)
+    assert len(crossed) >= 2
+    assert all(limit - max(grew) < log <= limit for log in crossed)  # at the first commit past it
+    other = open_db(str(tmp_path / "default.db"))
+    for i in range(1500):
+        other.tree("t")[b"k%05d" % i] = b"v" * 100
+    assert other.checkpoints == 0 and other.stats()["log_bytes"] > limit
 
 
 def test_second_writer_is_locked_out_but_readers_are_not(open_db, db_path):

@@ -210,7 +210,7 @@ def test_read_ahead_never_takes_a_home_copy_older_than_a_spilled_image(tmp_path)
         other = db.tree("other")
         for i in range(6000):
             other[b"o%06d" % i] = b"x" * 100  # the pool is smaller: dirty pages spill to the log
-        assert len(db._wal.spilled) > 100
+        assert len(db._wal.spilled_pages()) > 100
         db.drop_tree("other")  # its frames come back free
         before = db.stats()["pool_prefetched"]
         for i in range(6000):

@@ -129,6 +129,40 @@ def test_backup_while_writers_commit_is_one_consistent_state(open_db, tmp_path):
     assert not errors
 
 
+@pytest.mark.parametrize("kind, nth, file, renamed", [
+    ("open", 1, "copy.db.tmp", False),
+    ("write", 1, "copy.db.tmp", False),
+    ("sync", 1, "copy.db.tmp", False),  # the copy's fsync
+    ("truncate", 1, "copy.db-wal", False),  # emptying the old copy's log
+    ("rename", 1, None, False),
+    ("sync", 1, "copy.db", True),  # the directory's fsync, after the rename
+])
+def test_backup_failing_on_io(tmp_path, kind, nth, file, renamed):
+    """Each I/O call of a backup failing (through the database's opener):
+    `StorageIOError`, the source untouched and writable, no `.tmp` left, and
+    at the destination the old copy or (only once renamed) the new one."""
+    from faults.io import FaultPlan
+
+    plan = FaultPlan(seed=3)
+    path, dest = str(tmp_path / "db"), str(tmp_path / "copy.db")
+    with engine.open(dest, sync="off") as old:
+        old.tree("old")[b"k"] = b"v"
+    db = engine.open(path, opener=plan.opener(), pool_pages=16)
+    db.tree("t").update({b"k%04d" % i: b"v" * 100 for i in range(500)})
+    want = _contents(db)
+    plan.fail(kind, nth, file=file)
+    with pytest.raises(engine.StorageIOError):
+        db.backup(dest)
+    assert plan.injected and not os.path.exists(dest + ".tmp")
+    assert _contents(db) == want
+    db.tree("t")[b"more"] = b"1"
+    db.check(strict=True)
+    db.close()
+    with engine.open(dest) as copy:
+        assert _contents(copy) == (want if renamed else {"old": {b"k": b"v"}})
+        copy.check(strict=True)
+
+
 # -- compact -----------------------------------------------------------------------
 
 def _fresh_load_size(tmp_path, contents) -> int:

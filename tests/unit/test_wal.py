@@ -407,6 +407,39 @@ def test_a_failed_fsync_is_never_retried(tmp_path):
     wal.close()
 
 
+def test_mark_failed_stops_every_append_and_sync(tmp_path):
+    """Rule 6 for failures the log cannot see (the data file's fsync, a
+    rollback): after `mark_failed` nothing is appended or synced."""
+    wal = _open_wal(tmp_path / "log")
+    lsn = wal.commit(_payload(0))
+    wal.mark_failed()
+    for call in (lambda: wal.commit(_payload(1)), lambda: wal.sync_to(lsn, force=True),
+                 lambda: wal.spill(1, memoryview(_page(1)))):
+        with pytest.raises(NeedsRecoveryError):
+            call()
+    assert wal.failed and wal.lsn == lsn and wal.durable_lsn == 0
+    assert len(scan(wal.read_all())[1]) == 1  # nothing reached the file after it
+    wal.close()
+
+
+def test_spilled_pages_are_listed_until_forgotten(tmp_path):
+    """`spilled_pages` lists each page with an image in the log once (its
+    latest image is read back); `forget_spilled` drops them all, after which
+    reads go home again (`read_spill` finds nothing)."""
+    wal = _open_wal(tmp_path / "log")
+    wal.spill(3, memoryview(_page(3)))
+    wal.spill_many([(5, _page(5)), (3, _page(33))])
+    assert sorted(wal.spilled_pages()) == [3, 5]
+    buf = memoryview(bytearray(PAGE_SIZE))
+    assert wal.read_spill(3, buf) and bytes(buf) == _page(33)
+    wal.forget(5)
+    assert wal.spilled_pages() == [3]
+    wal.forget_spilled()
+    assert wal.spilled_pages() == []
+    assert not wal.read_spill(3, buf)
+    wal.close()
+
+
 def test_failed_log_write_at_create_is_a_storage_error(tmp_path):
     # regression: Wal.close used to raise BufferError here (a memoryview of its
     # staging mmap was still held by the traceback), hiding the StorageIOError

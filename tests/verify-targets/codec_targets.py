@@ -1,4 +1,6 @@
-"""Thin pure wrappers over `engine.codec` that CrossHair can explore.
+"""Thin pure wrappers over `engine.codec` (and the test-side slotted-page
+algebra of tests/slotted.py, which the engine does not run) that CrossHair
+can explore.
 
 CrossHair cannot build a valid 4 KiB slotted page out of a symbolic
 bytearray, and `zlib.crc32` or a page write forces every symbolic byte,
@@ -27,6 +29,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from crosshair.enforce import PostconditionFailed
+from slotted import (
+    init_slotted,
+    slotted_cells,
+    slotted_compact,
+    slotted_delete,
+    slotted_insert,
+    slotted_search,
+)
 
 from engine.codec import (
     INTERNAL_MIN_FILL,
@@ -48,13 +58,7 @@ from engine.codec import (
     encode_node,
     encode_overflow,
     free_space,
-    init_slotted,
     internal_split_point,
-    slotted_cells,
-    slotted_compact,
-    slotted_delete,
-    slotted_insert,
-    slotted_search,
     split_point,
     verify,
 )
