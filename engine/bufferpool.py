@@ -48,11 +48,10 @@ Sizing: frames are carved from one reservation of `n_frames` pages
 used) and made on first use, so a pool holds no more frames than the pages
 it has met. A miss takes a free frame, else makes a new one, and evicts only
 when all `n_frames` exist: the pool grows with the working set up to its cap
-and a small database keeps a small pool. The cap is `pool_frames(pool_size,
-pool_pages)`; the default (both None) is `default_pool_bytes()`: an eighth of
-physical memory, clamped to [DEFAULT_POOL_MIN, DEFAULT_POOL_MAX]. Decoded
-nodes (Python objects) come on top of the frames' bytes. A cap that cannot
-be mapped (a strict commit limit) is halved until it can.
+and a small database keeps a small pool. The cap comes from the open options
+(engine/poolsize.py). Decoded nodes (Python objects) come on top of the
+frames' bytes. A cap that cannot be mapped (a strict commit limit) is halved
+until it can.
 
 Concurrency: one mutex guards the table, pins and replacer. A miss reads
 outside the mutex into a reserved frame that waits in the table as a loading
@@ -63,8 +62,6 @@ two threads missing on one page never create two frames.
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -73,8 +70,16 @@ from typing import Protocol
 from engine import syncpoints
 from engine.codec import LEAF, PAGE_SIZE, Node, decode_node, encode_node, page_type, verify
 from engine.disk import aligned_buffer, reserved_buffer
-from engine.errors import BufferPoolFullError, OptionError
+from engine.errors import BufferPoolFullError
 from engine.latch import wait
+from engine.poolsize import (
+    DEFAULT_POOL_MAX,
+    DEFAULT_POOL_MIN,
+    MIN_FRAMES,
+    default_pool_bytes,
+    parse_pool_size,
+    pool_frames,
+)
 from engine.replacer import LRUReplacer
 from engine.typedefs import PoolStats
 
@@ -84,65 +89,6 @@ __all__ = ["BufferPool", "Frame", "PageStore", "PREWARM_WINDOW", "READ_AHEAD", "
 READ_AHEAD = 32  # pages per read-ahead window (128 KiB)
 PREWARM_WINDOW = 256  # pages per read when the pool is warmed at open (1 MiB)
 PREWARM_MAX = 65536  # pages: a larger database warms as it is used (open stays well under a second)
-MIN_FRAMES = 16  # a B+ tree operation pins a path and its siblings
-DEFAULT_POOL_MIN = 64 << 20  # the default cap on a small machine: 16k frames
-DEFAULT_POOL_MAX = 2 << 30  # the default cap on a large one: 512k frames (~10M keys of 100 bytes)
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "tb": 1000**4}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([a-z]*)\s*", re.IGNORECASE)
-_MACHINE = object()
-
-
-def _physical_memory() -> int | None:
-    try:
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
-    return pages * size if pages > 0 and size > 0 else None
-
-
-def default_pool_bytes(physical=_MACHINE) -> int:
-    """The default pool's cap: 1/8 of `physical` memory bytes (this
-    machine's when not given), clamped to [DEFAULT_POOL_MIN,
-    DEFAULT_POOL_MAX], in whole pages; DEFAULT_POOL_MIN when unknown."""
-    if physical is _MACHINE:
-        physical = _physical_memory()
-    if physical is None:
-        return DEFAULT_POOL_MIN
-    cap = min(max(physical // 8, DEFAULT_POOL_MIN), DEFAULT_POOL_MAX)
-    return cap - cap % PAGE_SIZE
-
-
-def parse_pool_size(value) -> int:
-    """Bytes from an int or a string such as "256MiB", "1.5 GiB", "100MB"
-    (KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB of 1000)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise OptionError(f"pool_size must not be negative, not {value!r}")
-        return value
-    if isinstance(value, str):
-        m = _SIZE.fullmatch(value)
-        unit = m and _UNITS.get(m.group(2).lower())
-        if m and unit:
-            return int(float(m.group(1)) * unit)
-    raise OptionError(f"pool_size must be bytes (an int) or a size such as '256MiB', not {value!r}")
-
-
-def pool_frames(pool_size=None, pool_pages=None) -> int:
-    """The frame count (cap) a pool gets from the open options: exactly
-    `pool_pages`, or `pool_size` bytes in whole pages, or the default."""
-    if pool_size is not None and pool_pages is not None:
-        raise OptionError("give pool_size or pool_pages, not both")
-    if pool_pages is not None:
-        if isinstance(pool_pages, bool) or not isinstance(pool_pages, int) or pool_pages < MIN_FRAMES:
-            raise OptionError(f"pool_pages must be an int >= {MIN_FRAMES}, not {pool_pages!r}")
-        return pool_pages
-    size = default_pool_bytes() if pool_size is None else parse_pool_size(pool_size)
-    if size // PAGE_SIZE < MIN_FRAMES:
-        raise OptionError(f"pool_size must be at least {MIN_FRAMES * PAGE_SIZE // 1024} KiB, not {pool_size!r}")
-    return size // PAGE_SIZE
-
-
 def hit_rate(hits: int, misses: int) -> float:
     """Share of page requests the pool served from memory (0.0 before any)."""
     total = hits + misses

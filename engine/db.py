@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from engine import btree, log, maintenance
 from engine.arguments import as_tree_name
 from engine.batch import Batch
-from engine.bufferpool import BufferPool, pool_frames
+from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
 from engine.check import CheckReport, check_database
 from engine.checkpoint import CHECKPOINT_BYTES, MIN_CHECKPOINT_BYTES, Checkpoints
@@ -45,6 +45,7 @@ from engine.errors import (
 )
 from engine.latch import RWLatch
 from engine.pager import Pager
+from engine.poolsize import pool_frames
 from engine.recovery import Opener, Recovery
 from engine.snapshots import Snapshots
 from engine.tree import Tree, _SnapshotTree

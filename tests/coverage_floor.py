@@ -42,6 +42,7 @@ FLOORS: dict[str, float] = {
     "engine/checkpoint.py": CORE,
     "engine/arguments.py": CORE,
     "engine/catalog.py": CORE,
+    "engine/poolsize.py": CORE,
     "engine/check.py": CORE,
     "engine/errors.py": CORE,
     "engine/syncpoints.py": CORE,
