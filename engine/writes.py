@@ -143,7 +143,7 @@ class Writes:
         txn = self._txn()
         try:
             for op, name, key, value in ops:
-                apply_op(txn, op, name, key, value, log=False)
+                apply_op(txn, op, name, key, value)
                 txn.release()
         except BaseException:
             txn.rollback()
@@ -173,28 +173,28 @@ class Writes:
 
 # -- transaction bodies: fn(txn, ...) for `Writes._write` ---------------------------
 
-def apply_op(txn: Txn, op: int, name: str, key, value, log: bool = True) -> None:
-    """One logged operation, as a batch or a replay runs it."""
+def apply_op(txn: Txn, op: int, name: str, key, value) -> None:
+    """One operation of a logged commit, as a batch or a replay runs it (the
+    caller's commit record is the list of operations, so none is logged
+    here). Idempotent on trees: a put creates its tree, a create of one that
+    exists does nothing, and so does anything else on a tree that is gone."""
+    exists = name in txn.trees
     if op == OP_PUT:
-        if name not in txn.trees:
-            create_tree(txn, name, log)
+        if not exists:
+            create_tree(txn, name, log=False)
         btree.put(txn, name, key, value)
-    elif op == OP_DELETE:
-        if name in txn.trees:
-            btree.delete(txn, name, key)
     elif op == OP_CREATE:
-        if name not in txn.trees:
-            create_tree(txn, name, log)
-        return
+        if not exists:
+            create_tree(txn, name, log=False)
+    elif not exists:
+        return  # a delete, drop or load of a tree dropped before it in the same commit
+    elif op == OP_DELETE:
+        btree.delete(txn, name, key)
     elif op == OP_DROP:
-        if name in txn.trees:
-            btree.drop(txn, name)
-    elif op == OP_LOAD:  # redo of a bulk load: the tree was empty when it ran
-        if name in txn.trees:
-            bulk.load(txn, name, *value)
-        return
-    if log:
-        txn.ops.append((op, name, key, value))
+        btree.drop(txn, name)
+    else:
+        assert op == OP_LOAD, f"apply_op: unknown operation {op}"
+        bulk.load(txn, name, *value)  # redo of a bulk load: the tree was empty when it ran
 
 
 def create_tree(txn: Txn, name: str, log: bool = True) -> None:
@@ -246,7 +246,7 @@ def apply_batch(txn: Txn, ops: list) -> None:
         if op == OP_PUT and name in trees:
             bput(txn, name, key, value)
         else:
-            apply_op(txn, op, name, key, value, log=False)
+            apply_op(txn, op, name, key, value)
         if len(pins) > keep:
             txn.release()
     txn.ops = ops
