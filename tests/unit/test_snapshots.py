@@ -128,3 +128,23 @@ def test_a_checkpoint_whose_log_reset_failed_makes_the_reader_rebuild(tmp_path):
     w.close()  # poisoned: closes without a checkpoint
     with engine.open(path, sync="off") as again:  # the reopen sorts the log out
         assert len(again.tree("t")) == 41 and again.check().ok
+
+
+def test_a_failed_rebuild_is_tried_again_at_the_next_snapshot(tmp_path):
+    path = str(tmp_path / "s.db")
+    plan = FaultPlan(5)
+    with engine.open(path, sync="off") as w:
+        t = w.tree("t")
+        t[b"a"] = b"1"
+        r = engine.open(path, read_only=True, opener=plan.opener())
+        rt = r.tree("t")
+        assert rt.get(b"a") == b"1"
+        t[b"b"] = b"2"
+        w.checkpoint()  # pages went home: the reader's next snapshot rebuilds
+        plan.fail("read", 1, file=".db", persistent=True)
+        with pytest.raises(engine.StorageIOError):
+            rt.get(b"b")  # the rebuild cannot read the data file: the handle has no state
+        plan.disarm()
+        assert rt.get(b"b") == b"2" and rt.get(b"a") == b"1"
+        assert r.check().ok
+        r.close()
