@@ -114,6 +114,7 @@ _LSN_BYTES = struct.Struct("<Q")
 _PID = struct.Struct("<I")
 _IMAGES_PER_WRITE = 256  # checkpoint images per log write: ~1 MiB
 _PREALLOCATE = 64 * 1024  # zeros written ahead of the tail under sync="full"
+_READ_ALL_TRIES = 3  # a writer cuts the log once per open: a second read is stable
 
 COMMIT, SPILL, CKPT_BEGIN, CKPT_IMAGE, CKPT_END = 1, 2, 3, 4, 5
 OP_PUT, OP_DELETE, OP_CREATE, OP_DROP = 1, 2, 3, 4
@@ -499,12 +500,18 @@ class Wal:
     # -- opening ---------------------------------------------------------------
 
     def read_all(self) -> bytes:
-        size = self.file.size()
-        buf = bytearray(size)
-        got = self.file.read_into(0, memoryview(buf)) if size else 0
-        if got != size:  # a short read inside the file is an I/O error, not a torn tail
-            raise StorageIOError(5, f"log: short read ({got} of {size} bytes)")
-        return bytes(buf)
+        """The whole file. A short read inside the file is an I/O error, not
+        a torn tail; a file that shrank meanwhile is read again (a reader's
+        open while a writer's open cuts the log's tail, docs/processes.md)."""
+        for _ in range(_READ_ALL_TRIES):
+            size = self.file.size()
+            buf = bytearray(size)
+            got = self.file.read_into(0, memoryview(buf)) if size else 0
+            if got == size:
+                return bytes(buf)
+            if self.file.size() >= size:
+                break
+        raise StorageIOError(5, f"log: short read ({got} of {size} bytes)")
 
     def start(self, base_lsn: int, end: int | None = None, last_lsn: int | None = None, data: bytes = b"") -> None:
         """Continue appending after the valid records (or at a fresh header)."""

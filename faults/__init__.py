@@ -9,6 +9,11 @@ It plugs into the engine only through its two seams, never by patching:
   synced, and the disk images a power loss could leave.
 - `faults.interleave`: `run` and `explore`, a deterministic scheduler that
   switches threads only at sync points.
+- `faults.workload`: `generate`, the one seeded operation generator, and
+  `apply_op`, which runs an operation on the engine or the model alike.
+- `faults.campaign`: `dragondb campaign`, over one module per trial kind
+  (`faults.trials_*`) and what they share (`session`, `history`,
+  `recovery`, `report`); see docs/campaign.md.
 """
 
 from faults.crash import CrashDisk, CrashFile, CrashState, Event, materialize

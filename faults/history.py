@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import bisect
 import random
+from dataclasses import replace
 
 import engine
-from faults.campaign import TrialFailure, _describe, apply_op
 from faults.crash import CrashDisk
+from faults.report import TrialFailure
+from faults.workload import Mix, apply_op, describe, generate
 
-__all__ = ["WRITES", "History", "made_durable", "small_ops"]
+__all__ = ["SMALL", "WRITES", "History", "kill_point", "made_durable", "seeded_workload", "small_ops"]
 
 Model = dict[str, dict[bytes, bytes]]
 WRITES = ("put", "delete", "batch", "tree", "drop", "commit", "checkpoint", "compact")
@@ -117,7 +119,7 @@ class History:
         else:
             got, want = apply_op(db, op), apply_op(model, op)
             if got != want:
-                raise TrialFailure(f"step {step} ({_describe(op)}) returned {got!r:.80}, model {want!r:.80}")
+                raise TrialFailure(f"step {step} ({describe(op)}) returned {got!r:.80}, model {want!r:.80}")
             checkpointed = op[0] in ("checkpoint", "compact") or db.checkpoints != cps
         self.note(model.snapshot(), made_durable(op[0], sync, checkpointed), op[0])
         return db
@@ -131,43 +133,44 @@ class History:
             self.durable[j] = self.durable[j - 1] if j else 0
 
 
+def kill_point(rng: random.Random, hist: History) -> int:
+    """Mostly right after a write (unsynced bytes in the page cache), some
+    inside the creation, the rest uniform."""
+    disk = hist.disk
+    r = rng.random()
+    writes = [e.index for e in disk.events if e.kind in ("write", "truncate", "extend")]
+    if r < 0.1 and hist.marks:
+        return rng.randrange(0, hist.marks[0] + 1)
+    if r < 0.8 and writes:
+        return rng.choice(writes)
+    return rng.randrange(0, len(disk.events) + 1)
+
+
+# Short workloads dense in commits and checkpoints: trees "t" and "u", short
+# keys (some padded), small values and some overflow ones, no tree churn.
+SMALL = Mix(trees=("t", "u"), churn=None, first=0.8, keys=24, long_keys=0.5, key_bytes=(40, 300),
+            weights=(("commit", 0.2), ("checkpoint", 0.11), ("compact", 0.04), ("reopen", 0.03),
+                     ("batch", 0.10), ("delete", 0.12), ("read", 0.05), ("overflow", 0.035)),
+            drain=None, gets=1.0, batch=(2, 5), values=(1, 1500), big_values=(4500, 9000),
+            batch_values=((1, 300),))
+
+
 def small_ops(rng: random.Random, n: int, *, reopen: bool = True) -> list[tuple]:
-    """A short workload dense in commits and checkpoints: tree "t" (and "u"),
-    puts (short keys, some overflow values), deletes, batches, `commit()`
-    (p 0.2), `checkpoint()` (p 0.11) or `compact()` (p 0.04), reads, and
-    (`reopen`) reopens."""
-    keys = [b"k%03d" % i + b"." * rng.choice((0, 0, 40, 300)) for i in range(24)]
-    ops: list[tuple] = [("tree", "t"), ("tree", "u")]
-    for _ in range(n):
-        r = rng.random()
-        t = "t" if rng.random() < 0.8 else "u"
-        if r < 0.2:
-            ops.append(("commit",))
-        elif r < 0.35:
-            ops.append(("compact",) if rng.random() < 0.25 else ("checkpoint",))
-        elif r < 0.38 and reopen:
-            ops.append(("reopen",))
-        elif r < 0.48:
-            ops.append(("batch", [("put", rng.choice("tu"), rng.choice(keys), rng.randbytes(rng.randint(1, 300)))
-                                  if rng.random() < 0.7 else ("delete", rng.choice("tu"), rng.choice(keys))
-                                  for _ in range(rng.randint(2, 5))]))
-        elif r < 0.6:
-            ops.append(("delete", t, rng.choice(keys)))
-        elif r < 0.65:
-            ops.append(("get", t, rng.choice(keys)))
-        else:
-            size = rng.randint(4500, 9000) if rng.random() < 0.1 else rng.randint(1, 1500)
-            ops.append(("put", t, rng.choice(keys), rng.randbytes(size)))
-    return ops
+    """The trees of `SMALL`, then `n` of its operations: `commit()` (p 0.2),
+    `checkpoint()` (p 0.11) or `compact()` (p 0.04), (`reopen`) reopens,
+    batches, deletes, gets and puts."""
+    return list(generate(rng, SMALL if reopen else replace(SMALL, skip=frozenset({"reopen"})), n))
 
 
 SYNC_MODES = ("full", "normal", "off")
 CHECKPOINT_BYTES = (16 * 1024, 64 * 1024, 1 << 30)  # frequent, some, none automatic
 
 
-def seeded_workload(kind: str, seed: int, lo: int, hi: int) -> tuple[random.Random, list[tuple], str]:
-    """(the trial's rng, `small_ops` of lo..hi operations, a sync mode), all
-    from `kind:seed`, so a replay of the token rebuilds the same workload."""
+def seeded_workload(kind: str, seed: int, lo: int, hi: int) -> tuple[list[tuple], str, int]:
+    """(`small_ops` of lo..hi operations, a sync mode, a checkpoint_bytes of
+    `CHECKPOINT_BYTES`), all from `kind:seed`, so a replay of the token
+    rebuilds the same workload."""
     rng = random.Random(f"{kind}:{seed}")
     sync = SYNC_MODES[rng.randrange(3)]
-    return rng, small_ops(rng, rng.randint(lo, hi)), sync
+    ops = small_ops(rng, rng.randint(lo, hi))
+    return ops, sync, rng.choice(CHECKPOINT_BYTES)

@@ -5,8 +5,9 @@ every write it acknowledged survived.
 run as `python -m faults.kill child ...`) opens the database with
 `sync="full"`, `pool_pages=16` (dirty pages spill to the log) and a small
 `checkpoint_bytes` (automatic checkpoints), then performs a seeded sequence
-of operations: puts (some with overflow values), deletes, batches,
-overwrites of keys shared across trials, explicit checkpoints. After each
+of operations (`faults.workload.generate` with the mix `KILL`): puts (some
+with overflow values), deletes, batches, explicit checkpoints, on keys every
+trial shares, so later trials overwrite and delete earlier ones'. After each
 operation returns it writes the operation's index to its stdout pipe. The
 parent reads the pipe, sends SIGKILL at a seeded random moment (most while
 writing, some during start-up and recovery), reopens the database (which
@@ -39,8 +40,10 @@ import time
 from collections.abc import Callable, Iterator
 
 import engine
+from faults.workload import Mix, Model, apply_op, contents, generate
+from models import ModelDatabase
 
-__all__ = ["run_kills", "trial_ops", "GENERATION"]
+__all__ = ["GENERATION", "KILL", "TREE", "run_kills", "trial_ops"]
 
 GENERATION = 20  # trials per database file before starting a fresh one
 TREE = "kill"
@@ -48,64 +51,18 @@ _READY = b"ready\n"
 _MAX_OPS = 200_000  # a child that is never killed stops here
 
 
+# Each trial's writes to one tree: puts (some overflow), deletes, batches,
+# checkpoints. Keys carry no random bytes, so every trial draws from the same
+# keys: a later trial overwrites and deletes what earlier ones wrote.
+KILL = Mix(trees=(TREE,), churn=None, first=1.0, keys=2000, long_keys=0.0, drain=None,
+           weights=(("checkpoint", 0.03), ("delete", 0.10), ("batch", 0.10), ("overflow", 0.07)),
+           batch=(2, 5), values=(20, 400), big_values=(5000, 20000), batch_values=((20, 400),))
+
+
 def trial_ops(seed: int, trial: int) -> Iterator[tuple]:
-    """The seeded operations of one trial, lazily, forever. Each is
-    ("put", key, value) | ("delete", key) | ("batch", [(key, value|None)...])
-    | ("checkpoint",). Keys are the trial's own, plus eight shared ones."""
-    rng = random.Random(f"{seed}:{trial}")
-    mine: list[bytes] = []
-    i = 0
-    while True:
-        r = rng.random()
-        key = b"t%05d:%07d" % (trial, i)
-        if r < 0.03:
-            yield ("checkpoint",)
-        elif r < 0.13 and mine:
-            yield ("delete", mine.pop(rng.randrange(len(mine))))
-        elif r < 0.23:
-            ops = [(b"%s.%d" % (key, j), rng.randbytes(rng.randint(20, 400))) for j in range(3)]
-            if mine:
-                ops.append((mine.pop(rng.randrange(len(mine))), None))
-            mine.extend(k for k, v in ops[:3])
-            yield ("batch", ops)
-        elif r < 0.33:
-            yield ("put", b"shared:%d" % rng.randrange(8), b"%d:%d:" % (trial, i) + rng.randbytes(50))
-        elif r < 0.40:
-            mine.append(key)
-            yield ("put", key, rng.randbytes(rng.randint(5000, 20000)))  # overflow pages
-        else:
-            mine.append(key)
-            yield ("put", key, rng.randbytes(rng.randint(20, 400)))
-        i += 1
-
-
-def _apply_model(model: dict[bytes, bytes], op: tuple) -> None:
-    if op[0] == "put":
-        model[op[1]] = op[2]
-    elif op[0] == "delete":
-        model.pop(op[1], None)
-    elif op[0] == "batch":
-        for k, v in op[1]:
-            if v is None:
-                model.pop(k, None)
-            else:
-                model[k] = v
-
-
-def _apply_db(db: engine.Database, tree: engine.Tree, op: tuple) -> None:
-    if op[0] == "put":
-        tree.put(op[1], op[2])
-    elif op[0] == "delete":
-        tree.delete(op[1])
-    elif op[0] == "batch":
-        with db.batch() as b:
-            for k, v in op[1]:
-                if v is None:
-                    b.delete(TREE, k)
-                else:
-                    b.put(TREE, k, v)
-    else:
-        db.checkpoint()
+    """The seeded operations of one trial (`faults.workload` tuples on tree
+    `TREE`, created first), lazily, without end."""
+    return generate(random.Random(f"{seed}:{trial}"), KILL)
 
 
 # -- the child ----------------------------------------------------------------------
@@ -113,12 +70,11 @@ def _apply_db(db: engine.Database, tree: engine.Tree, op: tuple) -> None:
 def _child(path: str, seed: int, trial: int) -> None:
     out = sys.stdout.fileno()
     db = engine.open(path, sync="full", pool_pages=16, checkpoint_bytes=64 * 1024)
-    tree = db.tree(TREE)
     os.write(out, _READY)
     for i, op in enumerate(trial_ops(seed, trial)):
         if i >= _MAX_OPS:
             break
-        _apply_db(db, tree, op)
+        apply_op(db, op)
         os.write(out, b"%d\n" % i)  # acknowledged: the operation returned
     os._exit(0)  # never reached in a trial: the parent kills first
 
@@ -148,10 +104,10 @@ class _Reader(threading.Thread):
         self.ready.set()
 
 
-def _read_all(path: str) -> tuple[dict[bytes, bytes], list[str]]:
+def _read_all(path: str) -> tuple[Model, list[str]]:
     db = engine.open(path, sync="full")
     try:
-        state = dict(db.tree(TREE).items()) if TREE in db.trees() else {}
+        state = contents(db)
         problems = db.check().problems
     finally:
         db.close()
@@ -176,7 +132,7 @@ def run_kills(n: int, seed: int, workdir: str | os.PathLike[str] | None = None,
     env = dict(os.environ)
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    model: dict[bytes, bytes] = {}
+    model: Model = {}
     path = ""
     try:
         for trial in range(n):
@@ -202,7 +158,7 @@ def run_kills(n: int, seed: int, workdir: str | os.PathLike[str] | None = None,
     return counts
 
 
-def _trial(path: str, seed: int, trial: int, early: bool, delay: float, model: dict[bytes, bytes],
+def _trial(path: str, seed: int, trial: int, early: bool, delay: float, model: Model,
            env: dict, counts: dict) -> dict | None:
     """One kill; updates `model` to the recovered state. A failure dict or None."""
     child = subprocess.Popen([sys.executable, "-m", "faults.kill", "child", path, str(seed), str(trial)],
@@ -230,19 +186,21 @@ def _trial(path: str, seed: int, trial: int, early: bool, delay: float, model: d
         return {"error": f"unexpected output from the child: {reader.garbage[:3]!r}"}
     acked = reader.last
     counts["acknowledged"] += acked + 1
-    expected = dict(model)
+    replay = ModelDatabase.from_snapshot(model)
     ops = trial_ops(seed, trial)
     for _ in range(acked + 1):
-        _apply_model(expected, next(ops))
-    in_flight = dict(expected)
-    _apply_model(in_flight, next(ops))
+        apply_op(replay, next(ops))
+    expected = replay.snapshot()
+    apply_op(replay, next(ops))
+    in_flight = replay.snapshot()
     try:
         state, problems = _read_all(path)
     except engine.DragonDBError as exc:
         return {"error": f"reopening after the kill raised {exc!r}", "acknowledged": acked + 1}
     if state not in (expected, in_flight):
-        missing = sum(1 for k, v in expected.items() if state.get(k) != v)
-        extra = sum(1 for k in state if k not in expected and k not in in_flight)
+        have, want, maybe = state.get(TREE, {}), expected.get(TREE, {}), in_flight.get(TREE, {})
+        missing = sum(1 for k, v in want.items() if have.get(k) != v)
+        extra = sum(1 for k in have if k not in want and k not in maybe)
         counts["lost"] += missing
         return {"error": f"after {acked + 1} acknowledged operations: {missing} keys missing or stale, "
                          f"{extra} unexpected", "acknowledged": acked + 1}

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 
 from faults import crafted
-from faults.campaign import Tally
+from faults.report import Tally
 
 KIND = "crafted"
 _base_dir: str | None = None  # the base databases, built once per process

@@ -23,18 +23,12 @@ import random
 
 import engine
 from engine.errors import CorruptionError, DragonDBError, NotADatabaseError
-from faults.campaign import (
-    _PATH,
-    POOL_PAGES,
-    Tally,
-    _check_recovery,
-    _diff,
-    _once,
-    _Recovery,
-    contents,
-)
-from faults.crash import CrashDisk
-from faults.history import History, small_ops
+from faults.history import kill_point, small_ops
+from faults.recovery import Recovery, check_recovery
+from faults.report import Tally
+from faults.session import PATH, POOL_PAGES
+from faults.trials_readonly import record
+from faults.workload import contents, diff
 from models import ModelDatabase
 
 KIND = "killpower"
@@ -56,64 +50,43 @@ def planned_ops(seed: int) -> int:
     return len(ops1) + len(ops2)
 
 
-def kill_point(rng: random.Random, disk: CrashDisk, hist: History) -> int:
-    """Mostly right after a write (unsynced bytes in the page cache), some
-    inside the creation, the rest uniform."""
-    r = rng.random()
-    writes = [e.index for e in disk.events if e.kind in ("write", "truncate", "extend")]
-    if r < 0.1 and hist.marks:
-        return rng.randrange(0, hist.marks[0] + 1)
-    if r < 0.8 and writes:
-        return rng.choice(writes)
-    return rng.randrange(0, len(disk.events) + 1)
-
-
 def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -> None:
     rng = random.Random(seed)
     ops1, ops2, sync1, sync2, checkpoint_bytes = workload(seed)
     tally.n["operations"] += len(ops1) + len(ops2)
-    disk = CrashDisk()
-    hist = History(disk)
-    model = ModelDatabase()
-    db = engine.open(_PATH, opener=disk.opener, pool_pages=POOL_PAGES, sync=sync1, checkpoint_bytes=checkpoint_bytes)
-    hist.note(model.snapshot(), False, "open")
-    hist.run(db, model, ops1, path=_PATH, sync=sync1, opener=disk.opener,
-             checkpoint_bytes=checkpoint_bytes, pool_pages=POOL_PAGES)
-    at = kill_point(rng, disk, hist)
+    hist = record(ops1, sync1, checkpoint_bytes)
+    disk = hist.disk
+    at = kill_point(rng, hist)
     n1 = len(disk.events)
     disk.kill(at)  # process 1's handles are abandoned, never closed
     found = hist.after_kill(at)
     where = f"sync={sync1} killed after event {at}/{n1} (states {found[:1]}..{found[-1:]}), process 2 sync={sync2}"
     try:
-        db = engine.open(_PATH, opener=disk.opener, pool_pages=POOL_PAGES, sync=sync2,
+        db = engine.open(PATH, opener=disk.opener, pool_pages=POOL_PAGES, sync=sync2,
                          checkpoint_bytes=checkpoint_bytes)
     except (NotADatabaseError, CorruptionError) as exc:
         if hist.returned(at) >= 0:
-            _once(tally, token, "divergences", f"{where}: process 2's open raised {exc!r}")
+            tally.fail_once(token, "divergences", f"{where}: process 2's open raised {exc!r}")
         return  # a creation that never returned may be refused
     except DragonDBError as exc:
-        _once(tally, token, "unexpected_errors", f"{where}: process 2's open raised {exc!r}")
+        tally.fail_once(token, "unexpected_errors", f"{where}: process 2's open raised {exc!r}")
         return
     got = contents(db)
     j = hist.find(got, found)
     if j is None:
-        _once(tally, token, "divergences", f"{where}: process 2 found {_diff(got, hist.models[found[-1]])}")
+        tally.fail_once(token, "divergences", f"{where}: process 2 found {diff(got, hist.models[found[-1]])}")
         return
     created = hist.returned(at) < 0  # process 1's creation never returned: process 2's open creates
     hist.cut(j, at)
     opened = len(disk.events)
     if created:
         hist.marks[0] = opened
-    model = ModelDatabase()
-    for name, tree in got.items():
-        t = model.tree(name)
-        for k, v in tree.items():
-            t.put(k, v)
+    model = ModelDatabase.from_snapshot(got)
     hist.note(model.snapshot(), False, "open 2")
-    hist.run(db, model, ops2, path=_PATH, sync=sync2, opener=disk.opener,
+    hist.run(db, model, ops2, path=PATH, sync=sync2, opener=disk.opener,
              checkpoint_bytes=checkpoint_bytes, pool_pages=POOL_PAGES)
     if disk.zombie_calls:
-        _once(tally, token, "unexpected_errors", f"{where}: {disk.zombie_calls[0]}")
+        tally.fail_once(token, "unexpected_errors", f"{where}: {disk.zombie_calls[0]}")
     n = len(disk.events)
     later = list(range(opened + 1, n + 1))
     syncs = [e.index for e in disk.events[opened:] if e.kind == "sync"]
@@ -121,12 +94,12 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
     points += sorted({s + d for s in syncs for d in (-1, 0)} | set(rng.sample(later, min(len(later), 8))))
     if len(points) > STATES:
         points = sorted(rng.sample(points, STATES))
-    recover = _Recovery(tmp, sync2)
+    recover = Recovery(tmp, sync2)
     for k, p in enumerate(points):
         mode = modes[k % len(modes)]
         allowed = hist.allowed(p)
-        _check_recovery(tally, token, hist, recover, disk.images(p, mode, seed=seed + k), allowed,
-                        f"{where}, found state {j}, then power lost after event {p}/{n} mode {mode} "
-                        f"(process 2 opened by event {opened}; states {allowed[:1]}..{allowed[-1:]})",
-                        f"{KIND}-{mode}")
+        check_recovery(tally, token, hist, recover, disk.images(p, mode, seed=seed + k), allowed,
+                       f"{where}, found state {j}, then power lost after event {p}/{n} mode {mode} "
+                       f"(process 2 opened by event {opened}; states {allowed[:1]}..{allowed[-1:]})",
+                       f"{KIND}-{mode}")
     tally.n["recoveries_run"] += recover.runs

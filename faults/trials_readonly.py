@@ -19,10 +19,13 @@ import random
 
 import engine
 from engine.errors import DragonDBError
-from faults.campaign import _PATH, POOL_PAGES, Tally, _diff, _once, _Recovery, contents
 from faults.crash import CrashDisk
-from faults.history import CHECKPOINT_BYTES, History, seeded_workload
-from faults.trials_kill import kill_point
+from faults.history import History, kill_point, seeded_workload
+from faults.recovery import Recovery
+from faults.report import Tally
+from faults.session import PATH as _PATH
+from faults.session import POOL_PAGES
+from faults.workload import contents, diff
 from models import ModelDatabase
 
 KIND = "readonly"
@@ -30,8 +33,8 @@ DISKS = 6
 
 
 def workload(seed: int) -> tuple[list[tuple], str, int]:
-    rng, ops, sync = seeded_workload(KIND, seed, 4, 30)
-    return ops, sync, rng.choice(CHECKPOINT_BYTES)
+    """(operations, sync mode, checkpoint_bytes) of trial `seed`."""
+    return seeded_workload(KIND, seed, 4, 30)
 
 
 def planned_ops(seed: int) -> int:
@@ -81,10 +84,10 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
     hist = record(ops, sync, checkpoint_bytes)
     disk = hist.disk
     n = len(disk.events)
-    recover = _Recovery(tmp, sync)
+    recover = Recovery(tmp, sync)
     for k in range(DISKS):
         if k % 2 == 0:
-            at, mode = kill_point(rng, disk, hist), "kill"
+            at, mode = kill_point(rng, hist), "kill"
             images, allowed = disk.images(at, "keep"), hist.after_kill(at)
             if hist.returned(at) < 0:
                 allowed = []  # a creation that never returned may be refused
@@ -96,7 +99,7 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
         tally.modes[f"{KIND}-{mode}"] += 1
         got, why, changed = check_read_only(images, sync)
         if changed:
-            _once(tally, token, "divergences", f"{where} changed the disk: {changed[:4]}")
+            tally.fail_once(token, "divergences", f"{where} changed the disk: {changed[:4]}")
             continue
         if why is None and (got in [hist.models[s] for s in allowed] or (not allowed and got == {})):
             tally.n["recoveries_verified"] += 1
@@ -108,6 +111,6 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
                 continue
             why = f"{why}, yet a writable open recovers it"
         elif why is None:
-            why = f"read {_diff(got, hist.models[allowed[-1]] if allowed else {})}"
-        _once(tally, token, "divergences", f"{where}: {why}")
+            why = f"read {diff(got, hist.models[allowed[-1]] if allowed else {})}"
+        tally.fail_once(token, "divergences", f"{where}: {why}")
     tally.n["recoveries_run"] += recover.runs

@@ -21,17 +21,19 @@ import random
 
 import engine
 from engine.errors import DragonDBError
-from faults.campaign import _PATH, POOL_PAGES, Tally, _diff, _once, contents
 from faults.crash import CrashDisk
 from faults.history import seeded_workload
+from faults.report import Tally
+from faults.session import PATH, POOL_PAGES
 from faults.trials_readonly import check_read_only, record
+from faults.workload import contents, diff
 
 KIND = "shortfile"
 DISKS = 4
 
 
 def workload(seed: int) -> tuple[list[tuple], str]:
-    _, ops, sync = seeded_workload(KIND, seed, 3, 20)
+    ops, sync, _ = seeded_workload(KIND, seed, 3, 20)  # no automatic checkpoint: records stay in the log
     return ops, sync
 
 
@@ -63,10 +65,10 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
             how, images, allowed = "power loss (drop)", disk.images(at, "drop"), hist.allowed(at)
         else:
             how, images, allowed = "kill", disk.images(at, "keep"), hist.after_kill(at)
-        size = cut(rng, images[_PATH])
-        images[_PATH] = images[_PATH][:size]
+        size = cut(rng, images[PATH])
+        images[PATH] = images[PATH][:size]
         where = (f"sync={sync}: {how} after state {s} ({hist.ops[s]}), data file cut to {size} bytes "
-                 f"beside a {len(images[_PATH + '-wal'])}-byte log (states {allowed[:1]}..{allowed[-1:]})")
+                 f"beside a {len(images[PATH + '-wal'])}-byte log (states {allowed[:1]}..{allowed[-1:]})")
         tally.n["crashes_simulated"] += 1
         tally.modes[f"{KIND}-{'kill' if how == 'kill' else 'drop'}"] += 1
         why = _open_writable(images, sync, allowed, hist.models)  # each open on its own copy
@@ -76,7 +78,7 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
         if why is None:
             tally.n["recoveries_verified"] += 1
         else:
-            _once(tally, token, "divergences", f"{where}: {why}")
+            tally.fail_once(token, "divergences", f"{where}: {why}")
 
 
 def _open_writable(images: dict[str, bytes], sync: str, allowed: list[int], models: list) -> str | None:
@@ -85,7 +87,7 @@ def _open_writable(images: dict[str, bytes], sync: str, allowed: list[int], mode
     d = CrashDisk(images)
     snap = d.snapshot()
     try:
-        db = engine.open(_PATH, opener=d.opener, pool_pages=POOL_PAGES, sync=sync)
+        db = engine.open(PATH, opener=d.opener, pool_pages=POOL_PAGES, sync=sync)
     except DragonDBError as exc:
         touched = [c for c in d.changes_since(snap) if not c.startswith("event")]
         return f"refused with {exc!r} but changed the files: {touched[:4]}" if touched else None
@@ -105,4 +107,4 @@ def _open_writable(images: dict[str, bytes], sync: str, allowed: list[int], mode
         return f"opened, but check(): {rep.problems[:3]}"
     if any(got == models[s] for s in allowed):
         return None
-    return f"opened and lost acknowledged data: {_diff(got, models[allowed[-1]])}"
+    return f"opened and lost acknowledged data: {diff(got, models[allowed[-1]])}"

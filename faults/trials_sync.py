@@ -16,9 +16,12 @@ from __future__ import annotations
 import random
 
 import engine
-from faults.campaign import _PATH, POOL_PAGES, Tally, _check_recovery, _Recovery
 from faults.crash import CrashDisk
-from faults.history import CHECKPOINT_BYTES, History, seeded_workload
+from faults.history import History, seeded_workload
+from faults.recovery import Recovery, check_recovery
+from faults.report import Tally
+from faults.session import PATH as _PATH
+from faults.session import POOL_PAGES
 from models import ModelDatabase
 
 KIND = "syncmodes"
@@ -27,8 +30,7 @@ STATES = 40
 
 def workload(seed: int) -> tuple[list[tuple], str, int]:
     """(operations, sync mode, checkpoint_bytes) of trial `seed`."""
-    rng, ops, sync = seeded_workload(KIND, seed, 8, 40)
-    return ops, sync, rng.choice(CHECKPOINT_BYTES)
+    return seeded_workload(KIND, seed, 8, 40)
 
 
 def planned_ops(seed: int) -> int:
@@ -46,7 +48,7 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
     hist.note(model.snapshot(), False, "open")
     hist.run(db, model, ops, path=_PATH, sync=sync, opener=disk.opener,
              checkpoint_bytes=checkpoint_bytes, pool_pages=POOL_PAGES)  # abandoned: power fails
-    recover = _Recovery(tmp, sync)
+    recover = Recovery(tmp, sync)
     n = len(disk.events)
     syncs = [e.index for e in disk.events if e.kind == "sync"]
     points = [(n, "drop")]
@@ -57,6 +59,6 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
         allowed = hist.allowed(at)
         where = (f"sync={sync}: power lost after event {at}/{n} mode {mode} "
                  f"(states {allowed[:1]}..{allowed[-1:]} of {len(hist.models) - 1})")
-        _check_recovery(tally, token, hist, recover, disk.images(at, mode, seed=seed + k), allowed,
-                        where, f"{KIND}-{mode}")
+        check_recovery(tally, token, hist, recover, disk.images(at, mode, seed=seed + k), allowed,
+                       where, f"{KIND}-{mode}")
     tally.n["recoveries_run"] += recover.runs

@@ -578,6 +578,15 @@ class ModelDatabase:
         self._check_open()
         return {name: dict(store.data) for name, store in self._trees.items()}
 
+    @classmethod
+    def from_snapshot(cls, trees: dict[str, dict[bytes, bytes]]) -> ModelDatabase:
+        """A database holding `trees` (the inverse of `snapshot`), e.g. the
+        contents an engine database was found with."""
+        db = cls()
+        for name, items in trees.items():
+            db.tree(name).update(items)
+        return db
+
     def __enter__(self) -> ModelDatabase:
         self._check_open()
         return self

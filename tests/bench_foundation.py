@@ -32,17 +32,7 @@ from engine.codec import PAGE_SIZE, seal  # noqa: E402
 from engine.disk import DirectFile  # noqa: E402
 from engine.errors import StorageIOError  # noqa: E402
 from engine.pager import Pager  # noqa: E402
-
-
-class DictStore:
-    def __init__(self, n: int) -> None:
-        self.pages = {pid: bytes(PAGE_SIZE) for pid in range(n)}
-
-    def read_page(self, page_id, buf):
-        buf[:] = self.pages[page_id]
-
-    def write_page(self, page_id, buf):
-        self.pages[page_id] = bytes(buf)
+from models import ModelPageStore  # noqa: E402
 
 
 class PagerStore:
@@ -70,7 +60,7 @@ def timed(fn, seconds: float) -> float:
 
 
 def bench_hits(seconds: float) -> dict[str, float]:
-    pool = BufferPool(DictStore(64), 64)
+    pool = BufferPool(ModelPageStore(grow=True), 64)
     with pool.read(7):
         pass
 

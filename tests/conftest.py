@@ -32,14 +32,16 @@ def db_path(tmp_path):
 
 
 @pytest.fixture
-def open_db(db_path):
-    """`open_db(**options)` opens the test database; all are closed and
-    checked (no leaks, no pins, shape, CRCs) when the test ends."""
+def open_db(db_path, tmp_path):
+    """`open_db(path=None, **options)` opens the test database (`db_path`), or
+    `path`, a relative one in the test's temporary directory; `sync` is "off"
+    unless given. Every database it opened and the test left open is checked
+    (no leaks, no pins, shape, CRCs) and closed when the test ends."""
     opened = []
 
     def _open(path=None, **kw):
         kw.setdefault("sync", "off")
-        db = engine.open(path or db_path, **kw)
+        db = engine.open(db_path if path is None else os.path.join(tmp_path, path), **kw)
         opened.append(db)
         return db
 

@@ -13,8 +13,6 @@ only public classes and the engine's own steps, duplicating no engine code.
 - `SeedFetchPool`: the seed's fetch. A miss skips the double check
   (`BufferPool._join_load`), so a second thread missing on a page being
   read installs a second frame for it (the pool's invariants break).
-- `ModelStore`: a `PageStore` over `models.ModelPageStore`, to drive a pool
-  directly.
 """
 
 from __future__ import annotations
@@ -22,9 +20,8 @@ from __future__ import annotations
 from engine import Tree, syncpoints
 from engine.btree import create_root
 from engine.bufferpool import BufferPool, Frame
-from models import ModelPageStore
 
-__all__ = ["ROOT_CHECK", "ModelStore", "SeedFetchPool", "SeedRootTree"]
+__all__ = ["ROOT_CHECK", "SeedFetchPool", "SeedRootTree"]
 
 ROOT_CHECK = "btree.root.check"  # the seed's racy point: an empty tree seen before the latch
 
@@ -47,15 +44,3 @@ class SeedFetchPool(BufferPool):
     def _join_load(self, page_id: int) -> Frame | None:
         return None
 
-
-class ModelStore:
-    """The pool's `PageStore` over a `ModelPageStore` (every page allocated there)."""
-
-    def __init__(self, model: ModelPageStore) -> None:
-        self.model = model
-
-    def read_page(self, page_id: int, buf: memoryview) -> None:
-        buf[:] = self.model.read(page_id)
-
-    def write_page(self, page_id: int, buf: memoryview) -> None:
-        self.model.write(page_id, buf)

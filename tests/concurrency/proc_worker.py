@@ -8,14 +8,17 @@ Every commit `seq` applies `ops(seed, seq)`, a pure function, and stores
 any commit from the seed alone, and a restarted writer continues from the
 `__seq` it finds (whether or not the commit in flight when it was killed
 landed). Lines on stdout are the only channel; stdin closing stops a worker.
+A worker says "ready" once Python has started and imported the engine.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import os
 import random
 import select
+import signal
 import sys
 import time
 
@@ -129,5 +132,7 @@ def reader(path: str, seed: int) -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for the stacks of a worker that hangs
+    _say("ready")
     role, path, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     (writer if role == "writer" else reader)(path, seed)

@@ -16,14 +16,19 @@ SIGKILLs them at seeded random points and starts new ones. It checks:
 - P5 at the end the database equals the model at the writer's last
   acknowledged commit, and `check()` is clean.
 
+A run lasts DRAGONDB_PROC_SECONDS (4), longer on a loaded machine until it
+has read and written enough to check; a worker is killed only once it has
+started, and one that does not end when told is a failure showing its stacks.
 A failure prints its seed and the command that replays it.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import random
+import select
 import selectors
 import signal
 import subprocess
@@ -39,6 +44,8 @@ from proc_worker import KEYS, SEQ, TREE, digest, ops  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(__file__), "proc_worker.py")
 READERS = 3
+EXIT_SECONDS = 60  # liveness: a worker told to stop, or killed, ends within this
+MORE_SECONDS = 120  # liveness: a run that did too little in its time goes on for at most this long
 
 
 class Model:
@@ -84,20 +91,24 @@ class Worker:
         self.buf = b""
         self.lines: list[str] = []
         self.seen = 0  # reader: the last commit it showed
+        self.ready = False  # started and imported: a kill from now on lands in the engine
         os.set_blocking(self.proc.stdout.fileno(), False)
         sel.register(self.proc.stdout, selectors.EVENT_READ, self)
 
-    def pump(self) -> None:
+    def pump(self) -> bool:
+        """Take what the worker wrote; False once its stdout is at EOF."""
         try:
             chunk = self.proc.stdout.read()
         except BlockingIOError:
-            return
+            return True
+        if chunk is None:  # nothing yet
+            return True
         if not chunk:
-            self.sel.unregister(self.proc.stdout)
-            return
+            return False
         self.buf += chunk
         *done, self.buf = self.buf.split(b"\n")
         self.lines += [d.decode() for d in done]
+        return True
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -108,18 +119,25 @@ class Worker:
         self.finish()
 
     def finish(self) -> None:
-        self.proc.wait(timeout=60)
-        os.set_blocking(self.proc.stdout.fileno(), True)
-        rest = self.proc.stdout.read()
-        if rest:
-            self.buf += rest
-            *done, self.buf = self.buf.split(b"\n")
-            self.lines += [d.decode() for d in done]
-        try:
-            self.sel.unregister(self.proc.stdout)
-        except (KeyError, ValueError):
-            pass
-        self.proc.stdout.close()
+        """Wait for the worker to end, taking its output meanwhile: a worker
+        blocked writing to a full pipe would never see its stdin close."""
+        out = self.proc.stdout
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(out)
+        deadline = time.monotonic() + EXIT_SECONDS
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([out], [], [], deadline - time.monotonic())
+            if ready and not self.pump():
+                break
+        else:
+            self.proc.send_signal(signal.SIGUSR1)  # the worker's faulthandler writes its stacks to stderr
+            time.sleep(1)
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"{self.role} {self.proc.pid} did not end within {EXIT_SECONDS} s; its stderr:\n"
+                                 f"{self.errors()}")
+        self.proc.wait(timeout=EXIT_SECONDS)
+        out.close()
 
     def errors(self) -> str:
         self.err.seek(0)
@@ -137,10 +155,14 @@ def run(path: str, seed: int, seconds: float, errdir: str) -> dict:  # noqa: C90
     acked = 0
     started = 0  # the highest commit any writer may have started
     checks = {"scans": 0, "gets": 0, "seqs": 0, "writer_kills": 0, "reader_kills": 0, "acks": 0, "rebuilds": 0}
+    gets = 0  # reported so far (checked at the end)
 
     def absorb_writer(w: Worker) -> None:
         nonlocal acked, started
         for line in w.lines:
+            if line == "ready":
+                w.ready = True
+                continue
             kind, seq = line.split()[0], int(line.split()[1])
             if kind == "open":  # P3
                 assert acked <= seq <= acked + 1, f"writer opened at commit {seq}, last acknowledged {acked}"
@@ -153,9 +175,12 @@ def run(path: str, seed: int, seconds: float, errdir: str) -> dict:  # noqa: C90
         w.lines.clear()
 
     def absorb_reader(r: Worker) -> None:
+        nonlocal gets
         for line in r.lines:
             parts = line.split()
-            if parts[0] == "scan":  # P1, P2
+            if parts[0] == "ready":
+                r.ready = True
+            elif parts[0] == "scan":  # P1, P2
                 seq = int(parts[1])
                 model.upto(seq)
                 assert seq >= r.seen, f"reader went back from commit {r.seen} to {seq}"
@@ -170,6 +195,7 @@ def run(path: str, seed: int, seconds: float, errdir: str) -> dict:  # noqa: C90
             elif parts[0] == "rebuilds":
                 checks["rebuilds"] += int(parts[1])
             elif parts[0] == "get":
+                gets += 1
                 r.lines_get = getattr(r, "lines_get", [])
                 r.lines_get.append((bytes.fromhex(parts[1]), None if parts[2] == "-" else bytes.fromhex(parts[2]),
                                     r.seen))
@@ -182,25 +208,40 @@ def run(path: str, seed: int, seconds: float, errdir: str) -> dict:  # noqa: C90
             checks["gets"] += 1
         r.lines_get = []
 
+    def going() -> bool:
+        """Until `seconds` have passed and the run did enough to check (see
+        the test's last assertion): on a loaded machine workers start slowly."""
+        now = time.monotonic()
+        if now < deadline:
+            return True
+        return now < deadline + MORE_SECONDS and not (checks["scans"] > 5 and gets > 20 and checks["acks"] > 20)
+
     deadline = time.monotonic() + seconds
     next_kill = time.monotonic() + rng.uniform(0.1, 0.6)
     try:
-        while time.monotonic() < deadline:
+        while going():
             for key, _ in sel.select(timeout=0.05):
-                key.data.pump()
+                if not key.data.pump():
+                    sel.unregister(key.fileobj)
             absorb_writer(writer)
             for r in readers:
                 absorb_reader(r)
+            for w in [writer, *readers]:
+                assert w.proc.poll() is None, f"a {w.role} exited with {w.proc.returncode}:\n{w.errors()}"
             if time.monotonic() >= next_kill:
                 next_kill = time.monotonic() + rng.uniform(0.1, 0.6)
-                if rng.random() < 0.3:
+                # a worker is killed once ready (in the engine, not while Python starts)
+                victim = writer if rng.random() < 0.3 else readers[rng.randrange(READERS)]
+                if not victim.ready:
+                    continue
+                if victim is writer:
                     writer.kill()
                     absorb_writer(writer)
                     assert writer.proc.returncode == -signal.SIGKILL, writer.errors()
                     writer = Worker("writer", path, seed, sel, errdir)
                     checks["writer_kills"] += 1
                 else:
-                    i = rng.randrange(READERS)
+                    i = readers.index(victim)
                     readers[i].kill()
                     absorb_reader(readers[i])
                     assert readers[i].proc.returncode == -signal.SIGKILL, readers[i].errors()
@@ -235,6 +276,7 @@ def run(path: str, seed: int, seconds: float, errdir: str) -> dict:  # noqa: C90
         assert digest(items) == model.digests[acked], "the database differs from the model at the last ack"
         db.check(strict=True)
     checks["last"] = acked
+    checks["seconds"] = round(time.monotonic() - deadline + seconds, 1)
     return checks
 
 
@@ -252,7 +294,7 @@ def test_writer_and_readers_killed_at_random(tmp_path, seed):
     print(checks)
     # the run did read and write (whether a reader rebuilt depends on timing:
     # test_reader_snapshots.py covers rebuilds deterministically)
-    assert checks["scans"] > 5 and checks["gets"] > 20 and checks["acks"] > 20, checks
+    assert checks["scans"] > 5 and checks["gets"] > 20 and checks["acks"] > 20, f"the run did too little: {checks}"
 
 
 @pytest.mark.slow

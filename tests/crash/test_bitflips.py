@@ -45,12 +45,14 @@ from dataclasses import dataclass, field
 from functools import cache
 
 import pytest
-from test_power_loss import PATH, Model, apply_db, apply_model, make_ops, read_state, snapshot
+from test_power_loss import PATH, make_ops
 
 import engine
 from engine.codec import decode_freelist, decode_meta
 from engine.wal import CKPT_BEGIN, CKPT_END, CKPT_IMAGE, COMMIT, SPILL, scan
 from faults.crash import CrashDisk
+from faults.workload import Model, apply_op, contents
+from models import ModelDatabase
 
 LOG = PATH + "-wal"
 _PAGE_KINDS = {1: "meta", 2: "leaf", 3: "internal", 4: "overflow", 5: "freelist"}
@@ -94,28 +96,28 @@ class Subject:
         return out
 
 
-def _workload_db(disk: CrashDisk, sync: str, **options) -> tuple[engine.Database, Model, list[Model]]:
+def _workload_db(disk: CrashDisk, sync: str, **options) -> tuple[engine.Database, ModelDatabase, list[Model]]:
     db = engine.open(PATH, opener=disk.opener, pool_pages=16, sync=sync, **options)
-    model: Model = {}
+    model = ModelDatabase()
     history = []
     for op in make_ops(200, 5):
-        apply_db(db, op)
-        apply_model(model, op)
-        history.append(snapshot(model))
+        apply_op(db, op)
+        apply_op(model, op)
+        history.append(model.snapshot())
     return db, model, history
 
 
-def _logged(disk: CrashDisk) -> tuple[engine.Database, Model, list[Model]]:
+def _logged(disk: CrashDisk) -> tuple[engine.Database, ModelDatabase, list[Model]]:
     """The workload, a checkpoint, then 80 more operations with checkpoints
     off: the log holds their commit records and spilled pages."""
     db, model, _ = _workload_db(disk, "full", checkpoint_bytes=1 << 40)
     db.checkpoint()
-    history = [snapshot(model)]
+    history = [model.snapshot()]
     for op in make_ops(80, 6)[2:]:  # trees a and b exist; leave tree c out
         if op[0] in ("put", "delete", "batch") and "c" not in {o[1] for o in (op[1] if op[0] == "batch" else [op])}:
-            apply_db(db, op)
-            apply_model(model, op)
-            history.append(snapshot(model))
+            apply_op(db, op)
+            apply_op(model, op)
+            history.append(model.snapshot())
     return db, model, history
 
 
@@ -126,13 +128,13 @@ def subjects() -> dict[str, Subject]:
     db, model, _ = _workload_db(disk, "full")
     assert max(len(db.tree_levels(n)) for n in db.trees()) >= 3
     db.close()
-    out["closed"] = Subject("closed", disk.images(None, "drop"), model)
+    out["closed"] = Subject("closed", disk.images(None, "drop"), model.snapshot())
 
     disk = CrashDisk()
     db, model, history = _logged(disk)
     log_writes = [e for e in disk.events if e.kind == "write" and e.path == LOG]
     assert sum(len(e.data) for e in log_writes) > 20 * 4096, "the log holds spilled page images"
-    out["log"] = Subject("log", disk.images(None, "drop"), model, history[:-1])
+    out["log"] = Subject("log", disk.images(None, "drop"), model.snapshot(), history[:-1])
 
     disk = CrashDisk()
     db, model, history = _logged(disk)
@@ -141,7 +143,7 @@ def subjects() -> dict[str, Subject]:
     data_sync = next(e.index for e in disk.events[before:] if e.kind == "sync" and e.path == PATH)
     images = disk.images(data_sync - 1, "drop")  # log fsynced with the images; data writes lost
     assert images[PATH] != disk.images(data_sync, "drop")[PATH]
-    out["checkpoint"] = Subject("checkpoint", images, model, history[:-1])
+    out["checkpoint"] = Subject("checkpoint", images, model.snapshot(), history[:-1])
     return out
 
 
@@ -163,7 +165,7 @@ def outcome(subject: Subject, path: str, bit: int) -> tuple[str, str]:
     except Exception as exc:  # noqa: BLE001 - the finding
         return "foreign", f"open: {exc!r}"
     try:
-        state = read_state(db)  # a scan walks the leaf chain: the leftmost path of internal nodes
+        state = contents(db)  # a scan walks the leaf chain: the leftmost path of internal nodes
         for name, scanned in state.items():  # point reads walk every other internal node
             t = db.tree(name, create=False)
             for key in scanned.keys() | subject.model.get(name, {}).keys():
@@ -300,7 +302,7 @@ def test_transient_read_flips_are_detected_or_harmless() -> None:
     subject = subjects()["closed"]
     counter = FaultPlan()
     db = engine.open(PATH, opener=counter.opener(CrashDisk(subject.images).opener), pool_pages=16)
-    read_state(db)
+    contents(db)
     db.close()
     reads = counter.calls["read"]
     assert reads >= 30
@@ -310,7 +312,7 @@ def test_transient_read_flips_are_detected_or_harmless() -> None:
         plan.bitflip(nth)
         try:
             db = engine.open(PATH, opener=plan.opener(CrashDisk(subject.images).opener), pool_pages=16)
-            state = read_state(db)
+            state = contents(db)
             db.close()
         except engine.DragonDBError:
             outcomes["detected"] += 1

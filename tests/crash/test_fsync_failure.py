@@ -25,11 +25,13 @@ import threading
 import time
 
 import pytest
-from test_power_loss import PATH, Model, apply_db, apply_model, make_ops, read_state, snapshot
+from test_power_loss import PATH, SHORT_K, SHORT_SEED, make_ops
 
 import engine
 from faults.crash import CrashDisk
 from faults.io import FaultPlan
+from faults.workload import Model, apply_op, contents
+from models import ModelDatabase
 
 
 def kernel_images(disk: CrashDisk, at: int) -> dict[str, dict[str, bytes]]:
@@ -66,28 +68,28 @@ class FailedRun:
         self.db = engine.open(PATH, opener=self.plan.opener(self.disk.opener), pool_pages=16, sync=sync,
                               checkpoint_bytes=96 * 1024)
         self.plan.arm()
-        model: Model = {}
+        model = ModelDatabase()
         self.before: Model = {}
         self.after: Model = {}
         self.error: BaseException | None = None
         self.op: tuple | None = None
         for op in ops:
-            self.before = snapshot(model)
+            self.before = model.snapshot()
             try:
-                apply_db(self.db, op)
+                apply_op(self.db, op)
             except engine.DragonDBError as exc:
                 self.error, self.op = exc, op
-                apply_model(model, op)
-                self.after = snapshot(model)
+                apply_op(model, op)
+                self.after = model.snapshot()
                 break
-            apply_model(model, op)
+            apply_op(model, op)
         else:
-            self.before = self.after = snapshot(model)
+            self.before = self.after = model.snapshot()
         self.failed_at = len(self.disk.events)
 
 
 def _ops() -> list[tuple]:
-    ops = make_ops(60, 7)
+    ops = make_ops(SHORT_K, SHORT_SEED)
     ops.insert(30, ("commit",))
     return ops
 
@@ -98,7 +100,7 @@ def _sync_count(file: str | None) -> int:
     db = engine.open(PATH, opener=plan.opener(disk.opener), pool_pages=16, checkpoint_bytes=96 * 1024)
     opened = disk.mark("opened")
     for op in _ops():
-        apply_db(db, op)
+        apply_op(db, op)
     return sum(1 for e in disk.events[opened:] if e.kind == "sync" and (file is None or e.path.endswith(file)))
 
 
@@ -162,7 +164,7 @@ def test_failed_sync_refuses_then_recovers_in_all_three_kernel_behaviours(file: 
             problems.append(f"{where}: wrote or synced after the failed fsync: {run.disk.events[events:]}")
         for behaviour, images in kernel_images(run.disk, run.failed_at).items():
             db = engine.open(PATH, opener=CrashDisk(images).opener, pool_pages=16)
-            got = read_state(db)
+            got = contents(db)
             ok = db.check().ok
             db.tree("a").put(b"new", b"write")
             db.close()

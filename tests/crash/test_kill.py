@@ -11,23 +11,30 @@ import itertools
 import pytest
 
 import engine
-from faults.kill import TREE, _apply_db, _apply_model, run_kills, trial_ops
+from faults.kill import TREE, run_kills, trial_ops
+from faults.workload import apply_op, contents
+from models import ModelDatabase
 
 
 def test_trial_model_matches_the_engine(tmp_path) -> None:
     """The parent's replayed model of a trial is what the engine does."""
     db = engine.open(str(tmp_path / "m.db"), sync="off", pool_pages=16)
-    tree = db.tree(TREE)
-    model: dict[bytes, bytes] = {}
+    model = ModelDatabase()
     kinds = set()
     for op in itertools.islice(trial_ops(5, 3), 400):
-        _apply_db(db, tree, op)
-        _apply_model(model, op)
+        assert apply_op(db, op) == apply_op(model, op)
         kinds.add(op[0])
-    assert dict(tree.items()) == model
-    assert kinds == {"put", "delete", "batch", "checkpoint"}
-    assert any(len(v) > 4096 for v in model.values()), "some values use overflow pages"
+    assert contents(db) == model.snapshot()
+    assert kinds == {"tree", "put", "delete", "batch", "checkpoint"}
+    assert any(len(v) > 4096 for v in model.tree(TREE).values()), "some values use overflow pages"
     db.close()
+
+
+def test_later_trials_overwrite_and_delete_earlier_ones_keys() -> None:
+    """Every trial draws from the same keys, so a generation's trials build on each other."""
+    def written(trial: int) -> set[bytes]:
+        return {op[2] for op in itertools.islice(trial_ops(9, trial), 300) if op[0] in ("put", "delete")}
+    assert len(written(2) & written(3)) >= 20
 
 
 def test_trial_ops_are_deterministic() -> None:

@@ -27,12 +27,12 @@ the engine loses acknowledged commits there: see
 `test_random_sector_garbage_keeps_acknowledged_commits`.
 
 The helpers here (`make_ops`, `record`, `Recording`, `recover`) are shared
-by the other crash test modules.
+by the other crash test modules; operations run on the engine and on
+`models.ModelDatabase` through `faults.workload.apply_op`.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import random
 from collections import Counter
@@ -44,149 +44,52 @@ import pytest
 import engine
 from engine import syncpoints
 from faults.crash import CrashDisk
+from faults.history import History
+from faults.workload import Mix, Model, apply_op, contents, generate
+from models import ModelDatabase
 
 PATH = "/crash/power-loss.db"  # a CrashDisk path: never touches the real file system
 K = 200
 SEED = 20240601
-
-Model = dict[str, dict[bytes, bytes]]
+# The short workload of the exhaustive tests: 60 operations whose run leaves
+# ~870 crash states with their pending-write subsets (the floor below).
+SHORT_K, SHORT_SEED = 60, 13
 
 
 # -- the workload ------------------------------------------------------------------
 
+# Two trees, then puts early (splits), deletes late (merges): overflow values,
+# batches across trees, a third tree filled and dropped, explicit checkpoints
+# throughout. Most keys are long, so internal nodes hold few separators and
+# the trees grow a third level.
+MIX = Mix(first=0.0, keys=400, key_bytes=(300, 1000),
+          weights=(("checkpoint", 0.05), ("batch", 0.10), ("overflow", 0.07), ("delete", 0.10)),
+          drain=(0.5, 0.55), values=(100, 900))
+
+
 def make_ops(k: int, seed: int) -> list[tuple]:
-    """Two trees created, then K seeded operations. Early on mostly puts
-    (splits), later mostly deletes (merges); overflow values, batches across
-    trees, a third tree filled and dropped, explicit checkpoints throughout."""
-    rng = random.Random(seed)
-    # most keys long, so internal nodes hold few separators and the trees grow a third level
-    keys = [b"key:%05d" % i + (rng.randbytes(rng.randint(300, 1000)) if rng.random() < 0.8 else b"")
-            for i in range(0, 2000, 5)]
-    present: dict[str, set[bytes]] = {"a": set(), "b": set(), "c": set()}
-    ops: list[tuple] = [("tree", "a"), ("tree", "b")]
-    names = "ab"
-
-    def victim(t: str) -> bytes:  # deletes mostly hit live keys, so leaves drain and merge
-        live = present[t]
-        key = rng.choice(sorted(live)) if live and rng.random() < 0.9 else rng.choice(keys)
-        live.discard(key)
-        return key
-
-    def put(t: str, size: int) -> tuple:
-        key = rng.choice(keys)
-        present[t].add(key)
-        return ("put", t, key, rng.randbytes(size))
-    for i in range(k):
-        phase = i / k
-        r = rng.random()
-        if i == k // 3:
-            ops.append(("tree", "c"))
-            names = "abc"
-            continue
-        if i == (2 * k) // 3:
-            ops.append(("drop", "c"))
-            present["c"].clear()
-            names = "ab"
-            continue
-        t = rng.choice(names)
-        if r < 0.05:
-            ops.append(("checkpoint",))
-        elif r < 0.15:
-            batch = []
-            for _ in range(rng.randint(2, 6)):
-                t = rng.choice(names)
-                if rng.random() < 0.7:
-                    batch.append(put(t, rng.choice((rng.randint(10, 600), rng.randint(4500, 9000)))))
-                else:
-                    batch.append(("delete", t, victim(t)))
-            ops.append(("batch", batch))
-        elif r < 0.22:
-            ops.append(put(t, rng.randint(4500, 13000)))
-        elif r < 0.22 + 0.7 * phase:
-            ops.append(("delete", t, victim(t)))
-        else:
-            ops.append(put(t, rng.randint(100, 900)))
-    return ops
-
-
-def apply_model(model: Model, op: tuple) -> None:
-    kind = op[0]
-    if kind == "put":
-        model.setdefault(op[1], {})[op[2]] = op[3]
-    elif kind == "delete":
-        model.get(op[1], {}).pop(op[2], None)
-    elif kind == "batch":
-        for sub in op[1]:
-            apply_model(model, sub)
-    elif kind == "tree":
-        model.setdefault(op[1], {})
-    elif kind == "drop":
-        model.pop(op[1], None)
-
-
-def apply_db(db: engine.Database, op: tuple) -> None:
-    kind = op[0]
-    if kind == "put":
-        db.tree(op[1]).put(op[2], op[3])
-    elif kind == "delete":
-        db.tree(op[1]).delete(op[2])
-    elif kind == "batch":
-        with db.batch() as b:
-            for sub in op[1]:
-                if sub[0] == "put":
-                    b.put(sub[1], sub[2], sub[3])
-                else:
-                    b.delete(sub[1], sub[2])
-    elif kind == "tree":
-        db.tree(op[1])
-    elif kind == "drop":
-        db.drop_tree(op[1])
-    elif kind == "checkpoint":
-        db.checkpoint()
-    elif kind == "commit":
-        db.commit()
-    else:
-        raise AssertionError(f"apply_db: unknown op {kind}")
-
-
-def snapshot(model: Model) -> Model:
-    return {name: dict(t) for name, t in model.items()}
+    """The trees of `MIX`, then `k` of its seeded operations."""
+    return list(generate(random.Random(seed), MIX, k))
 
 
 # -- recording a run ----------------------------------------------------------------
 
-@dataclass
-class Recording:
-    """One workload run on a CrashDisk: `marks[i]` is the event count when
-    step i had returned and `models[i]` the model then (step 0 = open);
-    `durable[i]` is the last step whose effects step i made durable."""
+class Recording(History):
+    """One workload run on a CrashDisk: a `faults.history.History` whose
+    state i is the model after step i (state 0: the open), with the run's
+    path, sync mode and operations (`workload`), and the structure it reached."""
 
-    disk: CrashDisk
-    path: str
-    sync: str
-    ops: list[tuple]
-    marks: list[int] = field(default_factory=list)
-    models: list[Model] = field(default_factory=list)
-    durable: list[int] = field(default_factory=list)
-    structure: Counter = field(default_factory=Counter)
-    stats: dict = field(default_factory=dict)
+    def __init__(self, disk: CrashDisk, path: str, sync: str, ops: list[tuple]) -> None:
+        super().__init__(disk)
+        self.path, self.sync, self.workload = path, sync, ops
+        self.structure: Counter = Counter()
+        self.stats: dict = {}
 
     @property
     def n_events(self) -> int:
         return len(self.disk.events)
 
-    def step_at(self, crash_at: int) -> int:
-        """The last step that had returned by event `crash_at` (-1: none)."""
-        return bisect.bisect_right(self.marks, crash_at) - 1
-
-    def allowed(self, crash_at: int) -> list[int]:
-        """Steps whose model a recovery from a crash at `crash_at` may show:
-        from the last durable one through the one in flight."""
-        i = self.step_at(crash_at)
-        if i < 0:
-            return []
-        lo = self.durable[i]
-        return list(range(lo, min(i + 1, len(self.models) - 1) + 1))
+    step_at = History.returned  # the last step that had returned by event `crash_at` (-1: none)
 
 
 def record(ops: list[tuple], *, sync: str = "full", pool_pages: int = 16,
@@ -203,23 +106,17 @@ def record(ops: list[tuple], *, sync: str = "full", pool_pages: int = 16,
     syncpoints.install(hook)
     try:
         db = engine.open(path, opener=disk.opener, pool_pages=pool_pages, sync=sync, checkpoint_bytes=checkpoint_bytes)
-        model: Model = {}
-        durable = 0
-        rec.marks.append(disk.mark("opened"))
-        rec.models.append({})
-        rec.durable.append(0)
-        for step, op in enumerate(ops, start=1):
+        model = ModelDatabase()
+        rec.note(model.snapshot(), False, "open")
+        for op in ops:
             checkpoints = db.checkpoints
-            apply_db(db, op)
-            apply_model(model, op)
-            if sync == "full" or op[0] in ("commit", "checkpoint") or db.checkpoints != checkpoints:
-                durable = step  # an automatic checkpoint makes everything so far durable too
+            apply_op(db, op)
+            apply_op(model, op)
+            durable = sync == "full" or op[0] in ("commit", "checkpoint") or db.checkpoints != checkpoints
             if op[0] == "checkpoint":  # every page is clean now: walking the trees writes nothing
                 depth = max((len(db.tree_levels(n)) for n in db.trees()), default=0)
                 counts["depth"] = max(counts["depth"], depth)
-            rec.marks.append(disk.mark(f"step {step} {op[0]} returned"))
-            rec.models.append(snapshot(model))
-            rec.durable.append(durable)
+            rec.note(model.snapshot(), durable, op[0])  # an automatic checkpoint makes everything durable too
         rec.stats = db.stats()
         rec.structure = Counter({
             "splits": counts["btree.split"], "merges": counts["btree.merge"],
@@ -241,10 +138,6 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
 
 
-def read_state(db: engine.Database) -> Model:
-    return {name: dict(db.tree(name).items()) for name in db.trees()}
-
-
 def recover(images: dict[str, bytes], path: str = PATH, *, sync: str = "full", new_write: bool = True,
             opener=None) -> Outcome:
     """Open (recover) the crash images, read everything, check, write once."""
@@ -256,7 +149,7 @@ def recover(images: dict[str, bytes], path: str = PATH, *, sync: str = "full", n
         out.error = exc
         return out
     try:
-        out.state = read_state(db)
+        out.state = contents(db)
         report = db.check()
         out.problems = list(report.problems)
         if new_write:
@@ -271,8 +164,8 @@ def recover(images: dict[str, bytes], path: str = PATH, *, sync: str = "full", n
 
 def describe(rec: Recording, crash_at: int, mode: str, seed: int) -> str:
     i = rec.step_at(crash_at)
-    op = rec.ops[i - 1][0] if 1 <= i <= len(rec.ops) else "open" if i == 0 else "-"
-    nxt = rec.ops[i][0] if 0 <= i < len(rec.ops) else "-"
+    op = rec.workload[i - 1][0] if 1 <= i <= len(rec.workload) else "open" if i == 0 else "-"
+    nxt = rec.workload[i][0] if 0 <= i < len(rec.workload) else "-"
     ev = rec.disk.events[crash_at - 1] if crash_at else None
     return (f"crash_at={crash_at} mode={mode} seed={seed} last step {i} ({op}), next {nxt}; "
             f"last event {ev}")
@@ -363,9 +256,9 @@ def test_workload_reaches_every_structural_case() -> None:
     assert s["splits"] >= 10 and s["merges"] >= 10 and s["depth"] >= 3, s
     assert s["spills"] >= 10, f"pool_pages=16 must spill dirty pages to the log: {s}"
     assert s["checkpoints"] >= 5, s
-    kinds = Counter(op[0] for op in rec.ops)
+    kinds = Counter(op[0] for op in rec.workload)
     assert kinds["batch"] >= 10 and kinds["checkpoint"] >= 3 and kinds["drop"] == 1, kinds
-    overflow = sum(1 for op in rec.ops if op[0] == "put" and len(op[3]) > 4096)
+    overflow = sum(1 for op in rec.workload if op[0] == "put" and len(op[3]) > 4096)
     assert overflow >= 5
     events = Counter(e.kind for e in rec.disk.events)
     assert events["sync"] >= K // 2 and events["write"] >= K, events
@@ -386,7 +279,7 @@ def test_power_loss_at_every_boundary_sync_full(mode: str) -> None:
 def test_power_loss_at_every_boundary_sync_normal(mode: str) -> None:
     """sync="normal": after `db.commit()` returned, everything before it survives."""
     rec = recording(sync="normal", commit_every=7)
-    assert sum(1 for op in rec.ops if op[0] == "commit") >= 20
+    assert sum(1 for op in rec.workload if op[0] == "commit") >= 20
     n, failures = sweep(rec, [mode])
     assert not failures, f"{len(failures)} of {n} crash states wrong; first: {failures[:3]}"
 
@@ -450,8 +343,8 @@ def test_minimal_repro_garbage_in_rewritten_tail_sector() -> None:
 
 def test_enumerated_pending_subsets_small_workload() -> None:
     """Every subset of pending writes landing, in order (up to 8 per point,
-    else seeded samples), at every boundary of a 60-op workload."""
-    rec = recording(k=60, seed=7)
+    else seeded samples), at every boundary of the short workload."""
+    rec = recording(k=SHORT_K, seed=SHORT_SEED)
     n = 0
     failures = []
     for state in rec.disk.enumerate_states(unit="op", limit=8, seed=1):
@@ -459,7 +352,7 @@ def test_enumerated_pending_subsets_small_workload() -> None:
         why = verify_point(rec, state.crash_at, f"subset{state.landed}", images=state.images)
         if why:
             failures.append(why)
-    assert n >= 750  # ~790 states: a floor so a change that records fewer writes is noticed
+    assert n >= 800  # ~870 states: a floor so a change that records fewer writes is noticed
     assert not failures, f"{len(failures)} of {n} states wrong; first: {failures[:3]}"
 
 

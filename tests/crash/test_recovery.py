@@ -25,11 +25,12 @@ import os
 import time
 
 import pytest
-from test_power_loss import PATH, Recording, read_state, recording, verify_point
+from test_power_loss import PATH, SHORT_K, SHORT_SEED, Recording, recording, verify_point
 
 import engine
 from faults.crash import CrashDisk
 from faults.io import KINDS, FaultPlan
+from faults.workload import contents
 
 
 def _first_recovery(rec: Recording, crash_at: int, mode: str) -> tuple[CrashDisk, int, dict] | None:
@@ -42,7 +43,7 @@ def _first_recovery(rec: Recording, crash_at: int, mode: str) -> tuple[CrashDisk
     disk = CrashDisk(images)
     db = engine.open(PATH, opener=disk.opener, pool_pages=16, sync=rec.sync)
     done = disk.mark("recovery returned")
-    state = read_state(db)  # reads only: the pool has room, nothing is written
+    state = contents(db)  # reads only: the pool has room, nothing is written
     assert disk.mark("read") == done
     return disk, done, state
 
@@ -68,7 +69,7 @@ def _crash_during_recovery(rec: Recording, first_points, modes) -> tuple[int, li
 
 
 def test_crash_during_recovery() -> None:
-    rec = recording(k=60, seed=7)
+    rec = recording(k=SHORT_K, seed=SHORT_SEED)
     n, failures = _crash_during_recovery(rec, range(3, rec.n_events + 1, 7), ["drop", "torn", "reorder"])
     assert n >= 1500
     assert not failures, f"{len(failures)} of {n} wrong; first: {failures[:3]}"
@@ -84,7 +85,7 @@ def test_crash_during_recovery_long() -> None:
 
 def test_crash_during_recovery_of_a_crash_during_recovery() -> None:
     """Three power losses in a row: workload, recovery, recovery again."""
-    rec = recording(k=60, seed=7)
+    rec = recording(k=SHORT_K, seed=SHORT_SEED)
     checked = 0
     for crash_at in range(rec.n_events // 2, rec.n_events + 1, 40):
         first = _first_recovery(rec, crash_at, "reorder")
@@ -97,7 +98,7 @@ def test_crash_during_recovery_of_a_crash_during_recovery() -> None:
             for third in range(len(disk2.events) + 1):
                 images = disk2.images(third, "torn", seed=third)
                 db = engine.open(PATH, opener=CrashDisk(images).opener, pool_pages=16)
-                assert read_state(db) == state, f"crash_at={crash_at} again={again} third={third}"
+                assert contents(db) == state, f"crash_at={crash_at} again={again} third={third}"
                 assert db.check().ok
                 checked += 1
     assert checked >= 100
@@ -145,7 +146,7 @@ def _io_error_during_recovery(rec: Recording, crash_at: int, mode: str,
             failures.append(f"{where}: open raised {exc!r}")
             continue
         else:
-            got = read_state(db)
+            got = contents(db)
             if got != state:
                 failures.append(f"{where}: open succeeded with a wrong state")
             db.close()
@@ -156,7 +157,7 @@ def _io_error_during_recovery(rec: Recording, crash_at: int, mode: str,
             except Exception as exc:  # noqa: BLE001
                 failures.append(f"{where}: {label} raised {exc!r}")
                 continue
-            got = read_state(db)
+            got = contents(db)
             ok = db.check().ok
             db.close()
             if got != state or not ok:
@@ -182,7 +183,7 @@ def _recovery_heavy_points(rec: Recording, count: int) -> list[int]:
 
 
 def test_io_error_during_recovery() -> None:
-    rec = recording(k=60, seed=7)
+    rec = recording(k=SHORT_K, seed=SHORT_SEED)
     n = 0
     failures = []
     for crash_at in _recovery_heavy_points(rec, 4):
@@ -194,7 +195,7 @@ def test_io_error_during_recovery() -> None:
 
 
 def test_partial_write_during_recovery() -> None:
-    rec = recording(k=60, seed=7)
+    rec = recording(k=SHORT_K, seed=SHORT_SEED)
     n = 0
     failures = []
     for crash_at in _recovery_heavy_points(rec, 2):
@@ -242,7 +243,7 @@ def test_short_read_of_the_log_during_recovery_loses_nothing() -> None:
 def test_torn_home_write_is_repaired_from_the_log() -> None:
     """A checkpoint's home writes torn at sectors (any subset) after the log
     holding the images was fsynced: recovery rewrites every page whole."""
-    rec = recording(k=60, seed=7)
+    rec = recording(k=SHORT_K, seed=SHORT_SEED)
     data = rec.path
     torn_pages = 0
     checked = 0
@@ -290,33 +291,33 @@ def test_file_growth_lost_with_the_crash_is_redone() -> None:
 
 
 def test_recovery_is_idempotent_and_then_has_nothing_to_do(tmp_path) -> None:
-    rec = recording(k=60, seed=7)
+    rec = recording(k=SHORT_K, seed=SHORT_SEED)
     crash_at = rec.n_events  # every step acknowledged, the log full of commits
     images = rec.disk.images(crash_at, "drop")
     disk = CrashDisk(images)
     db = engine.open(PATH, opener=disk.opener, pool_pages=16)
-    first = read_state(db)
+    first = contents(db)
     assert db.stats()["recovered_commits"] > 0
     db.close()
     assert first == rec.models[-1]
     for _ in range(2):
         db = engine.open(PATH, opener=disk.opener, pool_pages=16)
         assert db.stats()["recovered_commits"] == 0
-        assert read_state(db) == first
+        assert contents(db) == first
         db.close()
 
 
 def test_recovery_on_real_files(tmp_path) -> None:
     """The crash images materialized as real files recover through the
     default opener (DirectFile) exactly as through the CrashDisk."""
-    rec = recording(k=60, seed=7)
+    rec = recording(k=SHORT_K, seed=SHORT_SEED)
     from faults.crash import materialize
 
     for crash_at in range(rec.n_events // 3, rec.n_events + 1, rec.n_events // 6):
         target = tmp_path / f"at{crash_at}"
         paths = materialize(rec.disk.images(crash_at, "torn", seed=crash_at), target)
         db = engine.open(paths[PATH], pool_pages=16)
-        state = read_state(db)
+        state = contents(db)
         assert db.check().ok
         db.close()
         assert any(state == rec.models[s] for s in rec.allowed(crash_at))

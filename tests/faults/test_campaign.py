@@ -10,6 +10,7 @@ adds them up, and the default mix fails every I/O call site it sees.
 from __future__ import annotations
 
 import json
+import random
 import sys
 import types
 
@@ -18,6 +19,8 @@ import pytest
 import faults
 from engine import cli
 from faults import campaign as C
+from faults import trials_faults, trials_interleave, trials_sweep
+from faults.report import Tally, ok, report, table
 
 REPORT_KEYS = {  # issue 5, point 6: at least these
     "operations", "faults_injected", "fault_sites", "interleavings", "crashes_simulated",
@@ -52,7 +55,7 @@ def test_report_shape_and_exit_status(tmp_path, capsys) -> None:
     for f in rep["failures"]:
         assert {"seed", "error", "replay"} <= set(f)
         assert f["replay"].startswith("dragondb campaign --replay ")
-    assert code == (0 if C.ok(rep) else 1)
+    assert code == (0 if ok(rep) else 1)
     # the table on stdout, the progress line on stderr
     for label in ("operations", "faults injected", "distinct fault sites", "interleavings explored",
                   "crashes simulated", "recoveries verified", "divergences from model", "leaked pages",
@@ -74,16 +77,16 @@ def test_counters_add_up_per_trial_kind(tmp_path, capsys) -> None:
     assert seen["sweep"]["faults_injected"] and seen["sweep"]["fault_sites"]
     assert seen["crash"]["crashes_simulated"] >= 30 and seen["crash"]["recoveries_verified"] + len(
         seen["crash"]["failures"]) > 0
-    assert seen["interleave"]["interleavings"] == C.INTERLEAVINGS_PER_TRIAL
-    assert seen["interleave"]["interleavings_distinct"] == C.INTERLEAVINGS_PER_TRIAL
+    assert seen["interleave"]["interleavings"] == trials_interleave.INTERLEAVINGS_PER_TRIAL
+    assert seen["interleave"]["interleavings_distinct"] == trials_interleave.INTERLEAVINGS_PER_TRIAL
 
 
 @pytest.mark.parametrize("kind", ["sweep", "faults", "crash", "interleave"])
 def test_a_trial_replays_identically(kind: str) -> None:
     token = next(C.tokens(SEED + 1, (1, 1), {kind: 1}))
     first, again = C.run_trial(token), C.run_trial(token)
-    for report in (first, again):
-        report.pop("interleaving_traces")  # equal too, but long
+    for rep in (first, again):
+        rep.pop("interleaving_traces")  # equal too, but long
     assert first == again
 
 
@@ -93,7 +96,7 @@ def test_every_failure_replays(tmp_path, capsys) -> None:
     code, out, _ = run_main(["--operations", "1500", "--seed", str(SEED + 2), "--workers", "2",
                              "--json", str(path), "--quiet"], capsys)
     rep = json.loads(path.read_text())
-    assert code == (0 if C.ok(rep) else 1)
+    assert code == (0 if ok(rep) else 1)
     for f in rep["failures"][:3]:
         token = f["replay"].split("--replay ")[1]
         again = C.run_trial(token)
@@ -129,13 +132,13 @@ def test_sweep_fails_every_io_call_site_it_sees() -> None:
     the sweep workloads (one per sync mode): SQLite's loop, sites first."""
     seen: set[tuple[str, str]] = set()
     for rnd in range(3):
-        seen |= set(C._dry_run(SEED, rnd).first)
+        seen |= set(trials_sweep.dry_run(SEED, rnd).first)
     assert len(seen) >= 20, sorted(seen)
-    items = C.sweep_items(SEED)
+    items = trials_sweep.sweep_items(SEED)
     assert all(item[3] == "error" and not item[4] for item in items[: len(seen)])
-    tally = C.Tally()
+    tally = Tally()
     for j in range(len(seen)):
-        tally.merge(C.Tally.from_dict(C.run_trial(f"sweep:{SEED}:{j}")))
+        tally.merge(Tally.from_dict(C.run_trial(f"sweep:{SEED}:{j}")))
     assert seen <= tally.sites, sorted(seen - tally.sites)
     assert {k for k, _ in tally.sites} == {"open", "read", "write", "sync", "extend", "truncate"}
 
@@ -144,10 +147,10 @@ def test_fault_sites_switch_on_per_seed() -> None:
     """FoundationDB style: each seed switches on its own subset of the 18 sites."""
     subsets = set()
     for seed in range(12):
-        rng = C.random.Random(seed)
-        subsets.add(tuple(t for t in C._TEMPLATES if rng.random() < 0.25))
+        rng = random.Random(seed)
+        subsets.add(tuple(t for t in trials_faults.TEMPLATES if rng.random() < 0.25))
     assert len(subsets) >= 10
-    assert len(C._TEMPLATES) == 18
+    assert len(trials_faults.TEMPLATES) == 18
 
 
 # -- shards, merge, kills, the command line ----------------------------------------------------
@@ -183,7 +186,7 @@ def test_merge_adds_up_shards(tmp_path, capsys) -> None:
     assert {tuple(x) for x in m["fault_sites"]} == {tuple(x) for x in a["fault_sites"] + b["fault_sites"]}
     assert len(m["failures"]) == len(a["failures"]) + len(b["failures"])
     assert m["shard"] == "1/2+2/2" and m["seed"] == SEED
-    assert code == (0 if C.ok(m) else 1)
+    assert code == (0 if ok(m) else 1)
     # the two shards together ran the same trials as the unsharded campaign
     whole = tmp_path / "whole.json"
     C.main(["--operations", "500", "--seed", str(SEED), "--workers", "1", "--modes", "drop",
@@ -228,7 +231,7 @@ def test_dragondb_campaign_dispatches(tmp_path, capsys) -> None:
     code = cli.main(["campaign", "--operations", "50", "--kinds", "interleave=1", "--workers", "1",
                      "--seed", "3", "--json", str(path), "--quiet"])
     rep = json.loads(path.read_text())
-    assert rep["interleavings"] > 0 and code == (0 if C.ok(rep) else 1)
+    assert rep["interleavings"] > 0 and code == (0 if ok(rep) else 1)
     assert cli.main(["campaign", "--shard", "5/4"]) != 0  # a usage error, not a campaign
 
 
@@ -239,11 +242,11 @@ def test_replay_of_a_passing_trial_exits_zero(capsys) -> None:
 
 
 def test_tally_records_failures_with_their_replay_command() -> None:
-    t = C.Tally()
+    t = Tally()
     t.fail("crash:42", "divergences", "recovered state matches no allowed step")
-    rep = C.report(t, seed=1, shard="1/1", seconds=1.0, workers=1)
-    assert rep["divergences"] == 1 and not C.ok(rep)
+    rep = report(t, seed=1, shard="1/1", seconds=1.0, workers=1)
+    assert rep["divergences"] == 1 and not ok(rep)
     assert rep["failures"] == [{"seed": 42, "kind": "crash", "token": "crash:42",
                                 "error": "divergences: recovered state matches no allowed step",
                                 "replay": "dragondb campaign --replay crash:42"}]
-    assert "FAILED seed 42" in C.table(rep) and "dragondb campaign --replay crash:42" in C.table(rep)
+    assert "FAILED seed 42" in table(rep) and "dragondb campaign --replay crash:42" in table(rep)

@@ -29,16 +29,16 @@ import time
 from collections import Counter
 
 import pytest
-from seed_bugs import ROOT_CHECK, ModelStore, SeedFetchPool, SeedRootTree
+from seed_bugs import ROOT_CHECK, SeedFetchPool, SeedRootTree
 
 import engine
 from engine import btree, syncpoints
 from engine.bufferpool import BufferPool
 from engine.codec import PAGE_SIZE, Node, encode_node
-from faults.campaign import apply_op, contents, make_ops
 from faults.crash import CrashDisk
 from faults.interleave import explore, run
 from faults.io import KINDS, FaultPlan
+from faults.workload import apply_op, contents, make_ops
 from models import ModelDatabase, ModelPageStore
 
 PATH = "/claims/claims.db"  # a CrashDisk path: never touches the real file system
@@ -180,7 +180,7 @@ def fetch_scenario(double_check: bool, n: int = 2):
     engine's, or `SeedFetchPool` without the double check): all miss on the
     root and the leaf. Readers share the database latch, so nothing else
     stands between them but the pool."""
-    pool = (BufferPool if double_check else SeedFetchPool)(ModelStore(_tree_store()), 16)
+    pool = (BufferPool if double_check else SeedFetchPool)(_tree_store(), 16)
     keys = [b"key%04d" % (7 + i) for i in range(n)]
     results: dict[int, bytes | None] = {}
 

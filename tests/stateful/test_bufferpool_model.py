@@ -60,25 +60,15 @@ def image(page_id: int, version: int) -> bytes:
     return bytes(page)
 
 
-class DictStore:
-    """A `PageStore` over a dict, standing in for the pager."""
-
-    def __init__(self) -> None:
-        self.pages: dict[int, bytes] = {}
-        self.allocated = 0
-
-    def read_page(self, page_id: int, buf: memoryview) -> None:
-        buf[:] = self.pages[page_id]
-
-    def write_page(self, page_id: int, buf: memoryview) -> None:
-        self.pages[page_id] = bytes(buf)
+class DictStore(ModelPageStore):
+    """`models.ModelPageStore` as the pool's store, standing in for the pager
+    (strict: a page never allocated cannot be read or written)."""
 
     def allocate(self) -> int:
-        self.allocated += 1
-        return self.allocated - 1
+        return self.new_page()
 
     def contents(self) -> dict[int, bytes]:
-        return self.pages
+        return self.images()
 
     def close(self) -> None:
         pass

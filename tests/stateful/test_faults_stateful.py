@@ -42,9 +42,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import engine
 from engine.codec import PAGE_SIZE
-from faults.campaign import apply_op, contents
 from faults.crash import CrashDisk
 from faults.io import FaultPlan
+from faults.workload import apply_op, contents
 from models import ModelDatabase
 
 PATH = "/stateful/faults.db"  # a CrashDisk path: never touches the real file system

@@ -21,17 +21,18 @@ from engine.bufferpool import BufferPool
 from engine.codec import PAGE_SIZE, Node, decode_node, encode_node
 from engine.errors import BufferPoolFullError, CorruptionError, StorageIOError
 from engine.latch import RWLatch
+from models import ModelPageStore
 
 WAIT = 5.0  # a call that must not block gets this long in a helper thread
 
 
-class DictStore:
-    """A `PageStore` in a dict; unwritten pages read as zeros. Faults are
-    switched on by the test: `fail_writes` / `fail_reads` (True or a set of
-    page ids)."""
+class DictStore(ModelPageStore):
+    """`models.ModelPageStore` growing like a file (unwritten pages read as
+    zeros), recording the pool's reads and writes. Faults are switched on by
+    the test: `fail_writes` / `fail_reads` (True or a set of page ids)."""
 
     def __init__(self) -> None:
-        self.pages: dict[int, bytes] = {}
+        super().__init__(grow=True)
         self.reads: list[int] = []
         self.writes: list[int] = []
         self.fail_writes: bool | set[int] = False
@@ -45,13 +46,13 @@ class DictStore:
         if self._fails(self.fail_reads, page_id):
             raise StorageIOError(5, f"injected read error on page {page_id}")
         self.reads.append(page_id)
-        buf[:] = self.pages.get(page_id, bytes(PAGE_SIZE))
+        super().read_page(page_id, buf)
 
     def write_page(self, page_id: int, buf: memoryview) -> None:
         if self._fails(self.fail_writes, page_id):
             raise StorageIOError(5, f"injected write error on page {page_id}")
         self.writes.append(page_id)
-        self.pages[page_id] = bytes(buf)
+        super().write_page(page_id, buf)
 
 
 def image(page_id: int, version: int = 0) -> bytes:
@@ -62,7 +63,7 @@ def image(page_id: int, version: int = 0) -> bytes:
 def store():
     s = DictStore()
     for pid in range(1, 40):
-        s.pages[pid] = image(pid)
+        s.write(pid, image(pid))
     return s
 
 
@@ -113,7 +114,7 @@ def snapshot(pool: BufferPool, store: DictStore) -> tuple:
         frames,
         (pool.hits, pool.misses, pool.evictions),
         (len(store.reads), len(store.writes)),
-        dict(store.pages),
+        store.images(),
     )
 
 
@@ -150,7 +151,7 @@ def test_write_guard_on_a_new_page_reads_nothing(make_pool, store):
         page[:3] = b"new"
     assert store.reads == [], "a new page is not read"
     assert pool.cached(1).pin == 0 and pool.cached(1).dirty
-    assert pool.flush() == 1 and store.pages[1][:3] == b"new"
+    assert pool.flush() == 1 and store.read(1)[:3] == b"new"
 
 
 @pytest.mark.parametrize("guard", ["read", "write"])
@@ -179,7 +180,7 @@ def test_write_guard_that_raises_still_marks_dirty(make_pool, store):
             raise RuntimeError
     assert pool.cached(4).dirty
     assert pool.flush() == 1
-    assert store.pages[4][:5] == b"half-"
+    assert store.read(4)[:5] == b"half-"
 
 
 def test_guard_unpins_when_a_generator_is_closed_early(make_pool):
@@ -226,7 +227,7 @@ def leaf_image(*keys: bytes) -> bytes:
 @pytest.fixture
 def node_store(store):
     for pid in range(1, 8):
-        store.pages[pid] = leaf_image(b"a%d" % pid, b"b%d" % pid)
+        store.write(pid, leaf_image(b"a%d" % pid, b"b%d" % pid))
     return store
 
 
@@ -258,7 +259,7 @@ def test_pin_node_holds_its_pin_until_unpin_nodes(make_pool, node_store):
     pool.unpin_nodes([2], changed=True)
     assert [pid for pid, _ in pool.dirty_pages()] == [2], "a changed node's page is dirty"
     assert pool.flush() == 1
-    assert decode_node(node_store.pages[2]).keys == [b"a2", b"b2", b"c2"]
+    assert decode_node(node_store.read(2)).keys == [b"a2", b"b2", b"c2"]
 
 
 def test_changed_node_bytes_are_encoded_at_write_back(make_pool, node_store):
@@ -268,7 +269,7 @@ def test_changed_node_bytes_are_encoded_at_write_back(make_pool, node_store):
     node.size = node.compute_size()
     pool.node_changed(3)
     assert pool.flush() == 1
-    assert decode_node(node_store.pages[3]).vals == [b"new", b"vb3"]
+    assert decode_node(node_store.read(3)).vals == [b"new", b"vb3"]
     assert pool.corrupt_clean_nodes() == []
     pool.cached(3).buf[100] ^= 1  # damage clean cached bytes
     assert pool.corrupt_clean_nodes() == [3]
@@ -284,7 +285,7 @@ def test_add_node_pinned_or_not(make_pool, node_store, pinned):
     if pinned:
         pool.unpin_nodes([30], changed=False)
     assert pool.flush() == 1
-    assert decode_node(node_store.pages[30]).keys == [b"k"]
+    assert decode_node(node_store.read(30)).keys == [b"k"]
 
 
 def test_restore_node_pinned_and_released(make_pool, node_store):
@@ -301,11 +302,11 @@ def test_restore_node_pinned_and_released(make_pool, node_store):
     pool.unpin_nodes([5], changed=True)
     for pid in (6, 7):
         pool.node(pid)  # page 5 is evicted: its change written back
-    assert pool.cached(5) is None and decode_node(node_store.pages[5]).vals[0] == b"changed"
+    assert pool.cached(5) is None and decode_node(node_store.read(5)).vals[0] == b"changed"
     pool.restore_node(5, before, pinned=False)  # read back, given the copy, dirty
     assert pins(pool) == 0 and pool.peek(5) is before
     pool.flush()
-    assert decode_node(node_store.pages[5]).vals[0] == b"va5"
+    assert decode_node(node_store.read(5)).vals[0] == b"va5"
 
 
 def test_search_leaf_searches_an_undecoded_leaf_of_a_full_pool_once(make_pool, node_store):
@@ -395,7 +396,7 @@ def test_failed_write_back_leaves_the_victim_in_place(make_pool, store, how):
 
     store.fail_writes = False
     got = in_thread(request)
-    assert store.pages[1] == image(1, 7), "the victim was written back once the store recovered"
+    assert store.read(1) == image(1, 7), "the victim was written back once the store recovered"
     assert pool.cached(1) is None and pool.cached(3) is not None
     assert pool.evictions == before[2][2] + 1
     if how in ("fetch", "new_page"):
@@ -419,7 +420,7 @@ def test_failed_write_back_of_one_page_does_not_lose_others(make_pool, store):
             assert bytes(page) == image(pid)
     pool.flush()
     for pid in (1, 2, 3):
-        assert store.pages[pid] == image(pid, 1)
+        assert store.read(pid) == image(pid, 1)
 
 
 # -- flush ---------------------------------------------------------------------------
@@ -435,7 +436,7 @@ def test_flush_writes_every_dirty_frame_once(make_pool, store):
     assert sorted(pid for pid, _ in pool.dirty_pages()) == [1, 2, 3]
     assert pool.flush() == 3
     assert sorted(store.writes) == [1, 2, 3]
-    assert all(store.pages[pid] == image(pid, 2) for pid in (1, 2, 3))
+    assert all(store.read(pid) == image(pid, 2) for pid in (1, 2, 3))
     assert pool.dirty_pages() == []
     assert pool.flush() == 0, "nothing left to write"
     assert sorted(store.writes) == [1, 2, 3]
@@ -452,11 +453,11 @@ def test_flush_failure_keeps_the_unwritten_frames_dirty(make_pool, store):
     assert pool.cached(2).dirty, "the page that failed is still dirty"
     for pid in (1, 3):
         frame = pool.cached(pid)
-        assert frame.dirty or store.pages[pid] == image(pid, 3), "clean means written"
+        assert frame.dirty or store.read(pid) == image(pid, 3), "clean means written"
     assert in_thread(pool.pinned) == [], "the mutex was released"
     store.fail_writes = False
     pool.flush()
-    assert all(store.pages[pid] == image(pid, 3) for pid in (1, 2, 3))
+    assert all(store.read(pid) == image(pid, 3) for pid in (1, 2, 3))
     assert pool.dirty_pages() == []
 
 
@@ -491,7 +492,7 @@ def test_new_page_is_zeroed_dirty_and_pinned(make_pool, store):
     assert again is frame and frame.pin == 2 and bytes(frame.buf[:4]) == bytes(4)
     pool.unpin(frame)
     pool.unpin(frame, dirty=True)
-    assert pool.flush() == 1 and store.pages[100] == bytes(PAGE_SIZE)
+    assert pool.flush() == 1 and store.writes == [100] and store.read(100) == bytes(PAGE_SIZE)
 
 
 def test_discard_forgets_without_writing_back(make_pool, store):
@@ -664,7 +665,7 @@ def test_stale_read_is_not_installed_over_a_newer_write_back(store):
         with pool.read(7) as page:
             now = bytes(page)
         pool.flush()
-        assert store.pages[7] == image(7, 1)
+        assert store.read(7) == image(7, 1)
         assert now == image(7, 1), "the write was lost: a stale copy is in the pool"
         assert got["a"] == image(7, 0), "the reader's read came before the write"
     finally:
@@ -760,7 +761,7 @@ def check_after(pool: BufferPool, store: DictStore, expect: list[list[int]]) -> 
     assert len(owners) == len(set(owners)), "a page is held in two frames"
     pool.flush()
     for pid in range(N_PAGES):
-        page = store.pages.get(pid, bytes(PAGE_SIZE))
+        page = store.read(pid)
         for t in range(N_THREADS):
             assert int.from_bytes(page[t * SLOT : (t + 1) * SLOT], "little") == expect[t][pid]
 

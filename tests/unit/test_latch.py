@@ -11,6 +11,7 @@ import pytest
 from engine import syncpoints
 from engine.bufferpool import BufferPool
 from engine.latch import RWLatch
+from models import ModelPageStore
 
 WAIT = 5.0  # generous bound for something that must happen
 BRIEF = 0.05  # how long we watch something that must not happen
@@ -159,19 +160,8 @@ def test_waiting_goes_through_the_sync_point_when_a_hook_is_installed():
     assert latch.idle()
 
 
-class _Store:
-    def __init__(self) -> None:
-        self.pages: dict[int, bytes] = {}
-
-    def read_page(self, page_id, buf):
-        buf[:] = self.pages.get(page_id, bytes(len(buf)))
-
-    def write_page(self, page_id, buf):
-        self.pages[page_id] = bytes(buf)
-
-
 def test_frame_write_guard_excludes_readers_of_the_same_page():
-    pool = BufferPool(_Store(), 4)
+    pool = BufferPool(ModelPageStore(grow=True), 4)
     try:
         seen: list[bytes] = []
 
@@ -195,7 +185,7 @@ def test_frame_write_guard_excludes_readers_of_the_same_page():
 
 
 def test_frame_read_guards_share_and_a_writer_waits():
-    pool = BufferPool(_Store(), 4)
+    pool = BufferPool(ModelPageStore(grow=True), 4)
     try:
         wrote = threading.Event()
 

@@ -551,6 +551,15 @@ def test_reopen_keeps_contents() -> None:
     assert db.reopen().tree("a")[b"k"] == b"v"  # a copy, not shared
 
 
+
+def test_from_snapshot_is_the_inverse_of_snapshot() -> None:
+    trees = {"a": {b"k": b"v", b"j": b""}, "empty": {}}
+    db = ModelDatabase.from_snapshot(trees)
+    assert db.snapshot() == trees and db.trees() == ["a", "empty"]
+    assert list(db.tree("a")) == [b"j", b"k"]  # ordered, as if put one by one
+    db.tree("a").put(b"k", b"changed")
+    assert trees["a"][b"k"] == b"v"  # a copy, not shared
+
 def test_read_only_refuses_every_write() -> None:
     source = ModelDatabase()
     source.tree("a").put(b"k", b"v")
@@ -676,3 +685,34 @@ def test_pagestore_check_invariants() -> None:
     store._pages[50] = bytes(8)
     problems = store.check_invariants()
     assert len(problems) == 2
+
+
+def test_pagestore_is_a_page_store() -> None:
+    """`read_page`/`write_page`: the engine's `PageStore` protocol, on buffers."""
+    store = ModelPageStore(page_size=8)
+    pid = store.new_page()
+    store.write_page(pid, memoryview(b"abcdefgh"))
+    buf = bytearray(8)
+    store.read_page(pid, memoryview(buf))
+    assert buf == b"abcdefgh"
+    with pytest.raises(KeyError):
+        store.read_page(5, memoryview(buf))
+    with pytest.raises(KeyError):
+        store.write_page(5, memoryview(buf))
+    assert store.images() == {pid: b"abcdefgh"}
+
+
+def test_pagestore_grows_like_a_file() -> None:
+    """`grow=True`: a page never written reads as zeros; writing one allocates
+    it and every id before it; a freed id stays gone."""
+    store = ModelPageStore(page_size=8, grow=True)
+    assert store.read(3) == bytes(8) and len(store) == 0
+    store.write(2, b"x" * 8)
+    assert store.page_ids() == [0, 1, 2] and store.read(1) == bytes(8) and store.read(2) == b"x" * 8
+    assert store.new_page() == 3
+    store.free(1)
+    with pytest.raises(KeyError):
+        store.read(1)
+    with pytest.raises(KeyError):
+        store.write(1, bytes(8))
+    assert store.check_invariants() == []

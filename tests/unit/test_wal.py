@@ -193,6 +193,42 @@ def test_scan_rejects_a_bad_header(log):
     assert scan(bytes(bad))[0] is None
 
 
+class _Shrinking:
+    """A log file that loses `cuts[i]` bytes at its end just before read i,
+    as beside a writer's open that cuts the log's tail; `short` bytes are
+    missing from every read (a short read inside a file that kept its size)."""
+
+    def __init__(self, data: bytes, cuts: list[int], short: int = 0) -> None:
+        self.data, self.cuts, self.short, self.reads = data, cuts, short, 0
+
+    def size(self) -> int:
+        return len(self.data)
+
+    def read_into(self, offset: int, buf) -> int:
+        cut = self.cuts[min(self.reads, len(self.cuts) - 1)]
+        self.reads += 1
+        self.data = self.data[: len(self.data) - cut]
+        n = max(0, min(len(buf), len(self.data) - offset - self.short))
+        buf[:n] = self.data[offset : offset + n]
+        return n
+
+
+def test_read_all_reads_a_log_that_shrank_again_and_refuses_a_short_read(log, tmp_path):
+    data, _, _ = log
+    wal = _open_wal(tmp_path / "other")
+    wal.file.close()
+    wal.file = once = _Shrinking(data + b"\xee" * 100, [100, 0])
+    assert wal.read_all() == data and once.reads == 2  # the second read is whole
+    wal.file = always = _Shrinking(data, [1])
+    with pytest.raises(StorageIOError, match="short read"):
+        wal.read_all()  # a file that keeps shrinking is not read forever
+    assert always.reads == 3
+    wal.file = short = _Shrinking(data, [0], short=10)
+    with pytest.raises(StorageIOError, match="short read"):
+        wal.read_all()  # the file kept its size: an I/O error, at once
+    assert short.reads == 1
+
+
 # -- the recovery plan ---------------------------------------------------------------------
 
 
