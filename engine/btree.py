@@ -26,15 +26,15 @@ from bisect import bisect_left, bisect_right
 
 from engine import syncpoints
 from engine.bufferpool import BufferPool
+from engine.catalog import TreeEntry
 from engine.codec import (
     INTERNAL_MIN_FILL,
-    LEAF,
     LEAF_MIN_FILL,
     MAX_LEAF_CELL,
     USABLE,
     Node,
     Overflow,
-    decode_node,
+    inline_fits,
     internal_split_point,
     leaf_cell_size,
     leaf_search,
@@ -44,7 +44,8 @@ from engine.errors import CorruptionError
 from engine.overflow import free_overflow, overflow_pages, read_overflow
 from engine.txn import Txn
 
-__all__ = ["get", "put", "delete", "chunk", "read_node", "walk_pages", "levels", "create_root"]
+__all__ = ["get", "put", "delete", "chunk", "walk_pages", "levels", "create_root", "in_place", "apply_in_place",
+           "plan_leaf_edit", "apply_leaf_edit"]
 
 MAX_HEIGHT = 48  # fanout >= 2 and 2**32 pages bound a real tree far below this
 
@@ -65,27 +66,11 @@ def _next_leaf(pool: BufferPool, node: Node, pid: int, last_key: bytes | None, f
         edge = node.keys[-1] if forward else node.keys[0]
         if last_key is None or (edge > last_key if forward else edge < last_key):
             last_key = edge
-    nxt = read_node(pool, pid)
+    nxt = pool.node(pid)
     if not nxt.leaf or not nxt.keys or (
         last_key is not None and (nxt.keys[0] <= last_key if forward else nxt.keys[-1] >= last_key)):
         raise CorruptionError(f"leaf link to page {pid} breaks the key order")
     return nxt
-
-
-def read_node(pool: BufferPool, page_id: int) -> Node:
-    """Decoded node of `page_id` for a reader (pinned only while fetched:
-    no writer runs while readers hold the latch, so the node cannot change)."""
-    node = pool.peek(page_id)
-    if node is not None:
-        return node
-    frame = pool.fetch(page_id)
-    try:
-        node = frame.obj
-        if node is None:
-            node = frame.obj = decode_node(frame.buf, page_id)
-        return node  # taken while pinned: another reader's miss may evict the frame after
-    finally:
-        pool.unpin(frame)
 
 
 def _value(pool: BufferPool, v):
@@ -101,9 +86,9 @@ def get(pool: BufferPool, root: int, key: bytes) -> bytes | None:
     while True:
         node = peek(pid)
         if node is None:
-            node = _read_for_get(pool, pid, key)
-            if type(node) is not Node:  # the leaf was searched undecoded
-                return None if node is _MISSING else _value(pool, node)
+            node = pool.search_leaf(pid, leaf_search, key, pid)  # no closure: `key` stays a fast local
+            if type(node) is not Node:  # the leaf was searched undecoded: the value or None
+                return None if node is None else _value(pool, node)
         if node.leaf:
             break
         pid = node.children[bisect_right(node.keys, key)]
@@ -117,40 +102,59 @@ def get(pool: BufferPool, root: int, key: bytes) -> bytes | None:
     return None
 
 
-_MISSING = object()
-
-
-def _read_for_get(pool: BufferPool, page_id: int, key: bytes):
-    """The decoded node of `page_id`; or, when the pool is full and a get
-    first meets the page undecoded and it is a leaf, the value under `key`
-    (or `_MISSING`) found by `leaf_search` without decoding: a leaf read once
-    and evicted (a pool smaller than the tree) never pays for a full decode,
-    and one read again decodes for the hits to come."""
-    frame = pool.fetch(page_id)
-    once = False
-    try:
-        node = frame.obj
-        if node is not None:
-            return node
-        if not frame.searched and frame.buf[4] == LEAF and pool.full():
-            frame.searched = once = True
-            value = leaf_search(frame.buf, key, page_id)
-            return _MISSING if value is None else value
-        node = frame.obj = decode_node(frame.buf, page_id)
-        return node
-    finally:
-        if once:
-            pool.unpin_cold(frame)
-        else:
-            pool.unpin(frame)
-
-
 # -- writes ---------------------------------------------------------------------
 
 def create_root(txn: Txn, name: str) -> int:
+    """Give tree `name` its first page, an empty root leaf: the one place a
+    root is created, always inside a transaction under the write latch, so
+    no second writer can have created one meanwhile (the seed's race)."""
+    syncpoints.reach("btree.root.create")
     pid, _ = txn.new_node(True)
     txn.entry(name).root = pid
     return pid
+
+
+# The leaf edit: one rule for both write paths. `plan_leaf_edit` says where a
+# key goes, the leaf's size after the edit and whether the edit fits (its
+# cell inline, the leaf within its bounds); `apply_leaf_edit` makes the edit
+# and keeps the tree's key count. A transaction (`put`, `delete`) plans, copies the leaf
+# (`txn.modify`), applies, and restores the bounds (`_fix`) when they break;
+# the in-place path (`in_place`, `apply_in_place`) plans, and applies only
+# when the edit fits, after its commit record is logged.
+
+def plan_leaf_edit(leaf: Node, key: bytes, value: bytes | Overflow | None, root: bool) -> tuple[int, bool, int, bool]:
+    """(index, found, size, fits) for putting `value` under `key` in `leaf`
+    (None: deleting `key`): the index where `key` is or goes, whether it is
+    there, the leaf's size once the edit is made, and whether the edit
+    fits: its cell within MAX_LEAF_CELL (else the value belongs in an
+    overflow chain) and the size within the leaf's bounds, so no split or
+    merge follows (a `root` leaf has no minimum)."""
+    keys = leaf.keys
+    i = bisect_left(keys, key)
+    found = i < len(keys) and keys[i] == key
+    size = leaf.size
+    if found:
+        size -= leaf_cell_size(key, leaf.vals[i])
+    cell = 0 if value is None else leaf_cell_size(key, value)
+    size += cell
+    return i, found, size, cell <= MAX_LEAF_CELL and size <= USABLE and (root or size >= LEAF_MIN_FILL)
+
+
+def apply_leaf_edit(entry: TreeEntry, leaf: Node, plan: tuple[int, bool, int, bool], key: bytes,
+                    value: bytes | Overflow | None) -> None:
+    """Make the edit `plan_leaf_edit` planned, and count a key added or removed."""
+    i, found, size, _ = plan
+    if value is None:
+        del leaf.keys[i]
+        del leaf.vals[i]
+        entry.count -= 1
+    elif found:
+        leaf.vals[i] = value
+    else:
+        leaf.keys.insert(i, key)
+        leaf.vals.insert(i, value)
+        entry.count += 1
+    leaf.size = size
 
 
 def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int, Node]:
@@ -168,106 +172,28 @@ def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int, Node]:
         i = bisect_right(node.keys, key)
         path.append((pid, node, i))
         pid = node.children[i]
-        frame = pins.get(pid)
-        node = frame.obj if frame is not None else peek(pid) or txn.node(pid)
+        node = pins.get(pid) or peek(pid) or txn.node(pid)
     return path, pid, txn.node(pid)
 
 
 def put(txn: Txn, name: str, key: bytes, value: bytes) -> bool:
-    """Insert or overwrite; True when the key is new."""
+    """Insert or overwrite; True when the key is new. A value too large for
+    a leaf cell goes to an overflow chain; a tree without pages gets its root."""
     entry = txn.entry(name)
-    cell = 9 + len(key) + len(value)  # `leaf_cell_size` and `inline_fits`, inlined: a batch's hot path
-    if cell <= MAX_LEAF_CELL:
-        val = value
-    else:
-        val = txn.write_overflow(value)
-        cell = leaf_cell_size(key, val)
+    val = value if inline_fits(len(key), len(value)) else txn.write_overflow(value)
     root = entry.root or create_root(txn, name)
     path, pid, leaf = _descend(txn, root, key)
-    keys = leaf.keys
-    i = bisect_left(keys, key)
+    plan = plan_leaf_edit(leaf, key, val, not path)
     txn.modify(pid)
-    if i < len(keys) and keys[i] == key:
-        old = leaf.vals[i]
+    found = plan[1]
+    if found:
+        old = leaf.vals[plan[0]]
         if type(old) is Overflow:
             free_overflow(txn.pool, txn.free, old)
-        leaf.size += cell - leaf_cell_size(key, old)
-        leaf.vals[i] = val
-        added = False
-    else:
-        keys.insert(i, key)
-        leaf.vals.insert(i, val)
-        leaf.size += cell
-        entry.count += 1
-        added = True
-    if leaf.size > USABLE or leaf.size < LEAF_MIN_FILL:
+    apply_leaf_edit(entry, leaf, plan, key, val)
+    if not plan[3]:
         _fix(txn, name, path, pid, leaf)
-    return added
-
-
-def in_place(pool: BufferPool, root: int, key: bytes, value: bytes | None):
-    """Plan a put (`value` bytes) or delete (`value` None) that changes one
-    leaf and leaves it within its size bounds, so it needs no split, merge,
-    overflow chain, pin or undo copy: the caller logs the commit, then calls
-    `apply_in_place`. Returns (frame, index, found, size after), or None when
-    the general path must run (an overflow value, a size out of bounds).
-    Writers only: nothing else runs on the pool, so a frame read here stays
-    cached, unpinned, until the plan is applied."""
-    peek = pool.peek_frame
-    pid = root
-    depth = 0
-    while True:
-        frame = peek(pid) or _cached_frame(pool, pid)
-        node = frame.obj
-        if node.leaf:
-            keys = node.keys
-            i = bisect_left(keys, key)
-            found = i < len(keys) and keys[i] == key
-            if found and type(node.vals[i]) is Overflow:
-                return None
-            size = node.size
-            if found:  # leaf_cell_size of an inline value, inlined: this is the hot path
-                size -= 9 + len(key) + len(node.vals[i])
-            if value is not None:
-                cell = 9 + len(key) + len(value)
-                if cell > MAX_LEAF_CELL:  # not `inline_fits`: an overflow chain is the general path's
-                    return None
-                size += cell
-            if size > USABLE or (size < LEAF_MIN_FILL and pid != root):
-                return None
-            return frame, i, found, size
-        pid = node.children[bisect_right(node.keys, key)]
-        depth += 1
-        if depth > MAX_HEIGHT:
-            raise _too_deep(root)
-
-
-def _cached_frame(pool: BufferPool, page_id: int):
-    """The frame of `page_id` with its node decoded, read on a miss and left
-    unpinned (for the writer alone on the pool: nothing evicts it meanwhile;
-    a reader must use `read_node`, which takes the node while pinned)."""
-    frame = pool.fetch(page_id)
-    try:
-        if frame.obj is None:
-            frame.obj = decode_node(frame.buf, page_id)
-        return frame
-    finally:
-        pool.unpin(frame)
-
-
-def apply_in_place(frame, i: int, found: bool, size: int, key: bytes, value: bytes | None, lsn: int) -> None:
-    """Carry out a plan of `in_place` (after its commit record is logged)."""
-    leaf = frame.obj
-    if value is None:
-        del leaf.keys[i]
-        del leaf.vals[i]
-    elif found:
-        leaf.vals[i] = value
-    else:
-        leaf.keys.insert(i, key)
-        leaf.vals.insert(i, value)
-    leaf.size = size
-    leaf.lsn = lsn
+    return not found
 
 
 def delete(txn: Txn, name: str, key: bytes) -> bool:
@@ -275,21 +201,53 @@ def delete(txn: Txn, name: str, key: bytes) -> bool:
     if not entry.root:
         return False
     path, pid, leaf = _descend(txn, entry.root, key)
-    keys = leaf.keys
-    i = bisect_left(keys, key)
-    if i == len(keys) or keys[i] != key:
+    plan = plan_leaf_edit(leaf, key, None, not path)
+    if not plan[1]:
         return False
     txn.modify(pid)
-    old = leaf.vals[i]
+    old = leaf.vals[plan[0]]
     if type(old) is Overflow:
         free_overflow(txn.pool, txn.free, old)
-    leaf.size -= leaf_cell_size(key, old)
-    del keys[i]
-    del leaf.vals[i]
-    entry.count -= 1
-    if leaf.size < LEAF_MIN_FILL:
+    apply_leaf_edit(entry, leaf, plan, key, None)
+    if not plan[3]:
         _fix(txn, name, path, pid, leaf)
     return True
+
+
+def in_place(pool: BufferPool, root: int, key: bytes, value: bytes | None):
+    """Plan a put (`value` bytes) or delete (`value` None) that changes one
+    leaf and leaves it within its size bounds, so it needs no split, merge,
+    overflow chain, pin or undo copy: the caller logs the commit, then calls
+    `apply_in_place`. Returns (page id, leaf, plan of `plan_leaf_edit`), or
+    None when the general path must run (an overflow value, old or new; a
+    size out of bounds). Writers only: under the write latch nothing else
+    uses the pool, and appending to the log does not, so the leaf read here
+    stays cached, unpinned, until the plan is applied."""
+    peek = pool.peek
+    pid = root
+    depth = 0
+    while True:
+        node = peek(pid) or pool.node(pid)
+        if node.leaf:
+            break
+        pid = node.children[bisect_right(node.keys, key)]
+        depth += 1
+        if depth > MAX_HEIGHT:
+            raise _too_deep(root)
+    plan = plan_leaf_edit(node, key, value, pid == root)
+    if not plan[3] or (plan[1] and type(node.vals[plan[0]]) is Overflow):
+        return None
+    return pid, node, plan
+
+
+def apply_in_place(pool: BufferPool, entry: TreeEntry, planned: tuple, key: bytes, value: bytes | None,
+                   lsn: int) -> None:
+    """Carry out a plan of `in_place` once its commit record is logged at `lsn`
+    (the writer), or is being replayed (a reader following the log)."""
+    pid, leaf, plan = planned
+    apply_leaf_edit(entry, leaf, plan, key, value)
+    leaf.lsn = lsn
+    pool.node_changed(pid)
 
 
 def drop(txn: Txn, name: str) -> None:
@@ -431,12 +389,12 @@ def chunk(pool: BufferPool, root: int, lo: bytes | None, hi: bytes | None, after
     out: list[tuple[bytes, bytes]] = []
     if not root:
         return out, True
-    node = read_node(pool, root)
+    node = pool.node(root)
     if not reverse:
         seek = after if after is not None else lo
         depth = 0
         while not node.leaf:
-            node = read_node(pool, node.children[bisect_right(node.keys, seek) if seek is not None else 0])
+            node = pool.node(node.children[bisect_right(node.keys, seek) if seek is not None else 0])
             depth += 1
             if depth > MAX_HEIGHT:
                 raise _too_deep(root)
@@ -462,7 +420,7 @@ def chunk(pool: BufferPool, root: int, lo: bytes | None, hi: bytes | None, after
     seek = after if after is not None else hi
     depth = 0
     while not node.leaf:
-        node = read_node(pool, node.children[bisect_left(node.keys, seek) if seek is not None else len(node.keys)])
+        node = pool.node(node.children[bisect_left(node.keys, seek) if seek is not None else len(node.keys)])
         depth += 1
         if depth > MAX_HEIGHT:
             raise _too_deep(root)
@@ -486,10 +444,10 @@ def chunk(pool: BufferPool, root: int, lo: bytes | None, hi: bytes | None, after
 def edge(pool: BufferPool, root: int, last: bool) -> tuple[bytes, bytes] | None:
     if not root:
         return None
-    node = read_node(pool, root)
+    node = pool.node(root)
     depth = 0
     while not node.leaf:
-        node = read_node(pool, node.children[-1 if last else 0])
+        node = pool.node(node.children[-1 if last else 0])
         depth += 1
         if depth > MAX_HEIGHT:
             raise _too_deep(root)
@@ -512,7 +470,7 @@ def walk_pages(pool: BufferPool, root: int) -> list[int]:
             raise CorruptionError(f"page {pid} is reachable twice in the tree at {root}")
         seen.add(pid)
         out.append(pid)
-        node = read_node(pool, pid)
+        node = pool.node(pid)
         if node.leaf:
             for v in node.vals:
                 if type(v) is Overflow:
@@ -526,10 +484,10 @@ def height(pool: BufferPool, root: int) -> int:
     """Levels from the root to the leaves (0: no root page), down the leftmost path."""
     if not root:
         return 0
-    node = read_node(pool, root)
+    node = pool.node(root)
     depth = 1
     while not node.leaf:
-        node = read_node(pool, node.children[0])
+        node = pool.node(node.children[0])
         depth += 1
         if depth > MAX_HEIGHT:
             raise _too_deep(root)
@@ -547,7 +505,7 @@ def levels(pool: BufferPool, root: int, depth: int | None = None) -> list[list[t
         if seen.intersection(level) or len(out) > MAX_HEIGHT:
             raise CorruptionError(f"tree at page {root} has a cycle of child pointers")
         seen.update(level)
-        nodes = [(pid, read_node(pool, pid)) for pid in level]
+        nodes = [(pid, pool.node(pid)) for pid in level]
         out.append(nodes)
         level = [c for _, n in nodes if not n.leaf for c in n.children]
     return out

@@ -23,7 +23,17 @@ Frame states and the function making each transition::
 Decoded nodes: `frame.obj` caches the decoded page; `frame.obj_dirty` means
 the object is newer than the bytes, so the bytes are re-encoded only when
 they must reach the store (eviction, flush): encoding is deferred to
-write-back.
+write-back. Only this module touches a `Frame`'s fields; the rest of the
+engine works with page ids and nodes:
+
+- readers and the writer: `peek` (a cached node, no pin), `node` (pinned
+  only for the call, decoded once), `search_leaf` (a get's first look at an
+  undecoded leaf of a full pool), all valid while the caller's database
+  latch excludes other writers of the node;
+- the in-place writer: `node_changed` after editing a node it read so;
+- a transaction: `pin_node`, `add_node`, `unpin_nodes`, `restore_node`;
+- page bytes (overflow pages): the guards `read` and `write`;
+- checkpoints and checks: `dirty_pages`, `mark_clean`, `corrupt_clean_nodes`.
 
 Read-ahead: while at least `2 * READ_AHEAD` frames are free, a miss also
 reads the aligned window of `READ_AHEAD` pages around it with one call and
@@ -38,33 +48,38 @@ Sizing: frames are carved from one reservation of `n_frames` pages
 used) and made on first use, so a pool holds no more frames than the pages
 it has met. A miss takes a free frame, else makes a new one, and evicts only
 when all `n_frames` exist: the pool grows with the working set up to its cap
-and a small database keeps a small pool. The cap is `pool_frames(pool_size,
-pool_pages)`; the default (both None) is `default_pool_bytes()`: an eighth of
-physical memory, clamped to [DEFAULT_POOL_MIN, DEFAULT_POOL_MAX]. Decoded
-nodes (Python objects) come on top of the frames' bytes. A cap that cannot
-be mapped (a strict commit limit) is halved until it can.
+and a small database keeps a small pool. The cap comes from the open options
+(engine/poolsize.py). Decoded nodes (Python objects) come on top of the
+frames' bytes. A cap that cannot be mapped (a strict commit limit) is halved
+until it can.
 
 Concurrency: one mutex guards the table, pins and replacer. A miss reads
-outside the mutex into a reserved frame, then installs it after checking the
-table again (double-checked fetch), so two threads missing on one page never
-create two frames. `debug_double_check=False` removes that check: only the
-fault layer's tests set it, to show the race.
+outside the mutex into a reserved frame that waits in the table as a loading
+placeholder; a second miss on the page checks the table again under the
+mutex (`_join_load`, the double-checked fetch) and waits for that read, so
+two threads missing on one page never create two frames.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
 from engine import syncpoints
-from engine.codec import PAGE_SIZE, encode_node
+from engine.codec import LEAF, PAGE_SIZE, Node, decode_node, encode_node, page_type, verify
 from engine.disk import aligned_buffer, reserved_buffer
-from engine.errors import BufferPoolFullError, OptionError
+from engine.errors import BufferPoolFullError
 from engine.latch import wait
+from engine.poolsize import (
+    DEFAULT_POOL_MAX,
+    DEFAULT_POOL_MIN,
+    MIN_FRAMES,
+    default_pool_bytes,
+    parse_pool_size,
+    pool_frames,
+)
 from engine.replacer import LRUReplacer
 from engine.typedefs import PoolStats
 
@@ -74,65 +89,6 @@ __all__ = ["BufferPool", "Frame", "PageStore", "PREWARM_WINDOW", "READ_AHEAD", "
 READ_AHEAD = 32  # pages per read-ahead window (128 KiB)
 PREWARM_WINDOW = 256  # pages per read when the pool is warmed at open (1 MiB)
 PREWARM_MAX = 65536  # pages: a larger database warms as it is used (open stays well under a second)
-MIN_FRAMES = 16  # a B+ tree operation pins a path and its siblings
-DEFAULT_POOL_MIN = 64 << 20  # the default cap on a small machine: 16k frames
-DEFAULT_POOL_MAX = 2 << 30  # the default cap on a large one: 512k frames (~10M keys of 100 bytes)
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "tb": 1000**4}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([a-z]*)\s*", re.IGNORECASE)
-_MACHINE = object()
-
-
-def _physical_memory() -> int | None:
-    try:
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
-    return pages * size if pages > 0 and size > 0 else None
-
-
-def default_pool_bytes(physical=_MACHINE) -> int:
-    """The default pool's cap: 1/8 of `physical` memory bytes (this
-    machine's when not given), clamped to [DEFAULT_POOL_MIN,
-    DEFAULT_POOL_MAX], in whole pages; DEFAULT_POOL_MIN when unknown."""
-    if physical is _MACHINE:
-        physical = _physical_memory()
-    if physical is None:
-        return DEFAULT_POOL_MIN
-    cap = min(max(physical // 8, DEFAULT_POOL_MIN), DEFAULT_POOL_MAX)
-    return cap - cap % PAGE_SIZE
-
-
-def parse_pool_size(value) -> int:
-    """Bytes from an int or a string such as "256MiB", "1.5 GiB", "100MB"
-    (KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB of 1000)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise OptionError(f"pool_size must not be negative, not {value!r}")
-        return value
-    if isinstance(value, str):
-        m = _SIZE.fullmatch(value)
-        unit = m and _UNITS.get(m.group(2).lower())
-        if m and unit:
-            return int(float(m.group(1)) * unit)
-    raise OptionError(f"pool_size must be bytes (an int) or a size such as '256MiB', not {value!r}")
-
-
-def pool_frames(pool_size=None, pool_pages=None) -> int:
-    """The frame count (cap) a pool gets from the open options: exactly
-    `pool_pages`, or `pool_size` bytes in whole pages, or the default."""
-    if pool_size is not None and pool_pages is not None:
-        raise OptionError("give pool_size or pool_pages, not both")
-    if pool_pages is not None:
-        if isinstance(pool_pages, bool) or not isinstance(pool_pages, int) or pool_pages < MIN_FRAMES:
-            raise OptionError(f"pool_pages must be an int >= {MIN_FRAMES}, not {pool_pages!r}")
-        return pool_pages
-    size = default_pool_bytes() if pool_size is None else parse_pool_size(pool_size)
-    if size // PAGE_SIZE < MIN_FRAMES:
-        raise OptionError(f"pool_size must be at least {MIN_FRAMES * PAGE_SIZE // 1024} KiB, not {pool_size!r}")
-    return size // PAGE_SIZE
-
-
 def hit_rate(hits: int, misses: int) -> float:
     """Share of page requests the pool served from memory (0.0 before any)."""
     total = hits + misses
@@ -196,7 +152,6 @@ class BufferPool:
         self.misses = 0
         self.evictions = 0
         self.prefetched = 0
-        self.debug_double_check = True
         self._read_ahead = getattr(store, "read_ahead", None)
         self._ra_lock = threading.Lock()
         self._ra_mem = None
@@ -235,21 +190,108 @@ class BufferPool:
         """Every frame holds a page: the next miss evicts."""
         return not self._free and len(self.frames) == self.n_frames
 
-    def peek_frame(self, page_id: int) -> Frame | None:
-        """`peek`, returning the frame (for the writer alone on the pool's
-        pages, which may then change the node and call `mark_changed`)."""
-        frame = self._table.get(page_id)
-        if frame is not None and frame.obj is not None and frame.page_id == page_id:
-            frame.ref = True
-            self.hits += 1
-            return frame
-        return None
+    # -- decoded nodes --------------------------------------------------------
 
-    def mark_changed(self, frame: Frame) -> None:
-        """The frame's decoded node was changed in place: dirty, bytes stale."""
+    def node(self, page_id: int) -> Node:
+        """The decoded node of `page_id`: the cached one, or the page read on
+        a miss and decoded once (cached on its frame). Pinned only during the
+        call, so no guard is needed: the caller's database latch excludes every
+        other writer of the node (readers share it, the writer holds it
+        alone), so the node object cannot change while the caller uses it, and
+        an eviction meanwhile only drops the frame, never the node."""
+        node = self.peek(page_id)
+        if node is not None:
+            return node
+        frame = self.fetch(page_id)
+        try:
+            return self._decoded(frame)
+        finally:
+            self.unpin(frame)
+
+    def _decoded(self, frame: Frame) -> Node:
+        """The pinned frame's node, decoded and cached on first use."""
+        node = frame.obj
+        if node is None:
+            node = frame.obj = decode_node(frame.buf, frame.page_id)
+        return node
+
+    def search_leaf(self, page_id: int, search: Callable[..., object], *args: object) -> object:
+        """For a get: the decoded node of `page_id`; or, when the pool is full
+        and the page is an undecoded leaf no get has searched yet,
+        `search(page bytes, *args)` without decoding, the frame then going to the
+        old end of the replacer. A leaf read once and evicted (a pool smaller
+        than the tree) never pays for a full decode, and one read again
+        decodes for the hits to come. The caller tells a node from a search
+        result by its type."""
+        frame = self.fetch(page_id)
+        cold = False
+        try:
+            node = frame.obj
+            if node is not None:
+                return node
+            if not frame.searched and page_type(frame.buf) == LEAF and self.full():
+                frame.searched = cold = True
+                return search(frame.buf, *args)
+            return self._decoded(frame)
+        finally:
+            if cold:
+                self._unpin_cold(frame)
+            else:
+                self.unpin(frame)
+
+    def node_changed(self, page_id: int) -> None:
+        """The writer changed the cached node of `page_id` in place (a node it
+        read through `peek` or `node` under the write latch, during which
+        nothing else uses the pool, so the node is still cached): the page
+        is dirty and its bytes stale."""
         with self._mutex:
+            frame = self._table[page_id]
+            assert frame.obj is not None, "node_changed: the node is not cached"
             frame.dirty = True
             frame.obj_dirty = True
+
+    def pin_node(self, page_id: int) -> Node:
+        """`node`, kept pinned until `unpin_nodes` (a transaction's pages)."""
+        frame = self.fetch(page_id)
+        try:
+            return self._decoded(frame)
+        except BaseException:
+            self.unpin(frame)
+            raise
+
+    def add_node(self, page_id: int, node: Node, pinned: bool) -> None:
+        """A freshly allocated page holding `node` (dirty, its bytes encoded
+        only at write-back), kept pinned until `unpin_nodes` if `pinned`."""
+        frame = self.new_page(page_id)
+        frame.obj = node
+        frame.obj_dirty = True
+        if not pinned:
+            self.unpin(frame, dirty=True)
+
+    def unpin_nodes(self, page_ids: Iterable[int], changed: bool) -> None:
+        """Unpin pages of `pin_node`/`add_node` under one acquisition of the
+        mutex; `changed`: their nodes were changed (dirty, bytes stale)."""
+        with self._mutex:
+            table = self._table
+            for page_id in page_ids:
+                frame = table[page_id]
+                assert frame.pin > 0, "unpin_nodes: frame is not pinned"
+                frame.pin -= 1
+                if changed:
+                    frame.dirty = frame.obj_dirty = True
+
+    def restore_node(self, page_id: int, node: Node, pinned: bool) -> None:
+        """A rollback: `node` (a copy taken before the first change) becomes
+        the page's node again. A page the caller holds pinned (`pinned`) got
+        no write-back since, so its bytes still match the copy: it is only
+        unpinned. Any other page was released and may have been changed on
+        the way to the store: it is fetched (read back if evicted, which may
+        raise) and marked changed."""
+        frame = self._table[page_id] if pinned else self.fetch(page_id)
+        frame.obj = node
+        if not pinned:
+            frame.obj_dirty = True
+        self.unpin(frame, dirty=not pinned)
 
     def fetch(self, page_id: int) -> Frame:
         """Pin the frame holding `page_id`, reading it on a miss."""
@@ -263,63 +305,59 @@ class BufferPool:
         return self._fetch_miss(page_id)
 
     def _fetch_miss(self, page_id: int) -> Frame:
-        """Read `page_id` into a reserved frame outside the mutex.
-
-        With the double check (always, outside the fault layer's tests) the
-        reserved frame enters the table at once as a loading placeholder, so
-        a second thread missing on the same page waits for this read instead
-        of reading a second copy, and a write-back of a newer copy cannot
-        race with the install."""
+        """Read `page_id` into a reserved frame outside the mutex. The frame
+        enters the table at once as a loading placeholder, so a second thread
+        missing on the same page waits for this read (`_join_load`) instead of
+        reading a second copy, and a write-back of a newer copy cannot race
+        with the install."""
         syncpoints.reach("bufferpool.fetch.miss")
         if not self._spare():
             syncpoints.reach("bufferpool.evict")  # outside the mutex, so a scheduler may park here
-        check = self.debug_double_check
         with self._mutex:
-            if check:
-                frame = self._table.get(page_id)
-                while frame is not None and frame.loading:
-                    self._wait()
-                    frame = self._table.get(page_id)
-                if frame is not None:  # another thread brought it in meanwhile
-                    frame.pin += 1
-                    self._replacer.touch(frame.frame_id)
-                    self.hits += 1
-                    return frame
+            frame = self._join_load(page_id)
+            if frame is not None:
+                return frame
             frame = self._reserve()
             self.misses += 1
-            if check:
-                frame.page_id = page_id
-                frame.loading = True
-                self._table[page_id] = frame
-                self._replacer.touch(frame.frame_id)
+            frame.page_id = page_id
+            frame.loading = True
+            self._table[page_id] = frame
+            self._replacer.touch(frame.frame_id)
         try:
             self.store.read_page(page_id, frame.buf)
         except BaseException:
             with self._mutex:
-                if check:
-                    del self._table[page_id]
-                    self._replacer.remove(frame.frame_id)
-                    frame.loading = False
-                    self._latch_cond.notify_all()
+                del self._table[page_id]
+                self._replacer.remove(frame.frame_id)
+                frame.loading = False
+                self._latch_cond.notify_all()
                 frame.page_id = None
                 frame.pin = 0
                 self._free.append(frame)
             raise
         syncpoints.reach("bufferpool.fetch.install")
         with self._mutex:
-            if check:
-                frame.loading = False
-                self._latch_cond.notify_all()
-        if check:
-            if self._read_ahead is not None and self._spare() >= 2 * READ_AHEAD:
-                self._read_around(page_id)
-            return frame
-        with self._mutex:
-            # the seed's unchecked install: a concurrent miss makes a second copy
-            frame.page_id = page_id
-            self._table[page_id] = frame
+            frame.loading = False
+            self._latch_cond.notify_all()
+        if self._read_ahead is not None and self._spare() >= 2 * READ_AHEAD:
+            self._read_around(page_id)
+        return frame
+
+    def _join_load(self, page_id: int) -> Frame | None:
+        """The double check of a miss (caller holds the mutex): once no read
+        of `page_id` is in progress, its frame pinned if another thread
+        brought it in meanwhile; else None, and the caller reads it. Without
+        this check two threads missing on one page would each install a
+        frame for it (the seed's race)."""
+        frame = self._table.get(page_id)
+        while frame is not None and frame.loading:
+            self._wait()
+            frame = self._table.get(page_id)
+        if frame is not None:
+            frame.pin += 1
             self._replacer.touch(frame.frame_id)
-            return frame
+            self.hits += 1
+        return frame
 
     def _read_around(self, page_id: int) -> None:
         """Read the window around a miss into free frames (see the module doc)."""
@@ -448,7 +486,7 @@ class BufferPool:
             if dirty:
                 frame.dirty = True
 
-    def unpin_cold(self, frame: Frame) -> None:
+    def _unpin_cold(self, frame: Frame) -> None:
         """`unpin` a frame read for one use: it goes to the old end of the
         replacer, so pages met once (a leaf read for a single get) are
         evicted before the internal nodes every get walks through."""
@@ -457,15 +495,6 @@ class BufferPool:
             frame.pin -= 1
             frame.ref = False
             self._replacer.demote(frame.frame_id)
-
-    def unpin_all(self, frames, dirty: bool) -> None:
-        """`unpin` for many frames under one acquisition of the mutex."""
-        with self._mutex:
-            for frame in frames:
-                assert frame.pin > 0, "unpin: frame is not pinned"
-                frame.pin -= 1
-                if dirty:
-                    frame.dirty = True
 
     def _reserve(self) -> Frame:
         """A pinned frame outside the table (caller holds the mutex)."""
@@ -531,8 +560,9 @@ class BufferPool:
     # -- guards -------------------------------------------------------------
 
     @contextmanager
-    def read(self, page_id: int) -> Iterator[Frame]:
-        """Pin and share-latch `page_id`; unpin on every exit path."""
+    def read(self, page_id: int) -> Iterator[memoryview]:
+        """Pin and share-latch `page_id`; its bytes, for reading. Unpinned
+        on every exit path."""
         frame = self.fetch(page_id)
         try:
             self._latch(frame, write=False)
@@ -540,21 +570,23 @@ class BufferPool:
             self.unpin(frame)
             raise
         try:
-            yield frame
+            yield frame.buf
         finally:
             self._unlatch(frame, write=False, dirty=False)
 
     @contextmanager
-    def write(self, page_id: int) -> Iterator[Frame]:
-        """Pin and exclusively latch `page_id`; the frame is dirty on release."""
-        frame = self.fetch(page_id)
+    def write(self, page_id: int, new: bool = False) -> Iterator[memoryview]:
+        """Pin and exclusively latch `page_id`; its bytes, to change (a `new`
+        page is not read: its bytes start zeroed). The page is dirty on
+        release, on every exit path."""
+        frame = self.new_page(page_id) if new else self.fetch(page_id)
         try:
             self._latch(frame, write=True)
         except BaseException:
             self.unpin(frame)
             raise
         try:
-            yield frame
+            yield frame.buf
         finally:
             self._unlatch(frame, write=True, dirty=True)
 
@@ -592,14 +624,31 @@ class BufferPool:
                     n += 1
         return n
 
-    def dirty_frames(self) -> list[Frame]:
+    def dirty_pages(self) -> list[tuple[int, memoryview]]:
+        """(page id, bytes) of every dirty page, its bytes brought up to date
+        with its node: the images a checkpoint writes home. The bytes stay
+        the pool's; they are current until the caller's latch is released."""
         with self._mutex:
-            return [f for f in self._table.values() if f.dirty]
+            out = []
+            for frame in self._table.values():
+                if frame.dirty:
+                    frame.sync_bytes()
+                    out.append((frame.page_id, frame.buf))
+            return out
 
-    def mark_clean(self, frames: list[Frame]) -> None:
+    def mark_clean(self, page_ids: Iterable[int]) -> None:
+        """The pages' current bytes reached the store (a checkpoint)."""
         with self._mutex:
-            for f in frames:
-                f.dirty = False
+            table = self._table
+            for page_id in page_ids:
+                table[page_id].dirty = False
+
+    def corrupt_clean_nodes(self) -> list[int]:
+        """Ids of cached decoded pages whose bytes are current (clean, node
+        not newer) yet fail their checksum: a page damaged in memory."""
+        with self._mutex:
+            return [pid for pid, f in self._table.items()
+                    if f.obj is not None and not f.obj_dirty and not f.dirty and not verify(f.buf)]
 
     def pinned(self) -> list[int]:
         """Page ids whose frames are pinned now."""

@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.bufferpool import BufferPool
-from engine.codec import INTERNAL_MIN_FILL, LEAF_MIN_FILL, Overflow, verify
+from engine.catalog import TreeEntry
+from engine.codec import INTERNAL_MIN_FILL, LEAF_MIN_FILL, Overflow
 from engine.errors import DragonDBError
 from engine.overflow import overflow_pages
 from engine.pager import Pager
-from engine.txn import TreeEntry
 
 __all__ = ["CheckReport", "check_database"]
 
@@ -44,8 +44,6 @@ class CheckReport:
 
 
 def check_database(pool: BufferPool, pager: Pager, trees: dict[str, TreeEntry]) -> CheckReport:  # noqa: C901 - every check family in one walk; one helper per family
-    from engine.btree import read_node  # the checker reads nodes the way readers do
-
     report = CheckReport(pages_allocated=pager.page_count, trees=len(trees))
     problems = report.problems
     owner: dict[int, str] = {0: "metadata"}
@@ -78,7 +76,7 @@ def check_database(pool: BufferPool, pager: Pager, trees: dict[str, TreeEntry]) 
                 continue
             claim(pid, who)
             try:
-                node = read_node(pool, pid)
+                node = pool.node(pid)  # the checker reads nodes the way readers do
             except DragonDBError as exc:
                 problems.append(f"{who}: page {pid}: {exc}")
                 continue
@@ -124,10 +122,8 @@ def check_database(pool: BufferPool, pager: Pager, trees: dict[str, TreeEntry]) 
     report.pages_leaked = len(leaked)
     if leaked:
         problems.append(f"{len(leaked)} pages leaked: {leaked[:10]}")
-    for pid in pool.page_ids():
-        frame = pool.cached(pid)
-        if frame is not None and not frame.obj_dirty and frame.obj is not None and not verify(frame.buf) and not frame.dirty:
-            problems.append(f"page {pid}: cached bytes fail their checksum")
+    for pid in pool.corrupt_clean_nodes():
+        problems.append(f"page {pid}: cached bytes fail their checksum")
     problems += pool.check_invariants(expect_unpinned=True)
     problems += pager.check_invariants()
     report.ok = not problems

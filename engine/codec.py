@@ -521,6 +521,12 @@ def has_magic(page: bytes | bytearray | memoryview) -> bool:
     return bytes(page[32:40]) == MAGIC
 
 
+def magic_flips(page: bytes | bytearray | memoryview) -> int:
+    """How many bits of the metadata page's magic differ from MAGIC (0 when
+    `has_magic`): a few mean a damaged database, many another file."""
+    return sum(bin(a ^ b).count("1") for a, b in zip(bytes(page[32:40]), MAGIC, strict=False))
+
+
 def decode_meta(page: bytes | bytearray | memoryview) -> Meta:
     """The metadata page; `NotADatabaseError` without the magic or with
     another format, `CorruptionError` on damage or on fields `Meta.problems` refuses."""

@@ -8,7 +8,7 @@ keeps an `Overflow(first page, length)`. Every walk checks each link
 link past the end or an end too soon) raises `CorruptionError` instead of
 looping or returning a wrong value.
 
-The pages are reached through the buffer pool only; allocating and freeing
+The pages are reached through the buffer pool's guards only; allocating and freeing
 are the caller's (a transaction's `allocate` and `free`), so a chain written
 by a transaction that rolls back is freed with its other new pages.
 """
@@ -33,9 +33,8 @@ def write_overflow(pool: BufferPool, allocate: Callable[[], int], value: bytes) 
     ids = [allocate() for _ in range(n)]
     view = memoryview(value)
     for i in range(n - 1, -1, -1):
-        frame = pool.new_page(ids[i])
-        encode_overflow(view[i * OVERFLOW_PAYLOAD : (i + 1) * OVERFLOW_PAYLOAD], ids[i + 1] if i + 1 < n else 0, frame.buf)
-        pool.unpin(frame, dirty=True)
+        with pool.write(ids[i], new=True) as page:
+            encode_overflow(view[i * OVERFLOW_PAYLOAD : (i + 1) * OVERFLOW_PAYLOAD], ids[i + 1] if i + 1 < n else 0, page)
     return Overflow(ids[0], len(value))
 
 
@@ -73,11 +72,8 @@ def overflow_pages(pool: BufferPool, ov: Overflow) -> list[int]:
     if remaining <= 0 or pid == 0:
         raise _bad_chain(ov, pid, "an empty value or no first page")
     while remaining > 0:
-        frame = pool.fetch(pid)
-        try:
-            payload, nxt = decode_overflow(frame.buf, pid)
-        finally:
-            pool.unpin(frame)
+        with pool.read(pid) as page:
+            payload, nxt = decode_overflow(page, pid)
         _check_link(ov, pid, seen, remaining, len(payload), nxt)
         out.append(pid)
         remaining -= len(payload)
@@ -108,11 +104,8 @@ def read_overflow(pool: BufferPool, ov: Overflow) -> bytes:
         if page is not None:
             payload, nxt = decode_overflow(page, pid)
         else:
-            frame = pool.fetch(pid)
-            try:
-                payload, nxt = decode_overflow(frame.buf, pid)
-            finally:
-                pool.unpin(frame)
+            with pool.read(pid) as page:
+                payload, nxt = decode_overflow(page, pid)
         _check_link(ov, pid, seen, remaining, len(payload), nxt)
         parts.append(payload)
         remaining -= len(payload)

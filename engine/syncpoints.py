@@ -16,8 +16,7 @@ __all__ = ["NAMES", "reach", "install", "uninstall", "installed"]
 
 NAMES: frozenset[str] = frozenset(
     {
-        "btree.root.check",  # a writer saw an empty tree, before taking the latch
-        "btree.root.create",  # holding the latch, about to create the root
+        "btree.root.create",  # holding the write latch, about to create a tree's root
         "btree.split",  # a node is about to split
         "btree.merge",  # a node is about to merge or borrow
         "bufferpool.fetch.miss",  # page not in the table, before the read

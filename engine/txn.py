@@ -2,7 +2,7 @@
 
 Every page a write operation reads for modification stays pinned until the
 transaction ends, and its decoded node is copied before the first change
-(`modify`). On failure (`rollback`) the copies go back into their frames, new
+(`modify`). On failure (`rollback`) the copies go back into the pool, new
 pages are dropped and returned to the free list, and frees that were only
 planned are never applied, so an operation that raised leaves no half-applied
 change, no leaked page and no pinned frame. Nothing in `rollback` does I/O, so
@@ -20,24 +20,15 @@ restored in memory and the caller poisons it.
 
 from __future__ import annotations
 
-from engine.bufferpool import BufferPool, Frame
-from engine.codec import PAGE_SIZE, Node, Overflow, decode_node, encode_node
+from engine.bufferpool import BufferPool
+from engine.catalog import TreeEntry
+from engine.codec import PAGE_SIZE, Node, Overflow, encode_node
 from engine.overflow import write_overflow
 from engine.pager import Pager
 
-__all__ = ["Txn", "TreeEntry"]
+__all__ = ["Txn"]
 
 _NEW = object()  # snapshot marker: the page was created by this transaction
-
-
-class TreeEntry:
-    """A tree's root page and key count, as held in the metadata page."""
-
-    __slots__ = ("root", "count")
-
-    def __init__(self, root: int = 0, count: int = 0) -> None:
-        self.root = root
-        self.count = count
 
 
 class Txn:
@@ -48,7 +39,7 @@ class Txn:
         self.pager = pager
         self.wal = wal
         self.trees = trees
-        self._pinned: dict[int, Frame] = {}  # page id -> frame pinned by this txn
+        self._pinned: dict[int, Node] = {}  # page id -> node pinned by this txn
         self._snap: dict[int, object] = {}  # page id -> Node copy before first change, or _NEW
         self._new: list[int] = []  # pages allocated, in order
         self._to_free: list[int] = []
@@ -59,17 +50,10 @@ class Txn:
 
     def node(self, page_id: int) -> Node:
         """The decoded node of `page_id`, pinned until the transaction ends."""
-        frame = self._pinned.get(page_id)
-        if frame is None:
-            frame = self.pool.fetch(page_id)
-            if frame.obj is None:
-                try:
-                    frame.obj = decode_node(frame.buf, page_id)
-                except BaseException:
-                    self.pool.unpin(frame)
-                    raise
-            self._pinned[page_id] = frame
-        return frame.obj
+        node = self._pinned.get(page_id)
+        if node is None:
+            node = self._pinned[page_id] = self.pool.pin_node(page_id)
+        return node
 
     def modify(self, page_id: int) -> Node:
         """The node of `page_id` to change: pinned until the transaction ends
@@ -84,11 +68,9 @@ class Txn:
     def new_node(self, leaf: bool) -> tuple[int, Node]:
         page_id = self.pager.allocate()
         self._new.append(page_id)
-        frame = self.pool.new_page(page_id)
         node = Node(leaf)
-        frame.obj = node
-        frame.obj_dirty = True
-        self._pinned[page_id] = frame
+        self.pool.add_node(page_id, node, pinned=True)
+        self._pinned[page_id] = node
         self._snap[page_id] = _NEW
         return page_id, node
 
@@ -101,10 +83,7 @@ class Txn:
     def put_node(self, page_id: int, node: Node) -> None:
         """Give the pool a finished node for a page from `allocate`, unpinned
         and dirty: a bulk build holds no pins, so it is not bound by the pool."""
-        frame = self.pool.new_page(page_id)
-        frame.obj = node
-        frame.obj_dirty = True
-        self.pool.unpin(frame, dirty=True)
+        self.pool.add_node(page_id, node, pinned=False)
 
     def spill_nodes(self, nodes: list[tuple[int, Node]]) -> None:
         """`put_node` for many nodes at once, written straight to the log as
@@ -148,31 +127,30 @@ class Txn:
 
     # -- ending -------------------------------------------------------------------
 
-    def pins(self) -> dict[int, Frame]:
-        """The frames this transaction holds pinned (a live view, by page id)."""
+    def pins(self) -> dict[int, Node]:
+        """The nodes this transaction holds pinned (a live view, by page id)."""
         return self._pinned
 
     def touched(self) -> bool:
         return bool(self._snap or self._new or self._to_free or self._meta)
 
     def release(self) -> None:
-        """Unpin this transaction's frames (between the operations of a batch),
+        """Unpin this transaction's pages (between the operations of a batch),
         keeping the first copies for a rollback."""
         snap = self._snap
-        changed = [f for pid, f in self._pinned.items() if pid in snap]
-        for frame in changed:
-            frame.obj_dirty = True
-        self.pool.unpin_all(changed, dirty=True)
-        self.pool.unpin_all([f for pid, f in self._pinned.items() if pid not in snap], dirty=False)
+        pool = self.pool
+        pool.unpin_nodes([pid for pid in self._pinned if pid in snap], changed=True)
+        pool.unpin_nodes([pid for pid in self._pinned if pid not in snap], changed=False)
         self._pinned.clear()
 
     def finish(self, lsn: int) -> list[int]:
-        """Commit in memory: mark changed pages dirty with `lsn`, unpin, apply
-        the planned frees. Returns the freed page ids."""
+        """Commit in memory: stamp changed nodes with `lsn`, unpin them (dirty),
+        apply the planned frees. Returns the freed page ids."""
+        pinned = self._pinned
         for pid in self._snap:
-            frame = self._pinned.get(pid)
-            if frame is not None and frame.obj is not None:
-                frame.obj.lsn = lsn
+            node = pinned.get(pid)
+            if node is not None:
+                node.lsn = lsn
         self.release()
         freed = self._to_free
         for pid in freed:
@@ -188,24 +166,18 @@ class Txn:
     def rollback(self) -> None:
         """Undo everything in memory. Pages released earlier in a batch are
         fetched again to restore them (may raise; the caller poisons)."""
-        for pid, frame in self._pinned.items():
-            snap = self._snap.get(pid)
-            if snap is not None and snap is not _NEW:
-                frame.obj = snap
-            self.pool.unpin(frame)
-        self._pinned.clear()
+        pool = self.pool
+        for pid, snap in self._snap.items():
+            if snap is not _NEW and pid in self._pinned:
+                pool.restore_node(pid, snap, pinned=True)  # type: ignore[arg-type]
+        pool.unpin_nodes([pid for pid in self._pinned if self._snap.get(pid, _NEW) is _NEW], changed=False)
         new = set(self._new)
         for pid, snap in self._snap.items():
-            if snap is _NEW or pid in new:
-                continue
-            frame = self.pool.cached(pid)
-            if frame is None or frame.obj is not snap:
-                frame = self.pool.fetch(pid)
-                frame.obj = snap
-                frame.obj_dirty = True
-                self.pool.unpin(frame, dirty=True)
+            if snap is not _NEW and pid not in new and pid not in self._pinned:
+                pool.restore_node(pid, snap, pinned=False)  # type: ignore[arg-type]
+        self._pinned.clear()
         for pid in self._new:
-            self.pool.discard(pid)
+            pool.discard(pid)
             self.wal.forget(pid)
             self.pager.free(pid)
         for name, before in self._meta.items():

@@ -50,7 +50,7 @@ Rules (numbered as SQLite's pager.c numbers its own):
 8. Recovery builds only on what is durable. A killed writer's unsynced
    writes may still be in the page cache, where recovery reads them; a
    power loss later would take them back. So a writable open syncs both
-   files before its first write (`Database._make_durable`): no image is
+   files before its first write (`recovery.Recovery._make_durable`): no image is
    written home and no record vouches for earlier ones until what was read
    is durable. A read-only open writes nothing: it recovers into in-memory
    overlays of both files (`disk.Overlay`).
@@ -100,7 +100,7 @@ from engine.errors import CorruptionError, NeedsRecoveryError, NotADatabaseError
 from engine.latch import wait
 
 __all__ = [
-    "Wal", "LoggedStore", "first_record", "follow", "read_base", "RecoveryPlan", "encode_op", "encode_ops", "decode_ops", "scan",
+    "Wal", "LoggedStore", "HEADER_BYTES", "first_record", "follow", "read_base", "RecoveryPlan", "encode_op", "encode_ops", "decode_ops", "scan",
     "COMMIT", "SPILL", "CKPT_BEGIN", "CKPT_IMAGE", "CKPT_END",
     "OP_PUT", "OP_DELETE", "OP_CREATE", "OP_DROP", "OP_LOAD",
 ]

@@ -199,9 +199,9 @@ class BufferPoolMachine(RuleBasedStateMachine):
             self._refused(lambda: self.pool.write(pid).__enter__())
             return
         img = self._image(pid)
-        with self.pool.write(pid) as frame:
-            assert bytes(frame.buf) == self.model.read(pid)
-            frame.buf[:] = img
+        with self.pool.write(pid) as page:
+            assert bytes(page) == self.model.read(pid)
+            page[:] = img
         self.model.write(pid, img)
 
     @rule(data=st.data())
@@ -210,9 +210,9 @@ class BufferPoolMachine(RuleBasedStateMachine):
         if self._expect_full(pid):
             self._refused(lambda: self.pool.read(pid).__enter__())
             return
-        with self.pool.read(pid) as frame:
-            assert frame.page_id == pid
-            assert bytes(frame.buf) == self.model.read(pid)
+        with self.pool.read(pid) as page:
+            assert self.pool.cached(pid).pin > 0
+            assert bytes(page) == self.model.read(pid)
 
     @precondition(lambda self: len(self.held) < 2 * self.n_frames)
     @rule(data=st.data())
@@ -276,15 +276,15 @@ class BufferPoolMachine(RuleBasedStateMachine):
             if self._expect_full(pid):
                 self._refused(lambda pid=pid: self.pool.read(pid).__enter__())
                 continue
-            with self.pool.read(pid) as frame:
-                assert bytes(frame.buf) == self.model.read(pid)
+            with self.pool.read(pid) as page:
+                assert bytes(page) == self.model.read(pid)
 
     @rule()
     def flush(self) -> None:
         pending = {h[1] for h in self.held if h[2]}  # written through a pin, not yet unpinned
-        dirty = {f.page_id for f in self.pool.dirty_frames()}
+        dirty = {pid for pid, _ in self.pool.dirty_pages()}
         assert self.pool.flush() == len(dirty)
-        assert self.pool.dirty_frames() == []
+        assert self.pool.dirty_pages() == []
         stored = self.store.contents()
         for pid in self.model.page_ids():
             if pid not in pending:

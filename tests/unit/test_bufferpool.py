@@ -14,11 +14,12 @@ import sys
 import threading
 
 import pytest
+from seed_bugs import SeedFetchPool
 
 from engine import syncpoints
 from engine.bufferpool import BufferPool
-from engine.codec import PAGE_SIZE
-from engine.errors import BufferPoolFullError, StorageIOError
+from engine.codec import PAGE_SIZE, Node, decode_node, encode_node
+from engine.errors import BufferPoolFullError, CorruptionError, StorageIOError
 from engine.latch import RWLatch
 from models import ModelPageStore
 
@@ -102,8 +103,8 @@ def in_thread(fn, timeout: float = WAIT):
 
 def use(guard) -> bytes:
     """Enter and leave a guard; the page's bytes as seen inside."""
-    with guard as frame:
-        return bytes(frame.buf)
+    with guard as page:
+        return bytes(page)
 
 
 def snapshot(pool: BufferPool, store: DictStore) -> tuple:
@@ -126,17 +127,31 @@ def pins(pool: BufferPool) -> int:
 
 def test_guards_pin_while_open_and_unpin_after(make_pool, store):
     pool = make_pool(4)
-    with pool.read(1) as frame:
+    with pool.read(1) as page:
+        frame = pool.cached(1)
         assert frame.page_id == 1 and frame.pin == 1
-        assert bytes(frame.buf) == image(1)
+        assert bytes(page) == image(1)
         with pool.read(1) as again:
-            assert again is frame and frame.pin == 2
+            assert bytes(again) == image(1) and frame.pin == 2
         assert frame.pin == 1
     assert frame.pin == 0 and not frame.dirty, "a read guard leaves the frame clean"
-    with pool.write(2) as frame:
-        frame.buf[:4] = b"new!"
+    with pool.write(2) as page:
+        page[:4] = b"new!"
+    frame = pool.cached(2)
     assert frame.pin == 0 and frame.dirty, "a write guard marks the frame dirty"
+    assert bytes(frame.buf[:4]) == b"new!"
     assert store.writes == [], "no write-back before eviction or flush"
+
+
+def test_write_guard_on_a_new_page_reads_nothing(make_pool, store):
+    pool = make_pool(4)
+    with pool.write(1, new=True) as page:
+        assert bytes(page) == bytes(PAGE_SIZE), "a new page starts zeroed"
+        assert pool.cached(1).pin == 1
+        page[:3] = b"new"
+    assert store.reads == [], "a new page is not read"
+    assert pool.cached(1).pin == 0 and pool.cached(1).dirty
+    assert pool.flush() == 1 and store.read(1)[:3] == b"new"
 
 
 @pytest.mark.parametrize("guard", ["read", "write"])
@@ -144,7 +159,8 @@ def test_guards_pin_while_open_and_unpin_after(make_pool, store):
 def test_guards_unpin_when_the_body_raises(make_pool, guard, exc):
     pool = make_pool(2)
     with pytest.raises(exc):
-        with getattr(pool, guard)(3) as frame:
+        with getattr(pool, guard)(3):
+            frame = pool.cached(3)
             assert frame.pin == 1
             raise exc("boom")
     assert frame.pin == 0
@@ -159,10 +175,10 @@ def test_write_guard_that_raises_still_marks_dirty(make_pool, store):
     # the body may have changed bytes before raising: never drop them silently
     pool = make_pool(2)
     with pytest.raises(RuntimeError):
-        with pool.write(4) as frame:
-            frame.buf[:5] = b"half-"
+        with pool.write(4) as page:
+            page[:5] = b"half-"
             raise RuntimeError
-    assert frame.dirty
+    assert pool.cached(4).dirty
     assert pool.flush() == 1
     assert store.read(4)[:5] == b"half-"
 
@@ -172,8 +188,8 @@ def test_guard_unpins_when_a_generator_is_closed_early(make_pool):
 
     def scan(ids):
         for pid in ids:
-            with pool.read(pid) as frame:
-                yield bytes(frame.buf[:8])
+            with pool.read(pid) as page:
+                yield bytes(page[:8])
 
     it = scan([1, 2, 3])
     assert next(it) == image(1)[:8]
@@ -195,8 +211,119 @@ def test_failed_read_on_a_miss_leaves_nothing_pinned(make_pool, store):
     assert pins(pool) == 0
     assert pool.check_invariants(expect_unpinned=True) == []
     store.fail_reads = False
-    with pool.read(5) as frame:
-        assert bytes(frame.buf) == image(5)
+    with pool.read(5) as page:
+        assert bytes(page) == image(5)
+
+
+# -- decoded nodes ----------------------------------------------------------------
+
+
+def leaf_image(*keys: bytes) -> bytes:
+    page = bytearray(PAGE_SIZE)
+    encode_node(Node(True, list(keys), [b"v" + k for k in keys]), page)
+    return bytes(page)
+
+
+@pytest.fixture
+def node_store(store):
+    for pid in range(1, 8):
+        store.write(pid, leaf_image(b"a%d" % pid, b"b%d" % pid))
+    return store
+
+
+def test_node_decodes_once_and_holds_no_pin(make_pool, node_store):
+    pool = make_pool(4)
+    node = pool.node(1)
+    assert node.keys == [b"a1", b"b1"] and pins(pool) == 0
+    assert pool.node(1) is node, "decoded once, cached on the frame"
+    assert pool.peek(1) is node
+    assert pool.peek(2) is None, "peek never reads"
+    with pytest.raises(CorruptionError):
+        pool.node(20)  # not a node page
+    assert pins(pool) == 0
+
+
+def test_pin_node_holds_its_pin_until_unpin_nodes(make_pool, node_store):
+    pool = make_pool(4)
+    a, b = pool.pin_node(1), pool.pin_node(2)
+    assert pool.pin_node(1) is a and pins(pool) == 3
+    pool.unpin_nodes([1, 1, 2], changed=False)
+    assert pins(pool) == 0 and pool.dirty_pages() == []
+    with pytest.raises(CorruptionError):
+        pool.pin_node(20)
+    assert pins(pool) == 0, "a page that does not decode is not left pinned"
+    b.keys.append(b"c2")
+    b.vals.append(b"vc2")
+    b.size = b.compute_size()
+    pool.pin_node(2)
+    pool.unpin_nodes([2], changed=True)
+    assert [pid for pid, _ in pool.dirty_pages()] == [2], "a changed node's page is dirty"
+    assert pool.flush() == 1
+    assert decode_node(node_store.read(2)).keys == [b"a2", b"b2", b"c2"]
+
+
+def test_changed_node_bytes_are_encoded_at_write_back(make_pool, node_store):
+    pool = make_pool(4)
+    node = pool.node(3)
+    node.vals[0] = b"new"
+    node.size = node.compute_size()
+    pool.node_changed(3)
+    assert pool.flush() == 1
+    assert decode_node(node_store.read(3)).vals == [b"new", b"vb3"]
+    assert pool.corrupt_clean_nodes() == []
+    pool.cached(3).buf[100] ^= 1  # damage clean cached bytes
+    assert pool.corrupt_clean_nodes() == [3]
+    pool.cached(3).buf[100] ^= 1
+
+
+@pytest.mark.parametrize("pinned", [True, False])
+def test_add_node_pinned_or_not(make_pool, node_store, pinned):
+    pool = make_pool(4)
+    pool.add_node(30, Node(True, [b"k"], [b"v"]), pinned=pinned)
+    assert pins(pool) == (1 if pinned else 0)
+    assert node_store.reads == [], "a new page is not read"
+    if pinned:
+        pool.unpin_nodes([30], changed=False)
+    assert pool.flush() == 1
+    assert decode_node(node_store.read(30)).keys == [b"k"]
+
+
+def test_restore_node_pinned_and_released(make_pool, node_store):
+    pool = make_pool(2)
+    node = pool.pin_node(4)
+    before = node.copy()
+    node.keys[0] = b"a4x"
+    pool.restore_node(4, before, pinned=True)  # the page was held: only unpinned
+    assert pins(pool) == 0 and pool.peek(4) is before and pool.dirty_pages() == []
+    node = pool.pin_node(5)
+    before = node.copy()
+    node.vals[0] = b"changed"
+    node.size = node.compute_size()
+    pool.unpin_nodes([5], changed=True)
+    for pid in (6, 7):
+        pool.node(pid)  # page 5 is evicted: its change written back
+    assert pool.cached(5) is None and decode_node(node_store.read(5)).vals[0] == b"changed"
+    pool.restore_node(5, before, pinned=False)  # read back, given the copy, dirty
+    assert pins(pool) == 0 and pool.peek(5) is before
+    pool.flush()
+    assert decode_node(node_store.read(5)).vals[0] == b"va5"
+
+
+def test_search_leaf_searches_an_undecoded_leaf_of_a_full_pool_once(make_pool, node_store):
+    pool = make_pool(2)
+    seen = []
+
+    def search(page, what):
+        seen.append(bytes(page[:8]))
+        return what
+
+    assert type(pool.search_leaf(1, search, "found")) is Node, "a pool with room decodes"
+    pool.node(2)  # the pool is full now
+    assert pool.search_leaf(3, search, "found") == "found" and len(seen) == 1
+    assert pool.peek(3) is None, "searched, not decoded"
+    node = pool.search_leaf(3, search, "found")
+    assert type(node) is Node and len(seen) == 1, "met again: decoded for the hits to come"
+    assert pins(pool) == 0
 
 
 # -- a full pool ----------------------------------------------------------------
@@ -220,12 +347,12 @@ def test_full_pool_refuses_with_no_effect(make_pool, store):
         assert snapshot(pool, store) == before, "a refused request changed something"
         assert pool.check_invariants() == []
     # resident pages are still served while full
-    with pool.read(2) as frame:
-        assert frame is held[1]
+    with pool.read(2):
+        assert pool.cached(2) is held[1]
     pool.unpin(held[2])
-    with pool.read(9) as frame:
-        assert frame is held[2], "the one unpinned frame is reused"
-        assert bytes(frame.buf) == image(9)
+    with pool.read(9) as page:
+        assert pool.cached(9) is held[2], "the one unpinned frame is reused"
+        assert bytes(page) == image(9)
     for f in held[:2]:
         pool.unpin(f)
 
@@ -236,10 +363,11 @@ def test_full_pool_refuses_with_no_effect(make_pool, store):
 @pytest.mark.parametrize("how", ["fetch", "read", "write", "new_page"])
 def test_failed_write_back_leaves_the_victim_in_place(make_pool, store, how):
     pool = make_pool(2)
-    with pool.write(1) as f1:
-        f1.buf[:] = image(1, 7)
-    with pool.write(2) as f2:
-        f2.buf[:] = image(2, 7)
+    with pool.write(1) as page:
+        page[:] = image(1, 7)
+    with pool.write(2) as page:
+        page[:] = image(2, 7)
+    f1 = pool.cached(1)
     with pool.read(2):
         pass  # page 1 is now the least recently used: the victim
     store.fail_writes = True
@@ -281,15 +409,15 @@ def test_failed_write_back_leaves_the_victim_in_place(make_pool, store, how):
 def test_failed_write_back_of_one_page_does_not_lose_others(make_pool, store):
     pool = make_pool(3)
     for pid in (1, 2, 3):
-        with pool.write(pid) as f:
-            f.buf[:] = image(pid, 1)
+        with pool.write(pid) as page:
+            page[:] = image(pid, 1)
     store.fail_writes = {1}
     with pytest.raises(StorageIOError):
         pool.fetch(4)
     store.fail_writes = False
     for pid in (4, 5, 6, 7):
-        with pool.read(pid) as f:
-            assert bytes(f.buf) == image(pid)
+        with pool.read(pid) as page:
+            assert bytes(page) == image(pid)
     pool.flush()
     for pid in (1, 2, 3):
         assert store.read(pid) == image(pid, 1)
@@ -301,15 +429,15 @@ def test_failed_write_back_of_one_page_does_not_lose_others(make_pool, store):
 def test_flush_writes_every_dirty_frame_once(make_pool, store):
     pool = make_pool(8)
     for pid in (1, 2, 3):
-        with pool.write(pid) as f:
-            f.buf[:] = image(pid, 2)
+        with pool.write(pid) as page:
+            page[:] = image(pid, 2)
     with pool.read(4):
         pass
-    assert sorted(f.page_id for f in pool.dirty_frames()) == [1, 2, 3]
+    assert sorted(pid for pid, _ in pool.dirty_pages()) == [1, 2, 3]
     assert pool.flush() == 3
     assert sorted(store.writes) == [1, 2, 3]
     assert all(store.read(pid) == image(pid, 2) for pid in (1, 2, 3))
-    assert pool.dirty_frames() == []
+    assert pool.dirty_pages() == []
     assert pool.flush() == 0, "nothing left to write"
     assert sorted(store.writes) == [1, 2, 3]
 
@@ -317,8 +445,8 @@ def test_flush_writes_every_dirty_frame_once(make_pool, store):
 def test_flush_failure_keeps_the_unwritten_frames_dirty(make_pool, store):
     pool = make_pool(8)
     for pid in (1, 2, 3):
-        with pool.write(pid) as f:
-            f.buf[:] = image(pid, 3)
+        with pool.write(pid) as page:
+            page[:] = image(pid, 3)
     store.fail_writes = {2}
     with pytest.raises(StorageIOError):
         pool.flush()
@@ -330,7 +458,7 @@ def test_flush_failure_keeps_the_unwritten_frames_dirty(make_pool, store):
     store.fail_writes = False
     pool.flush()
     assert all(store.read(pid) == image(pid, 3) for pid in (1, 2, 3))
-    assert pool.dirty_frames() == []
+    assert pool.dirty_pages() == []
 
 
 # -- counters, LRU order, new_page, discard -------------------------------------------
@@ -369,15 +497,16 @@ def test_new_page_is_zeroed_dirty_and_pinned(make_pool, store):
 
 def test_discard_forgets_without_writing_back(make_pool, store):
     pool = make_pool(2)
-    with pool.write(1) as f:
-        f.buf[:] = image(1, 9)
+    with pool.write(1) as page:
+        page[:] = image(1, 9)
     pool.discard(1)
     pool.discard(1)  # a page not in the pool: nothing to do
     assert pool.cached(1) is None and store.writes == []
-    with pool.read(1) as f:
-        assert bytes(f.buf) == image(1), "the store still has the old image"
+    with pool.read(1) as page:
+        assert bytes(page) == image(1), "the store still has the old image"
+        frame = pool.cached(1)
     with pytest.raises(AssertionError):
-        pool.unpin(f)  # already unpinned by the guard
+        pool.unpin(frame)  # already unpinned by the guard
 
 
 def test_discard_of_a_pinned_page_changes_nothing(store):
@@ -450,8 +579,8 @@ class Park:
 @pytest.mark.parametrize("point", ["bufferpool.fetch.miss", "bufferpool.fetch.install"])
 @pytest.mark.parametrize("double_check", [True, False])
 def test_two_fetches_of_one_page_share_one_frame(store, point, double_check):
-    pool = BufferPool(store, 4)
-    pool.debug_double_check = double_check
+    # without the double check: the seed's pool, re-created on the test side
+    pool = (BufferPool if double_check else SeedFetchPool)(store, 4)
     park = Park(point)
     got: dict[str, object] = {}
 
@@ -508,12 +637,12 @@ def test_stale_read_is_not_installed_over_a_newer_write_back(store):
     got: dict[str, bytes] = {}
 
     def slow_reader():
-        with pool.read(7) as f:
-            got["a"] = bytes(f.buf)
+        with pool.read(7) as page:
+            got["a"] = bytes(page)
 
     def writer():
-        with pool.write(7) as f:  # fetch and write ...
-            f.buf[:] = image(7, 1)
+        with pool.write(7) as page:  # fetch and write ...
+            page[:] = image(7, 1)
         with pool.read(8):  # ... then evict page 7 (write-back)
             pass
 
@@ -533,8 +662,8 @@ def test_stale_read_is_not_installed_over_a_newer_write_back(store):
         syncpoints.uninstall()
         park.go.set()
     try:
-        with pool.read(7) as f:
-            now = bytes(f.buf)
+        with pool.read(7) as page:
+            now = bytes(page)
         pool.flush()
         assert store.read(7) == image(7, 1)
         assert now == image(7, 1), "the write was lost: a stale copy is in the pool"
@@ -578,8 +707,7 @@ def hammer(
         )
 
     def access(t: int, pid: int, write: bool, fill: int) -> None:
-        with (pool.write if write else pool.read)(pid) as f:
-            buf = f.buf
+        with (pool.write if write else pool.read)(pid) as buf:
             check_page(bytes(buf), t, pid)
             if write:
                 expect[t][pid] += 1
@@ -661,8 +789,7 @@ def test_the_hammer_catches_the_seed_duplicate_frame_race():
     caught = []
     for _ in range(60):
         store = DictStore()
-        pool = BufferPool(store, 6)
-        pool.debug_double_check = False
+        pool = SeedFetchPool(store, 6)
         try:
             errors, problems, expect = hammer(pool, 600, RWLatch())
             try:

@@ -375,7 +375,7 @@ def test_a_creation_cut_short_is_created_again(tmp_path, fault):
 
 
 def test_files_that_merely_look_like_a_cut_creation_are_refused(tmp_path):
-    from engine.db import _creation_page
+    from engine.recovery import creation_page as _creation_page
 
     fresh = _creation_page()
     for name, content in [("zeros", bytes(4096)), ("mixed", fresh[:512] + os.urandom(512)),

@@ -142,15 +142,6 @@ def test_close_twice_and_reprs(tmp_path):
     assert repr(db) == f"<engine.Database {path!r} closed>"
 
 
-def test_debug_double_check_fetch_switch(open_db):
-    db = open_db()
-    was = db.debug.double_check_fetch
-    db.debug.double_check_fetch = not was
-    assert db.debug.double_check_fetch is (not was)
-    db.debug.double_check_fetch = was
-    assert db.debug.double_check_fetch is was
-
-
 def test_items_and_values_views(open_db):
     t = open_db().tree("t")
     t.put(b"a", b"1")

@@ -1,5 +1,5 @@
 """Puts and deletes that change one cached leaf run without a transaction:
-the commit is logged first, then the leaf changed (`Database._write_in_place`).
+the commit is logged first, then the leaf changed (`Database._write_key`).
 A failed append must change nothing; the changes must survive a reopen and
 power loss like any other commit."""
 

@@ -166,16 +166,16 @@ def test_frame_write_guard_excludes_readers_of_the_same_page():
         seen: list[bytes] = []
 
         def read():
-            with pool.read(1) as f:
-                seen.append(bytes(f.buf[:4]))
+            with pool.read(1) as page:
+                seen.append(bytes(page[:4]))
 
-        with pool.write(1) as frame:
-            frame.buf[:4] = b"half"
+        with pool.write(1) as page:
+            page[:4] = b"half"
             t, done = _start(read)
             assert not done.wait(BRIEF), "a reader must wait for the writer"
             with pool.read(2):  # other pages are not latched
                 pass
-            frame.buf[:4] = b"done"
+            page[:4] = b"done"
         assert done.wait(WAIT)
         t.join(WAIT)
         assert seen == [b"done"], "the reader sees only the finished write"
@@ -190,8 +190,8 @@ def test_frame_read_guards_share_and_a_writer_waits():
         wrote = threading.Event()
 
         def write():
-            with pool.write(1) as f:
-                f.buf[:1] = b"w"
+            with pool.write(1) as page:
+                page[:1] = b"w"
             wrote.set()
 
         with pool.read(1), pool.read(1):
@@ -199,8 +199,8 @@ def test_frame_read_guards_share_and_a_writer_waits():
             assert not wrote.wait(BRIEF), "a writer must wait for the readers"
         assert wrote.wait(WAIT)
         t.join(WAIT)
-        with pool.read(1) as f:
-            assert bytes(f.buf[:1]) == b"w"
+        with pool.read(1) as page:
+            assert bytes(page[:1]) == b"w"
         assert pool.check_invariants(expect_unpinned=True) == []
     finally:
         pool.close()
