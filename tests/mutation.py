@@ -62,7 +62,7 @@ SUBSETS: dict[str, list[str]] = {
     "wal": ["tests/unit/test_wal.py", "tests/unit/test_db.py", SEED],
     "txn": ["tests/unit/test_db.py", "tests/unit/test_btree.py", "tests/unit/test_in_place.py", SEED],
     "btree": ["tests/unit/test_btree.py", "tests/unit/test_db.py", SEED],
-    "check": ["tests/unit/test_check.py", "tests/unit/test_db.py"],
+    "check": ["tests/unit/test_check.py", "tests/unit/test_check_exact.py", "tests/unit/test_db.py"],
     "db": ["tests/unit/test_db.py", "tests/unit/test_db_edges.py", "tests/unit/test_check.py", SEED],
     "errors": ["tests/unit/test_db.py", "tests/unit/test_disk_errors.py"],
     "syncpoints": ["tests/unit/test_syncpoints.py", SEED],
