@@ -244,3 +244,115 @@ def test_forget_closes_the_descriptor_without_unlocking(tmp_path):
     lock.forget()  # twice is harmless
     lock.release()  # and so is a release after it
     FileLock(path).release()  # the only descriptor closed, the lock went with it
+
+
+# -- file modes ------------------------------------------------------------------
+
+
+def test_new_files_are_created_rw_for_all_less_the_umask(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        DirectFile.open(tmp_path / "m.db", create=True, direct=False).close()
+        ReaderLock(tmp_path / "m.db-readers").close()
+    finally:
+        os.umask(umask)
+    for name in ("m.db", "m.db-readers"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+# -- the readers lock's states ---------------------------------------------------------
+
+
+def test_reader_lock_states(tmp_path):
+    # `held` is what a writer consults to know it holds the lock already:
+    # it must say exactly what this object holds
+    p = tmp_path / "s-readers"
+    lock = ReaderLock(p)
+    assert (lock.held, lock.forked) == (0, False)
+    lock.release()  # holding nothing: nothing to drop
+    assert lock.held == 0
+    lock.hold()
+    assert lock.held == fcntl.LOCK_SH
+    lock.release()
+    assert lock.held == 0
+    assert lock.exclusive(wait=False) and lock.held == fcntl.LOCK_EX
+    lock.close()
+    assert (lock.fd, lock.held) == (None, 0)
+    FileLock(p).release()  # closing dropped the lock
+
+
+def test_reader_lock_exclusive_waits_for_readers_when_asked(tmp_path):
+    p = tmp_path / "w-readers"
+    reader, writer = ReaderLock(p), ReaderLock(p)
+    reader.hold()
+    threading.Timer(0.1, reader.release).start()
+    assert writer.exclusive(wait=True)  # returns once the reader has gone
+    assert writer.held == fcntl.LOCK_EX and reader.held == 0
+    assert not reader.exclusive(wait=False) and reader.held == 0
+    writer.close()
+    reader.close()
+
+
+def test_reader_lock_creates_its_file_unless_told_not_to(tmp_path):
+    missing = tmp_path / "no" / "x-readers"
+    with pytest.raises(StorageIOError) as info:
+        ReaderLock(missing)  # create=True is the default: a writer needs the file
+    assert info.value.errno == errno.ENOENT
+    assert info.value.strerror == f"open {missing}: {os.strerror(errno.ENOENT)}"
+
+
+def test_reader_lock_other_lock_failures_are_storage_errors(tmp_path):
+    p = tmp_path / "e-readers"
+    lock = ReaderLock(p)
+    os.close(lock.fd)  # closed under it: flock now fails with EBADF
+    for mode in (fcntl.LOCK_SH, fcntl.LOCK_SH | fcntl.LOCK_NB):
+        with pytest.raises(StorageIOError) as info:
+            lock._flock(mode)  # a non-blocking request is refused only for a conflict
+        assert info.value.errno == errno.EBADF
+        assert info.value.strerror == f"lock {p}: {os.strerror(errno.EBADF)}"
+    lock.fd = None  # closed already
+
+
+def test_reader_lock_forget_closes_without_unlocking_and_refuses_after(tmp_path):
+    p = tmp_path / "f-readers"
+    lock = ReaderLock(p)
+    lock.hold()
+    fd = lock.fd
+    lock.forget()
+    assert (lock.fd, lock.held, lock.forked) == (None, 0, True)
+    with pytest.raises(OSError) as info:
+        os.fstat(fd)
+    assert info.value.errno == errno.EBADF
+    lock.forget()  # twice is harmless
+    assert lock.forked is True
+    want = f"{p}: lock inherited across fork(); open the database again"
+    for call in (lock.hold, lambda: lock.exclusive(wait=False)):
+        with pytest.raises(StorageIOError) as info:
+            call()
+        assert (info.value.errno, info.value.strerror) == (errno.EBADF, want)
+
+
+# -- the overlay's refusals ----------------------------------------------------------------
+
+
+def test_overlay_refuses_negative_offsets_and_use_after_close(tmp_path):
+    from engine.disk import Overlay
+
+    base = DirectFile.open(tmp_path / "o.db", create=True, direct=False)
+    base.write(0, b"base")
+    o = Overlay(base)
+    for call in (lambda: o.read_into(-1, memoryview(bytearray(1))), lambda: o.write(-1, b"x"),
+                 lambda: o.truncate(-1), lambda: o.extend(-1)):
+        with pytest.raises(StorageIOError) as info:
+            call()
+        assert (info.value.errno, info.value.strerror) == (errno.EINVAL, "overlay: negative offset -1")
+    o.write(0, b"B")
+    assert o.size() == 4
+    o.close()
+    o.close()  # twice is harmless
+    for call in (o.sync, o.size, lambda: o.read_into(0, memoryview(bytearray(1)))):
+        with pytest.raises(StorageIOError) as info:
+            call()
+        assert (info.value.errno, info.value.strerror) == (errno.EBADF, "overlay: file is closed")
+    with pytest.raises(StorageIOError):
+        base.size()  # closing the overlay closed its base
