@@ -21,7 +21,16 @@ import time
 
 import pytest
 
-from engine.disk import DirectFile, FileLock, ReaderLock, _describe, _lock_holders, fsync_dir
+from engine.disk import (
+    DirectFile,
+    FileLock,
+    ReaderLock,
+    _describe,
+    _lock_holders,
+    aligned_buffer,
+    fsync_dir,
+    reserved_buffer,
+)
 from engine.errors import DatabaseLockedError, StorageIOError
 
 ME = f"process {os.getpid()} (this process)"
@@ -356,3 +365,74 @@ def test_overlay_refuses_negative_offsets_and_use_after_close(tmp_path):
         assert (info.value.errno, info.value.strerror) == (errno.EBADF, "overlay: file is closed")
     with pytest.raises(StorageIOError):
         base.size()  # closing the overlay closed its base
+
+
+# -- across fork() ------------------------------------------------------------------
+
+
+def _in_child(fn) -> int:
+    """Run `fn` in a forked child; its return value (a small int) is the exit status."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not collected
+        code = 99
+        try:
+            code = fn()
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_a_forked_child_forgets_every_readers_lock(tmp_path):
+    p = tmp_path / "k-readers"
+    lock = ReaderLock(p)
+    lock.hold()
+    # in the child the lock is forgotten (not released: the parent keeps it)
+    assert _in_child(lambda: 0 if (lock.forked, lock.fd, lock.held) == (True, None, 0) else 1) == 0
+    assert (lock.forked, lock.held) == (False, fcntl.LOCK_SH)
+    other = ReaderLock(p)
+    assert not other.exclusive(wait=False), "the parent still holds its shared lock"
+    other.close()
+    lock.close()
+
+
+@pytest.mark.parametrize("make", [aligned_buffer, reserved_buffer])
+def test_buffers_are_private_to_the_process(make):
+    # a forked child writing into a frame must not change the parent's copy
+    mem = make(8192)
+    mem[:4] = b"mine"
+
+    def child() -> int:
+        mem[:4] = b"kids"
+        return 0
+
+    assert _in_child(child) == 0
+    assert mem[:4] == b"mine"
+    mem.close()
+
+
+@pytest.mark.parametrize("make", [aligned_buffer, reserved_buffer])
+def test_buffer_sizes_are_whole_pages(make):
+    with pytest.raises(AssertionError, match=rf"^{make.__name__}: size must be a multiple of 4096$"):
+        make(4096 + 512)
+
+
+def test_opening_a_directory_names_it(tmp_path):
+    with pytest.raises(StorageIOError) as info:
+        DirectFile.open(tmp_path, create=False, direct=False)
+    assert info.value.strerror == f"open {tmp_path}: {os.strerror(errno.EISDIR)}"
+
+
+def test_overlay_reads_zeros_where_the_base_was_cut_off(tmp_path):
+    from engine.disk import Overlay
+
+    base = DirectFile.open(tmp_path / "c.db", create=True, direct=False)
+    base.write(0, b"\xab" * (3 * 4096))
+    o = Overlay(base)
+    o.truncate(100)  # cuts the base off at 100
+    o.extend(3 * 4096)  # and grows again: zeros from 100 on
+    for at, n in ((0, 3 * 4096), (4096, 4096), (8192 + 7, 50), (50, 100)):
+        buf = bytearray(b"\xee" * n)  # what was in the caller's buffer must not show through
+        assert o.read_into(at, memoryview(buf)) == n
+        want = (b"\xab" * 100 + bytes(3 * 4096 - 100))[at:at + n]
+        assert bytes(buf) == want, (at, n)
+    o.close()

@@ -225,6 +225,7 @@ def test_direct_true_is_refused_and_auto_falls_back(fakefs):
     f = DirectFile.open("/data/d.db", create=True, direct="auto")
     try:
         assert f.direct is False
+        assert f.path == "/data/d.db"  # the path its error messages name
         f.write(10, b"fallback")
         buf = bytearray(8)
         assert f.read_into(10, memoryview(buf)) == 8 and bytes(buf) == b"fallback"
