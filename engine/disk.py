@@ -132,7 +132,7 @@ class DirectFile:
         if create and not read_only:
             flags |= os.O_CREAT
             created = not os.path.exists(path)
-        fd = cls._open_fd(path, flags, create)
+        fd = cls._open_fd(path, flags)
         if direct is False or not hasattr(os, "O_DIRECT"):
             if direct is True:  # pragma: no cover - only where os has no O_DIRECT (macOS)
                 os.close(fd)
@@ -153,7 +153,7 @@ class DirectFile:
         return cls(path, dfd, True)
 
     @staticmethod
-    def _open_fd(path: str, flags: int, create: bool) -> int:
+    def _open_fd(path: str, flags: int) -> int:
         try:
             return os.open(path, flags, 0o666)
         except FileNotFoundError:

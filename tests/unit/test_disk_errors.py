@@ -22,6 +22,7 @@ from engine.errors import StorageIOError
 def on_a_pipe(tmp_path):
     """A DirectFile (buffered) whose descriptor now refers to a pipe."""
     f = DirectFile.open(tmp_path / "p.db", create=True, direct=False)
+    assert f.path == str(tmp_path / "p.db")  # what the messages name
     f.write(0, b"x" * SECTOR)
     r, w = os.pipe()
     os.dup2(r, f.fd)
@@ -31,33 +32,37 @@ def on_a_pipe(tmp_path):
     os.close(w)
 
 
-def _raises(call, op: str, *codes: int) -> StorageIOError:
+def _raises(call, op: str, *codes: int, path=None) -> StorageIOError:
+    """The call raises a StorageIOError with one of `codes`, whose message
+    is "<op> <path>: <the system's words for the errno>" when `path` is given."""
     with pytest.raises(StorageIOError) as info:
         call()
     assert isinstance(info.value, OSError)
     assert info.value.errno in codes, info.value
     assert op in str(info.value)
+    if path is not None:
+        assert info.value.strerror == f"{op} {path}: {os.strerror(info.value.errno)}"
     return info.value
 
 
 def test_failed_sync_is_a_storage_error(on_a_pipe):
-    _raises(on_a_pipe.sync, "fsync", errno.EINVAL)
+    _raises(on_a_pipe.sync, "fsync", errno.EINVAL, path=on_a_pipe.path)
 
 
 def test_failed_truncate_is_a_storage_error(on_a_pipe):
-    _raises(lambda: on_a_pipe.truncate(0), "truncate", errno.EINVAL)
+    _raises(lambda: on_a_pipe.truncate(0), "truncate", errno.EINVAL, path=on_a_pipe.path)
 
 
 def test_failed_extend_is_a_storage_error(on_a_pipe):
     # a pipe's size is 0, so extend tries to allocate and the pipe's read end
     # refuses (EBADF: not open for writing; ESPIPE on kernels that check that first)
-    _raises(lambda: on_a_pipe.extend(8 * SECTOR), "extend", errno.EBADF, errno.ESPIPE)
+    _raises(lambda: on_a_pipe.extend(8 * SECTOR), "extend", errno.EBADF, errno.ESPIPE, path=on_a_pipe.path)
 
 
 def test_failed_positioned_io_is_a_storage_error(on_a_pipe):
-    _raises(lambda: on_a_pipe.write(0, b"y" * SECTOR), "write", errno.ESPIPE)
+    _raises(lambda: on_a_pipe.write(0, b"y" * SECTOR), "write", errno.ESPIPE, path=on_a_pipe.path)
     buf = bytearray(SECTOR)
-    _raises(lambda: on_a_pipe.read_into(0, memoryview(buf)), "read", errno.ESPIPE)
+    _raises(lambda: on_a_pipe.read_into(0, memoryview(buf)), "read", errno.ESPIPE, path=on_a_pipe.path)
 
 
 def test_failed_aligned_direct_io_is_not_retried_through_the_bounce_buffer(tmp_path):
@@ -73,8 +78,8 @@ def test_failed_aligned_direct_io_is_not_retried_through_the_bounce_buffer(tmp_p
         os.dup2(r, f.fd)
         mem = aligned_buffer(4096)
         view = memoryview(mem)
-        _raises(lambda: f.read_into(0, view), "read", errno.ESPIPE)
-        _raises(lambda: f.write(0, view), "write", errno.ESPIPE)
+        _raises(lambda: f.read_into(0, view), "read", errno.ESPIPE, path=tmp_path / "d.db")
+        _raises(lambda: f.write(0, view), "write", errno.ESPIPE, path=tmp_path / "d.db")
         view.release()
         mem.close()
     finally:
@@ -86,8 +91,8 @@ def test_failed_aligned_direct_io_is_not_retried_through_the_bounce_buffer(tmp_p
 def test_failed_stat_and_close_are_storage_errors(tmp_path):
     f = DirectFile.open(tmp_path / "c.db", create=True, direct=False)
     os.close(f.fd)  # closed under the file: every call now gets EBADF
-    _raises(f.size, "stat", errno.EBADF)
-    _raises(f.close, "close", errno.EBADF)
+    _raises(f.size, "stat", errno.EBADF, path=tmp_path / "c.db")
+    _raises(f.close, "close", errno.EBADF, path=tmp_path / "c.db")
     # the file counts as closed after the failed close: later calls say so
     _raises(f.size, "closed", errno.EBADF)
     f.close()  # and closing again is harmless
@@ -105,7 +110,8 @@ def test_fsync_dir_of_a_real_directory(tmp_path):
 
 def test_file_lock_on_a_path_through_a_file(tmp_path):
     (tmp_path / "plain").write_bytes(b"")
-    _raises(lambda: FileLock(tmp_path / "plain" / "x.db"), "open", errno.ENOTDIR)
+    _raises(lambda: FileLock(tmp_path / "plain" / "x.db"), "open", errno.ENOTDIR,
+            path=tmp_path / "plain" / "x.db")
 
 
 def test_file_lock_on_a_missing_file_is_file_not_found(tmp_path):

@@ -225,11 +225,26 @@ def test_direct_true_is_refused_and_auto_falls_back(fakefs):
     f = DirectFile.open("/data/d.db", create=True, direct="auto")
     try:
         assert f.direct is False
+        assert f.path == "/data/d.db"  # the path its error messages name
         f.write(10, b"fallback")
         buf = bytearray(8)
         assert f.read_into(10, memoryview(buf)) == 8 and bytes(buf) == b"fallback"
     finally:
         f.close()
+
+
+def test_a_refused_direct_open_leaves_the_files_as_they_were(fakefs):
+    # a file it created is removed again; a file that was there stays
+    with pytest.raises(StorageIOError) as info:
+        DirectFile.open("/data/new.db", create=True, direct=True)
+    assert info.value.strerror == "open /data/new.db: O_DIRECT refused by the filesystem (Invalid argument)"
+    assert not os.path.exists("/data/new.db")
+    fakefs.create_file("/data/old.db", contents=b"keep")
+    for create in (True, False):
+        with pytest.raises(StorageIOError):
+            DirectFile.open("/data/old.db", create=create, direct=True)
+        with open("/data/old.db", "rb") as f:
+            assert f.read() == b"keep"
 
 
 def test_engine_reports_the_fallback(fakefs):

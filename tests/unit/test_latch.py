@@ -135,9 +135,42 @@ def test_an_interrupted_writer_lets_the_readers_behind_it_go():
 def test_write_latch_is_not_reentrant():
     latch = RWLatch()
     latch.acquire_write()
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=r"^RWLatch\.acquire_write: not reentrant$"):
         latch.acquire_write()
     latch.release_write()
+
+
+def test_a_writer_that_queued_holds_the_latch_when_it_gets_it():
+    # the queued path (not the uncontended one) must record its holder, or a
+    # reader could walk in beside it
+    latch = RWLatch()
+    latch.acquire_write()
+    got = threading.Event()
+    go_on = threading.Event()
+    held: list[bool] = []
+
+    def writer():
+        latch.acquire_write()
+        held.append(latch.held_by_me())
+        got.set()
+        go_on.wait(WAIT)
+        latch.release_write()
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    for _ in range(1000):
+        if latch._waiting:  # read-only peek: the second writer is queued
+            break
+        threading.Event().wait(0.001)
+    latch.release_write()
+    assert got.wait(WAIT) and held == [True]
+    assert not latch.held_by_me() and not latch.idle()
+    _, reader = _start(lambda: (latch.acquire_read(), latch.release_read()))
+    assert not reader.wait(BRIEF), "a reader must wait while the queued writer holds the latch"
+    go_on.set()
+    assert reader.wait(WAIT)
+    t.join(WAIT)
+    assert latch.idle()
 
 
 def test_waiting_goes_through_the_sync_point_when_a_hook_is_installed():

@@ -11,7 +11,7 @@ def test_one_hook_at_a_time():
     seen: list[str] = []
     syncpoints.install(seen.append)
     try:
-        with pytest.raises(RuntimeError, match="already installed"):
+        with pytest.raises(RuntimeError, match=r"^install: a sync-point hook is already installed$"):
             syncpoints.install(lambda name: None)
         syncpoints.reach("wal.sync")
         assert seen == ["wal.sync"], "the first hook stays installed"
