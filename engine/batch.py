@@ -44,7 +44,7 @@ class Batch:
     def _recording(self) -> None:
         db = self._db
         if db._closed:
-            db._check()
+            db._ensure_usable()
         if self._state is not _OPEN:
             raise BatchStateError(f"batch used outside its with-block ({self._state})")
 
@@ -69,7 +69,7 @@ class Batch:
         return len(self._ops)
 
     def __enter__(self) -> Batch:
-        self._db._check_writable()
+        self._db._ensure_writable()
         if self._state is not _NEW:
             raise BatchStateError(f"a batch is used in one with-block only ({self._state})")
         self._state = _OPEN

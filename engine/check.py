@@ -134,7 +134,7 @@ class _Walk:
         except DragonDBError as exc:
             self.problems.append(f"{who}: page {pid}: {exc}")
             return None
-        for p in node.problems():
+        for p in node.check_invariants():
             self.problems.append(f"{who}: page {pid}: {p}")
         if node.keys and ((lo is not None and node.keys[0] < lo) or (hi is not None and node.keys[-1] >= hi)):
             self.problems.append(f"{who}: page {pid}: keys outside the separator bounds")

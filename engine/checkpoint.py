@@ -47,17 +47,17 @@ class Checkpoints:
     last_checkpoint_error: BaseException | None
 
     if TYPE_CHECKING:  # the database's own
-        def _check(self) -> None: ...
+        def _ensure_usable(self) -> None: ...
 
     def checkpoint(self) -> None:
         """Write dirty pages home and trim the log. Waits until the snapshots
         readers hold now have ended (docs/processes.md)."""
-        self._check()
+        self._ensure_usable()
         if self.read_only:
             return
         self._latch.acquire_write()
         try:
-            self._check()
+            self._ensure_usable()
             self._checkpoint_locked(wait=True)
         finally:
             self._latch.release_write()

@@ -175,7 +175,7 @@ class Node:
         n.next, n.prev, n.size, n.lsn = self.next, self.prev, self.size, self.lsn
         return n
 
-    def problems(self) -> list[str]:
+    def check_invariants(self) -> list[str]:
         """Invariants of one node, each violated one reported:
         keys strictly ascending, each of 1..MAX_KEY_SIZE bytes; size equals the
         sum of cell sizes and fits the page; leaf: len(vals) == len(keys), no
@@ -243,7 +243,7 @@ def set_lsn(page: bytearray | memoryview, lsn: int) -> None:
     seal(page)
 
 
-def _check(page: bytes | memoryview, expect: int, page_id: int) -> None:
+def _expect_page(page: bytes | memoryview, expect: int, page_id: int) -> None:
     if not verify(page):
         raise CorruptionError(f"page {page_id}: checksum mismatch")
     if page[4] != expect:
@@ -255,7 +255,7 @@ def _check(page: bytes | memoryview, expect: int, page_id: int) -> None:
 def encode_node(node: Node, page: bytearray | memoryview) -> None:
     """Write `node` compactly (no garbage) into `page` and seal it.
 
-    pre: len(page) >= PAGE_SIZE and node.problems() == []
+    pre: len(page) >= PAGE_SIZE and node.check_invariants() == []
     pre: not node.leaf or all(type(v) is bytes or (type(v) is Overflow and 0 <= v.page < 2**32 and 0 <= v.length < 2**32) for v in node.vals)
     pre: all(0 <= c < 2**32 for c in node.children) and 0 <= node.next < 2**32 and 0 <= node.prev < 2**32 and 0 <= node.lsn < 2**64
     post[page]: verify(page) and accounting_ok(page)
@@ -311,7 +311,7 @@ def _node_header(data: bytes, page_id: int, types: tuple[int, ...], what: str) -
 
 def decode_node(page: bytes | bytearray | memoryview, page_id: int = -1) -> Node:
     """Decode a leaf or internal page; `CorruptionError` on any inconsistency,
-    including anything `Node.problems` forbids: the page may be crafted."""
+    including anything `Node.check_invariants` forbids: the page may be crafted."""
     data = bytes(page)
     _, ptype, _, n, _, _, _, _, lsn, nxt, prev = _node_header(data, page_id, (LEAF, INTERNAL), "node")
     offsets = struct.unpack_from(f"<{n}H", data, HEADER_SIZE)
@@ -466,7 +466,7 @@ class Meta:
         self.checkpoint_lsn = checkpoint_lsn
         self.trees = trees if trees is not None else {}  # name -> (root page id, key count)
 
-    def problems(self) -> list[str]:
+    def check_invariants(self) -> list[str]:
         """What no engine writes, each violated one reported:
         page_count >= 1 (page 0 is this page); freelist_head and free_count below page_count;
         each tree: a name of 1..255 UTF-8 bytes; root below page_count;
@@ -495,7 +495,7 @@ def encode_meta(meta: Meta, page: bytearray | memoryview) -> None:
     """Write the metadata page and seal it.
 
     pre: len(page) >= PAGE_SIZE and Meta.trees_size(meta.trees) <= META_TREES_ROOM
-    pre: meta.problems() == []
+    pre: meta.check_invariants() == []
     pre: all(0 <= x < 2**32 for x in (meta.page_count, meta.freelist_head, meta.free_count)) and 0 <= meta.checkpoint_lsn < 2**64
     pre: all(len(name.encode()) < 256 and 0 <= root < 2**32 and 0 <= count < 2**64 for name, (root, count) in meta.trees.items())
     post[page]: verify(page) and has_magic(page)
@@ -529,12 +529,12 @@ def magic_flips(page: bytes | bytearray | memoryview) -> int:
 
 def decode_meta(page: bytes | bytearray | memoryview) -> Meta:
     """The metadata page; `NotADatabaseError` without the magic or with
-    another format, `CorruptionError` on damage or on fields `Meta.problems` refuses."""
+    another format, `CorruptionError` on damage or on fields `Meta.check_invariants` refuses."""
     data = bytes(page[:PAGE_SIZE])
     if len(data) < PAGE_SIZE or not has_magic(data):
         from engine.errors import NotADatabaseError
         raise NotADatabaseError("not a DragonDB file (bad magic)")
-    _check(data, META, 0)
+    _expect_page(data, META, 0)
     magic, version, psize, count, head, nfree, ntrees, _, ckpt = _META_FIXED.unpack_from(data, 32)
     if version != FORMAT_VERSION or psize != PAGE_SIZE:
         from engine.errors import NotADatabaseError
@@ -552,7 +552,7 @@ def decode_meta(page: bytes | bytearray | memoryview) -> Meta:
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise CorruptionError("metadata page: tree table is malformed") from exc
     meta = Meta(count, head, nfree, ckpt, trees)
-    problems = meta.problems()
+    problems = meta.check_invariants()
     if problems:
         raise CorruptionError("metadata page: " + "; ".join(problems))
     return meta
@@ -577,7 +577,7 @@ def encode_overflow(payload: bytes | memoryview, next_page: int, page: bytearray
 
 def decode_overflow(page: bytes | bytearray | memoryview, page_id: int = -1) -> tuple[bytes, int]:
     """(payload, next page id)."""
-    _check(page, OVERFLOW, page_id)
+    _expect_page(page, OVERFLOW, page_id)
     _, _, _, _, n, _, _, _, _, nxt, _ = _HEADER.unpack_from(page, 0)
     if n > OVERFLOW_PAYLOAD:
         raise CorruptionError(f"page {page_id}: overflow length {n} too large")
@@ -602,7 +602,7 @@ def encode_freelist(ids: list[int], next_page: int, page: bytearray | memoryview
 
 def decode_freelist(page: bytes | bytearray | memoryview, page_id: int = -1) -> tuple[list[int], int]:
     """(page ids held, next trunk page id)."""
-    _check(page, FREELIST, page_id)
+    _expect_page(page, FREELIST, page_id)
     n = _U16.unpack_from(page, 6)[0]
     if n > FREELIST_CAPACITY:
         raise CorruptionError(f"page {page_id}: free-list count {n} too large")

@@ -93,7 +93,7 @@ class PageInfo:
 class Database(Recovery, Snapshots, Writes, Checkpoints):
     """An open database file. Share it between threads freely."""
 
-    # Set by `_open`; None only before it and after `close()`, when `_check` raises first.
+    # Set by `_open`; None only before it and after `close()`, when `_ensure_usable` raises first.
     _data: BlockFile
     _wal: Wal
     _pool: BufferPool
@@ -161,7 +161,7 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
         self._closed = False
         _open_databases.add(self)
 
-    def _check(self) -> None:
+    def _ensure_usable(self) -> None:
         if self._closed:
             if self._forked:
                 raise ForkedError(f"{self.path}: opened in process {self._pid} before a fork(); "
@@ -170,8 +170,8 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
         if self._wal is not None and self._wal.failed:
             raise NeedsRecoveryError(f"{self.path}: a sync failed; close and reopen the database to recover")
 
-    def _check_writable(self) -> None:
-        self._check()
+    def _ensure_writable(self) -> None:
+        self._ensure_usable()
         if self.read_only:
             raise ReadOnlyError(f"{self.path}: opened read-only")
 
@@ -180,7 +180,7 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
     def tree(self, name: str = "default", create: bool = True) -> Tree:
         """The tree called `name`, created if missing (unless `create=False`)."""
         name = as_tree_name(name)
-        self._check()
+        self._ensure_usable()
         with self._snapshot():
             missing = name not in self._trees
         if missing:
@@ -193,28 +193,28 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
         return handle
 
     def trees(self) -> list[str]:
-        self._check()
+        self._ensure_usable()
         with self._snapshot():
             return sorted(self._trees)
 
     def drop_tree(self, name: str) -> None:
         """Free every page of tree `name`; KeyError if there is none."""
         name = as_tree_name(name)
-        self._check_writable()
+        self._ensure_writable()
         if name not in self._trees:
             raise KeyError(name)
         self._write(drop_tree, name)
 
     def batch(self) -> Batch:
         """An all-or-nothing group of writes across trees, one commit."""
-        self._check_writable()
+        self._ensure_writable()
         return Batch(self)
 
     # -- durability and maintenance ----------------------------------------------
 
     def commit(self) -> None:
         """Make every completed write durable now (fsync the log)."""
-        self._check()
+        self._ensure_usable()
         if not self.read_only:
             wal = self._wal
             try:
@@ -237,11 +237,11 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
     def check(self, strict: bool = False) -> CheckReport:
         """Walk every invariant; see docs/architecture.md. A read-only handle
         checks the committed state it sees (one snapshot)."""
-        self._check()
+        self._ensure_usable()
         with self._snapshot():
             self._latch.acquire_write()
             try:
-                self._check()  # again: close() may have released the pool meanwhile
+                self._ensure_usable()  # again: close() may have released the pool meanwhile
                 report = check_database(self._pool, self._pager, self._trees)
             finally:
                 self._latch.release_write()
@@ -250,11 +250,11 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
         return report
 
     def stats(self) -> Stats:
-        self._check()
+        self._ensure_usable()
         with self._snapshot():
             self._latch.acquire_read()  # close() must not shut the files under it
             try:
-                self._check()
+                self._ensure_usable()
                 return self._stats()
             finally:
                 self._latch.release_read()
@@ -284,11 +284,11 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
     def tree_stats(self) -> dict[str, TreeStats]:
         """Per tree, its key count and height (levels; 0 before its first
         put), from one committed state; reads one page per level."""
-        self._check()
+        self._ensure_usable()
         with self._snapshot():
             self._latch.acquire_read()
             try:
-                self._check()
+                self._ensure_usable()
                 return {name: {"keys": e.count, "height": btree.height(self._pool, e.root)}
                         for name, e in sorted(self._trees.items())}
             finally:
@@ -297,7 +297,7 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
     def tree_levels(self, name: str, depth: int | None = None) -> list[list[PageInfo]]:
         """The pages of tree `name` level by level, root first; with `depth`,
         the first `depth` levels only (deeper pages are not read)."""
-        self._check()
+        self._ensure_usable()
         with self._snapshot():
             return self._tree_levels(name, depth)
 
@@ -306,7 +306,7 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
             raise KeyError(name)
         self._latch.acquire_read()
         try:
-            self._check()
+            self._ensure_usable()
             if name not in self._trees:
                 raise KeyError(name)
             out = []
@@ -327,7 +327,7 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
         """Checkpoint and close; idempotent."""
         if self._closed:
             if self._forked:
-                self._check()  # raises: a child must not checkpoint or unlock the parent's file
+                self._ensure_usable()  # raises: a child must not checkpoint or unlock the parent's file
             return
         self._latch.acquire_write()
         try:
@@ -382,7 +382,7 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
         return self._closed
 
     def __enter__(self) -> Database:
-        self._check()
+        self._ensure_usable()
         return self
 
     def __exit__(self, *exc: object) -> None:

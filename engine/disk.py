@@ -161,7 +161,7 @@ class DirectFile:
         except OSError as exc:
             raise _io_error("open", path, exc) from exc
 
-    def _check(self) -> None:
+    def _ensure_open(self) -> None:
         if self._closed:
             raise StorageIOError(errno.EBADF, f"{self.path}: file is closed")
 
@@ -177,7 +177,7 @@ class DirectFile:
         return self._bounce
 
     def read_into(self, offset: int, buf: memoryview) -> int:
-        self._check()
+        self._ensure_open()
         n = len(buf)
         try:
             if not self.direct:
@@ -201,7 +201,7 @@ class DirectFile:
             raise _io_error("read", self.path, exc) from exc
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
-        self._check()
+        self._ensure_open()
         n = len(data)
         try:
             if not self.direct:
@@ -252,21 +252,21 @@ class DirectFile:
             os.ftruncate(self.fd, max(end_size, offset + n))
 
     def sync(self) -> None:
-        self._check()
+        self._ensure_open()
         try:
             _fdatasync(self.fd)  # flushes data and the size; skips mtime, 3x faster here
         except OSError as exc:
             raise _io_error("fsync", self.path, exc) from exc
 
     def size(self) -> int:
-        self._check()
+        self._ensure_open()
         try:
             return os.fstat(self.fd).st_size
         except OSError as exc:
             raise _io_error("stat", self.path, exc) from exc
 
     def extend(self, new_size: int) -> None:
-        self._check()
+        self._ensure_open()
         try:
             if new_size > os.fstat(self.fd).st_size:
                 if hasattr(os, "posix_fallocate"):  # pragma: no branch - Linux has it; the fallback is for macOS
@@ -281,14 +281,14 @@ class DirectFile:
             raise _io_error("extend", self.path, exc) from exc
 
     def truncate(self, new_size: int) -> None:
-        self._check()
+        self._ensure_open()
         try:
             os.ftruncate(self.fd, new_size)
         except OSError as exc:
             raise _io_error("truncate", self.path, exc) from exc
 
     def rename(self, new_path: str) -> None:
-        self._check()
+        self._ensure_open()
         try:
             os.replace(self.path, new_path)
         except OSError as exc:
@@ -296,7 +296,7 @@ class DirectFile:
         self.path = new_path
 
     def sync_dir(self) -> None:
-        self._check()
+        self._ensure_open()
         fsync_dir(self.path)
 
     def close(self) -> None:
@@ -335,7 +335,7 @@ class Overlay:
         self._floor = self._size  # the base's bytes from here on were cut off
         self._closed = False
 
-    def _check(self, offset: int = 0) -> None:
+    def _ensure_open(self, offset: int = 0) -> None:
         if self._closed:
             raise StorageIOError(errno.EBADF, "overlay: file is closed")
         if offset < 0:
@@ -357,7 +357,7 @@ class Overlay:
         view[got:] = bytes(len(view) - got)
 
     def read_into(self, offset: int, buf: memoryview) -> int:
-        self._check(offset)
+        self._ensure_open(offset)
         n = max(0, min(len(buf), self._size - offset))
         view = memoryview(buf).cast("B")
         pos = 0
@@ -379,7 +379,7 @@ class Overlay:
         return n
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
-        self._check(offset)
+        self._ensure_open(offset)
         data = memoryview(data).cast("B")
         pos = 0
         while pos < len(data):
@@ -390,18 +390,18 @@ class Overlay:
         self._size = max(self._size, offset + len(data))
 
     def sync(self) -> None:
-        self._check()
+        self._ensure_open()
 
     def size(self) -> int:
-        self._check()
+        self._ensure_open()
         return self._size
 
     def extend(self, new_size: int) -> None:
-        self._check(new_size)
+        self._ensure_open(new_size)
         self._size = max(self._size, new_size)
 
     def truncate(self, new_size: int) -> None:
-        self._check(new_size)
+        self._ensure_open(new_size)
         if new_size < self._floor:
             b, off = divmod(new_size, self._BLOCK)
             if off:
@@ -415,11 +415,11 @@ class Overlay:
         self._size = new_size
 
     def rename(self, new_path: str) -> None:
-        self._check()
+        self._ensure_open()
         raise StorageIOError(errno.EROFS, f"overlay: a read-only file keeps its name (not {new_path!r})")
 
     def sync_dir(self) -> None:
-        self._check()
+        self._ensure_open()
 
     def close(self) -> None:
         if not self._closed:

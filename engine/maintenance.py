@@ -74,7 +74,7 @@ def backup(db, dest) -> None:
     dest = os.fspath(dest)
     if any(_same_file(dest, p) for p in (db.path, db.path + "-wal")):
         raise BackupTargetError(f"backup: {dest!r} is the database itself or its log")
-    db._check()
+    db._ensure_usable()
     tmp = dest + ".tmp"
     with db._snapshot():  # a read-only handle copies the one committed state it sees
         out = _backup_to(db, tmp)
@@ -95,7 +95,7 @@ def _backup_to(db, tmp: str):
     copy goes through the database's opener, as every file of it does."""
     db._latch.acquire_write()
     try:
-        db._check()
+        db._ensure_usable()
         db._checkpoint_locked()
         out = db._opener(tmp, True)
         try:
@@ -232,10 +232,10 @@ def _items(pool, root: int) -> tuple[list[bytes], list[bytes]]:
 def compact(db) -> CompactResult:
     """Rewrite the database packed, giving free pages back to the file
     system; returns {"pages_before", "pages_after"}."""
-    db._check_writable()
+    db._ensure_writable()
     db._latch.acquire_write()
     try:
-        db._check_writable()
+        db._ensure_writable()
         db._checkpoint_locked()
         wal, pager, pool = db._wal, db._pager, db._pool
         before = pager.page_count

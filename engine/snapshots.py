@@ -48,7 +48,7 @@ class Snapshots:
     _seen_lsn: int  # the last commit a reader's state holds: it never goes back
 
     if TYPE_CHECKING:  # the database's own, `recovery.Recovery`'s, `writes.Writes`'s
-        def _check(self) -> None: ...
+        def _ensure_usable(self) -> None: ...
         def _open(self, create: bool) -> None: ...
         def _replay(self, ops: list, lsn: int) -> None: ...
         def _replay_in_place(self, op: tuple, lsn: int) -> bool: ...
@@ -57,7 +57,7 @@ class Snapshots:
         """Start a snapshot: the readers lock held shared and, when no other
         read of this handle is in progress, the state brought up to the log."""
         with self._snap_mutex:
-            self._check()
+            self._ensure_usable()
             rlock = self._rlock or _NO_LOCK  # a database on no real path (an opener's own files)
             if rlock.forked:  # a child's snapshot count and lock are its parent's
                 rlock.hold()  # raises

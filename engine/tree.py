@@ -72,7 +72,7 @@ class Tree(MutableMapping[bytes, bytes]):
         latch = db._latch
         latch.acquire_read()
         try:
-            db._check()
+            db._ensure_usable()
             value = btree.get(db._pool, self._entry().root, key)
         finally:
             latch.release_read()
@@ -103,7 +103,7 @@ class Tree(MutableMapping[bytes, bytes]):
         db = self._db
         db._latch.acquire_read()  # a batch updates the count key by key under the write latch
         try:
-            db._check()
+            db._ensure_usable()
             return self._entry().count
         finally:
             db._latch.release_read()
@@ -127,7 +127,7 @@ class Tree(MutableMapping[bytes, bytes]):
         `prefix`), ascending or, with `reverse`, descending. The tree may
         change meanwhile: the walk resumes after the last key it returned."""
         lo, hi, pre = as_bound(start), as_bound(end), as_bound(prefix)
-        self._db._check()
+        self._db._ensure_usable()
         self._entry()
         if pre is not None:
             if lo is None or lo < pre:
@@ -146,7 +146,7 @@ class Tree(MutableMapping[bytes, bytes]):
             latch = db._latch
             latch.acquire_read()
             try:
-                db._check()
+                db._ensure_usable()
                 version = db._version
                 items, done = btree.chunk(db._pool, self._entry().root, lo, hi, after, reverse)
             finally:
@@ -171,7 +171,7 @@ class Tree(MutableMapping[bytes, bytes]):
         db = self._db
         db._latch.acquire_read()
         try:
-            db._check()
+            db._ensure_usable()
             return btree.edge(db._pool, self._entry().root, last)
         finally:
             db._latch.release_read()
@@ -190,7 +190,7 @@ class Tree(MutableMapping[bytes, bytes]):
         tree holding keys `TreeNotEmptyError`; each changes nothing."""
         keys, vals = bulk.check_items(items, as_key, as_value, MAX_VALUE_SIZE)
         db = self._db
-        db._check_writable()
+        db._ensure_writable()
         self._entry()
         if not db._write(bulk.load, self.name, keys, vals):
             raise TreeNotEmptyError(f"load: tree {self.name!r} holds {len(self)} keys; load fills an empty tree")
@@ -213,7 +213,7 @@ class Tree(MutableMapping[bytes, bytes]):
                     raise type(exc)(f"update: item #{i} is not a (key, value) pair") from exc
                 pairs.append((as_key(k), as_value(v)))
         pairs += [(as_key(k), as_value(v)) for k, v in kw.items()]
-        self._db._check_writable()
+        self._db._ensure_writable()
         self._entry()
         if pairs:
             self._db._write(bulk.update, self.name, pairs)

@@ -59,8 +59,8 @@ class Writes:
     checkpoint_bytes: int
 
     if TYPE_CHECKING:  # the database's own, and `checkpoint.Checkpoints`'s
-        def _check(self) -> None: ...
-        def _check_writable(self) -> None: ...
+        def _ensure_usable(self) -> None: ...
+        def _ensure_writable(self) -> None: ...
         def _auto_checkpoint(self) -> None: ...
 
     def _txn(self) -> Txn:
@@ -68,11 +68,11 @@ class Writes:
 
     def _write(self, fn, *args):
         """Run `fn(txn, *args)` as one atomic commit (rule 2)."""
-        self._check_writable()
+        self._ensure_writable()
         latch = self._latch
         latch.acquire_write()
         try:
-            self._check_writable()
+            self._ensure_writable()
             result, lsn = self._run_txn(fn, args)
         finally:
             latch.release_write()
@@ -90,7 +90,7 @@ class Writes:
         try:
             wal = self._wal
             if self._closed or self.read_only or wal.failed:
-                self._check_writable()  # raises the right error
+                self._ensure_writable()  # raises the right error
             entry = self._trees.get(name)
             if entry is None or not entry.root or (planned := btree.in_place(self._pool, entry.root, key, value)) is None:
                 found, lsn = self._run_txn(delete if value is None else put, (name, key, value))

@@ -161,11 +161,11 @@ def _encoded(node: Node) -> bytearray:
 
 @given(st.one_of(leaf_nodes(), internal_nodes()))
 def test_node_round_trip_and_exact_accounting(node):
-    assert node.problems() == []
+    assert node.check_invariants() == []
     page = _encoded(node)
     back = codec.decode_node(page, 7)
     assert _fields(back) == _fields(node)
-    assert back.size == node.size and back.problems() == []
+    assert back.size == node.size and back.check_invariants() == []
     assert codec.page_type(page) == (LEAF if node.leaf else INTERNAL)
     n, fs, fe, garbage = struct.unpack_from("<HHHH", page, 6)
     # header + slot array + cell bytes + garbage + gap == page size
@@ -218,7 +218,7 @@ def test_node_of_exactly_one_page_fits_and_one_byte_more_does_not():
     page = _encoded(node)
     assert codec.free_space(page) == 0 and struct.unpack_from("<HH", page, 8) == (40, 40)
     over = Node(True, node.keys, node.vals[:3] + [b"v"])
-    assert over.problems() == [f"size {USABLE + 1} exceeds page"]
+    assert over.check_invariants() == [f"size {USABLE + 1} exceeds page"]
     with pytest.raises(AssertionError, match="encode_node"):
         codec.encode_node(over, bytearray(PAGE_SIZE))
 

@@ -118,21 +118,21 @@ def test_node_copy_is_equal_and_independent():
 
 def test_node_problems_name_each_broken_invariant():
     assert Node(True).lsn == 0 and Node(True).next == 0 and Node(True).prev == 0
-    assert Node(True, [b"a", b"b"], [b"1", b"2"]).problems() == []
-    assert Node(True, [b"a", b"a"], [b"1", b"2"]).problems() == ["keys not strictly ascending"]
-    assert Node(True, [b"b", b"a"], [b"1", b"2"]).problems() == ["keys not strictly ascending"]
+    assert Node(True, [b"a", b"b"], [b"1", b"2"]).check_invariants() == []
+    assert Node(True, [b"a", b"a"], [b"1", b"2"]).check_invariants() == ["keys not strictly ascending"]
+    assert Node(True, [b"b", b"a"], [b"1", b"2"]).check_invariants() == ["keys not strictly ascending"]
     sized = Node(True, [b"a"], [b"1"])
     sized.size = 5
-    assert sized.problems() == [f"size 5 != computed {sized.compute_size()}"]
+    assert sized.check_invariants() == [f"size 5 != computed {sized.compute_size()}"]
     big = Node(True, [b"a"], [b"1"])
     big.size = big.compute_size()
     big.vals = [b"x" * codec.USABLE]
     big.size = big.compute_size()
-    assert big.problems() == ["inline cell larger than MAX_LEAF_CELL", f"size {big.size} exceeds page"]
+    assert big.check_invariants() == ["inline cell larger than MAX_LEAF_CELL", f"size {big.size} exceeds page"]
     uneven = Node(True, [b"a", b"b"], [b"1"])
-    assert uneven.problems() == ["leaf keys/vals length mismatch"]
-    assert Node(False, [b"m"], children=[4]).problems() == ["internal children != keys + 1"]
-    assert Node(False, [b"m"], children=[4, 0]).problems() == ["internal node points at page 0"]
+    assert uneven.check_invariants() == ["leaf keys/vals length mismatch"]
+    assert Node(False, [b"m"], children=[4]).check_invariants() == ["internal children != keys + 1"]
+    assert Node(False, [b"m"], children=[4, 0]).check_invariants() == ["internal node points at page 0"]
 
 
 def test_encoded_node_header_and_cell_kinds():
