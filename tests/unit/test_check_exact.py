@@ -126,14 +126,19 @@ def test_two_trees_owning_one_page(tmp_path):
     ], pages_double_owned=1, trees=4)
 
 
-def test_trees_are_walked_by_name(tmp_path):
-    # the file stores trees sorted, but the table in memory is in creation
-    # order: the report must not depend on it
+def _check_with_table(tmp_path, trees: dict[str, TreeEntry]):
+    """The sound file checked against the tree table `trees` instead of its own."""
     path = str(tmp_path / "x.db")
     _build(path, _sound())
     with engine.open(path, create=False, sync="off") as db:
-        trees = {"b": TreeEntry(12, 1), "t": TreeEntry(9, 18), "a": TreeEntry(12, 1), "e": TreeEntry(0, 0)}
-        report = check_database(db._pool, db._pager, trees)
+        return check_database(db._pool, db._pager, trees)
+
+
+def test_trees_are_walked_by_name(tmp_path):
+    # the file stores trees sorted, but the table in memory is in creation
+    # order: the report must not depend on it
+    report = _check_with_table(tmp_path, {"b": TreeEntry(12, 1), "t": TreeEntry(9, 18), "a": TreeEntry(12, 1),
+                                           "e": TreeEntry(0, 0)})
     _expect(report, [
         "page 12 owned twice: tree 'a' and tree 'b'",
         "tree 'b': 0 keys but count says 1",
@@ -143,11 +148,8 @@ def test_trees_are_walked_by_name(tmp_path):
 def test_a_tree_with_no_root_but_a_count(tmp_path):
     # impossible on disk (the metadata page is refused at open), so the
     # checker is handed the tree table directly
-    path = str(tmp_path / "x.db")
-    _build(path, _sound())
-    with engine.open(path, create=False, sync="off") as db:
-        trees = {"t": TreeEntry(9, 18), "a": TreeEntry(12, 1), "e": TreeEntry(0, 3), "f": TreeEntry(0, 0)}
-        report = check_database(db._pool, db._pager, trees)
+    report = _check_with_table(tmp_path, {"t": TreeEntry(9, 18), "a": TreeEntry(12, 1), "e": TreeEntry(0, 3),
+                                           "f": TreeEntry(0, 0)})
     _expect(report, ["tree 'e': no root but count 3"], trees=4)
 
 
