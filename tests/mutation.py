@@ -59,7 +59,7 @@ SUBSETS: dict[str, list[str]] = {
     "latch": ["tests/unit/test_latch.py", "tests/unit/test_bufferpool.py"],
     "bufferpool": ["tests/unit/test_bufferpool.py", "tests/unit/test_io_batching.py",
                    "tests/unit/test_in_place.py", SEED],
-    "wal": ["tests/unit/test_wal.py", "tests/unit/test_db.py", SEED],
+    "wal": ["tests/unit/test_wal.py", "tests/unit/test_wal_exact.py", "tests/unit/test_db.py", SEED],
     "txn": ["tests/unit/test_db.py", "tests/unit/test_btree.py", "tests/unit/test_in_place.py", SEED],
     "overflow": ["tests/unit/test_overflow.py", "tests/unit/test_btree.py", "tests/unit/test_check.py"],
     "btree": ["tests/unit/test_btree.py", "tests/unit/test_db.py", SEED],
