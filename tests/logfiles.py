@@ -3,12 +3,12 @@ that records its calls, builders of logs, payloads and page images."""
 
 from __future__ import annotations
 
-from engine.codec import PAGE_SIZE, seal
+from engine.codec import PAGE_SIZE, Meta, encode_meta, seal
 from engine.disk import SECTOR, DirectFile
 from engine.wal import OP_PUT, Wal, encode_ops
 from faults.io import FaultPlan
 
-__all__ = ["REC", "SpyFile", "faulty_wal", "flip", "new_wal", "next_sector", "page_image", "put_payload"]
+__all__ = ["REC", "SpyFile", "faulty_wal", "flip", "meta_image", "new_wal", "next_sector", "page_image", "put_payload"]
 
 REC = 25  # record header bytes: length u32 | crc u32 | lsn u64 | durable u64 | type u8
 
@@ -64,6 +64,15 @@ def new_wal(tmp_path, sync: str = "off", name: str = "log") -> Wal:
 
 def page_image(fill: int) -> bytes:
     image = bytearray([fill]) * PAGE_SIZE
+    seal(image)
+    return bytes(image)
+
+
+def meta_image(page_count: int) -> bytes:
+    """A sealed metadata page of a database of `page_count` pages, as every
+    checkpoint holds."""
+    image = bytearray(PAGE_SIZE)
+    encode_meta(Meta(page_count=page_count), image)
     seal(image)
     return bytes(image)
 

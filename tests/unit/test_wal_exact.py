@@ -11,7 +11,17 @@ import errno
 import zlib
 
 import pytest
-from logfiles import REC, SpyFile, faulty_wal, flip, new_wal, next_sector, page_image, put_payload
+from logfiles import (
+    REC,
+    SpyFile,
+    faulty_wal,
+    flip,
+    meta_image,
+    new_wal,
+    next_sector,
+    page_image,
+    put_payload,
+)
 
 from engine.codec import MAX_KEY_SIZE, PAGE_SIZE
 from engine.disk import SECTOR, DirectFile
@@ -23,6 +33,7 @@ from engine.wal import (
     OP_PUT,
     SPILL,
     LoggedStore,
+    RecoveryPlan,
     Wal,
     decode_ops,
     encode_ops,
@@ -108,7 +119,7 @@ def test_start_resumes_after_the_valid_records_and_past_their_sector(tmp_path):
     data = again.read_all()
     base, records, end = scan(data)
     again.start(base, end, records[-1].lsn, data)
-    assert (again.lsn, again.durable_lsn, again.end) == (3, 3, end)
+    assert (again.base_lsn, again.lsn, again.durable_lsn, again.end) == (0, 3, 3, end)
     assert again.commit(put_payload(3)) == 4
     records = scan(again.read_all())[1]
     assert [r.lsn for r in records] == [1, 2, 3, 4]
@@ -142,6 +153,7 @@ def test_start_without_an_end_is_a_fresh_header(tmp_path):
     data = wal.read_all()
     assert len(data) == HEADER_BYTES and scan(data) == (9, [], HEADER_BYTES)
     assert (wal.base_lsn, wal.lsn, wal.end) == (9, 9, HEADER_BYTES)
+    assert wal.syncs == 0, "the open that starts a log syncs it itself, later"
     assert wal.commit(put_payload(1)) == 10
     wal.close()
 
@@ -331,6 +343,23 @@ def test_a_damaged_last_record_is_a_torn_tail(tmp_path):
     assert end == records[1].payload_at + records[1].length, "appends resume after the last good one"
 
 
+def test_lsn_bytes_inside_payloads_do_not_hide_the_voucher(tmp_path):
+    """The search for a later record that vouches goes through every place
+    its LSN's bytes occur, in order: payload bytes that happen to spell the
+    LSN, before and after the real record, are stepped over."""
+    spell = (3).to_bytes(8, "little") + (4).to_bytes(8, "little")
+    wal = new_wal(tmp_path)
+    wal.sync_to(wal.commit(put_payload(0)), force=True)
+    wal.sync_to(wal.commit(encode_ops([(OP_PUT, "t", b"two", spell)])), force=True)
+    wal.commit(put_payload(3))  # LSN 3 says 2 was durable
+    wal.commit(encode_ops([(OP_PUT, "t", b"four", spell)]))  # and so does LSN 4
+    data = wal.read_all()
+    wal.close()
+    records = scan(data)[1]
+    with pytest.raises(CorruptionError, match="record 2 .*record 3 says"):
+        scan(flip(data, records[1].payload_at + 3))
+
+
 def test_a_damaged_record_no_later_one_vouches_for_ends_the_scan(tmp_path):
     wal = new_wal(tmp_path)
     for i in range(4):
@@ -474,6 +503,65 @@ def test_a_short_spill_read_is_corruption(tmp_path):
     wal.file.truncate(wal.spilled[2] + PAGE_SIZE - 1)
     with pytest.raises(CorruptionError, match="page 2"):
         wal.read_spill(2, memoryview(bytearray(PAGE_SIZE)))
+    wal.close()
+
+
+def test_stray_checkpoint_records_are_ignored_by_the_plan(tmp_path):
+    """An image or an end with no CKPT_BEGIN before it (a crafted log) makes
+    no checkpoint: the commits around them are all redone."""
+    wal = new_wal(tmp_path)
+    wal.commit(put_payload(0))
+    wal.checkpoint_end(0, durable=False)
+    wal.checkpoint_image(1, page_image(1))
+    wal.commit(put_payload(1))
+    data = wal.read_all()
+    plan = RecoveryPlan(data, scan(data)[1])
+    assert plan.images == [] and [r.lsn for r in plan.commits] == [1, 4]
+    # and after a complete checkpoint: its images stay, the strays change nothing
+    wal.checkpoint_begin(1)
+    wal.checkpoint_image(0, meta_image(16))
+    wal.checkpoint_end(1, durable=False)
+    wal.commit(put_payload(2))
+    wal.checkpoint_image(2, page_image(2))
+    wal.checkpoint_end(0, durable=False)
+    wal.commit(put_payload(3))
+    data = wal.read_all()
+    wal.close()
+    plan = RecoveryPlan(data, scan(data)[1])
+    assert [pid for pid, _ in plan.images] == [0]
+    assert [r.lsn for r in plan.commits] == [8, 11]
+
+
+@pytest.mark.parametrize("image, message", [
+    (1, "log: a checkpoint without the metadata page's image"),
+    (0, "log: checkpoint image of the metadata page: not a DragonDB file (bad magic)"),
+], ids=["no-metadata", "metadata-not-a-meta-page"])
+def test_the_plan_says_what_is_wrong_with_a_checkpoint(tmp_path, image, message):
+    wal = new_wal(tmp_path)
+    _checkpoint(wal, {image: page_image(7)})  # a sealed page, but no metadata page
+    data = wal.read_all()
+    wal.close()
+    with pytest.raises(CorruptionError) as info:
+        RecoveryPlan(data, scan(data)[1])
+    assert str(info.value) == message
+
+
+def _checkpoint(wal: Wal, images: dict[int, bytes]) -> None:
+    wal.checkpoint_begin(len(images))
+    wal.checkpoint_images(list(images.items()))
+    wal.checkpoint_end(len(images), durable=False)
+
+
+def test_scan_reads_a_header_that_ends_the_data_and_a_record_that_does(tmp_path):
+    wal = new_wal(tmp_path)
+    wal.reset(6, sync=False)
+    assert scan(wal.read_all()[:20]) == (6, [], HEADER_BYTES), "a header of exactly 20 bytes holds"
+    wal.commit(put_payload(0))
+    wal.commit(b"")  # a record with no payload: its 25 bytes end the data
+    data = wal.read_all()[: wal.end]
+    assert len(data) == wal.end == HEADER_BYTES + 2 * REC + len(put_payload(0))
+    assert [(r.lsn, r.length) for r in scan(data)[1]] == [(7, len(put_payload(0))), (8, 0)]
+    assert [r.lsn for r in scan(data[:-1])[1]] == [7]
     wal.close()
 
 

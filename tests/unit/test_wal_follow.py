@@ -202,3 +202,49 @@ def test_follow_never_reads_the_claimed_length_of_a_record_past_the_file(tmp_pat
     assert [lsn for lsn, _, _, _ in follow(wal.file, HEADER_BYTES, 1)] == [1]
     assert max(n for _, n in wal.file.reads) == 16 * 1024
     wal.close()
+
+
+def _records(tmp_path, name: str, payloads: list[bytes]) -> list[bytes]:
+    """The bytes of each record of a log of these commits (LSNs from 1)."""
+    wal = new_wal(tmp_path, name=name)
+    for p in payloads:
+        wal.commit(p)
+    data = wal.read_all()
+    wal.close()
+    return [data[r.pos : r.payload_at + r.length] for r in scan(data)[1]]
+
+
+def _both(tmp_path, name: str, data: bytes) -> list[tuple[int, bytes]]:
+    """(LSN, payload) of the records recovery's scan finds, checked equal to
+    what a follower finds from the first record."""
+    seen = [(r.lsn, data[r.payload_at : r.payload_at + r.length]) for r in scan(data)[1]]
+    file = SpyFile(DirectFile.open(tmp_path / name, True, "auto"))
+    file.write(0, data)
+    assert [(lsn, p) for lsn, _, p, _ in follow(file, HEADER_BYTES, 1)] == seen
+    file.close()
+    return seen
+
+
+def test_the_gap_is_stepped_over_whatever_valid_record_it_holds(tmp_path):
+    """After a partial sector the next record may sit at the next sector
+    (rule 7); the gap may hold anything, a valid record of another LSN too."""
+    one, two = _records(tmp_path, "a", [put_payload(1), put_payload(2)])
+    header = _records_header(tmp_path)
+    data = header + one + one  # a copy of record 1 where record 2 could have been
+    data += bytes(next_sector(len(data)) - len(data)) + two
+    assert _both(tmp_path, "log", data) == [(1, put_payload(1)), (2, put_payload(2))]
+
+
+def test_a_valid_next_record_is_taken_where_it_is_not_at_the_next_sector(tmp_path):
+    one, here = _records(tmp_path, "a", [put_payload(1), put_payload(2)])
+    _, there = _records(tmp_path, "b", [put_payload(1), put_payload(22)])
+    data = _records_header(tmp_path) + one + here
+    data += bytes(next_sector(len(data)) - len(data)) + there
+    assert _both(tmp_path, "log", data) == [(1, put_payload(1)), (2, put_payload(2))]
+
+
+def _records_header(tmp_path) -> bytes:
+    wal = new_wal(tmp_path, name="header")
+    header = wal.read_all()[:HEADER_BYTES]
+    wal.close()
+    return header
