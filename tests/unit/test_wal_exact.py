@@ -8,7 +8,9 @@ against the mutants the unit tests let through (docs/verification.md,
 from __future__ import annotations
 
 import errno
+import shutil
 import zlib
+from pathlib import Path
 
 import pytest
 from logfiles import (
@@ -23,11 +25,13 @@ from logfiles import (
     put_payload,
 )
 
+import engine
 from engine.codec import MAX_KEY_SIZE, PAGE_SIZE
 from engine.disk import SECTOR, DirectFile
 from engine.errors import CorruptionError, NeedsRecoveryError, StorageIOError
 from engine.wal import (
     CKPT_IMAGE,
+    COMMIT,
     HEADER_BYTES,
     OP_LOAD,
     OP_PUT,
@@ -213,6 +217,22 @@ def test_a_failed_preallocation_is_not_tried_again_and_the_append_goes_on(tmp_pa
     wal.close()
 
 
+def test_an_append_that_ends_at_the_end_of_the_zeros_preallocates_nothing(tmp_path):
+    wal = new_wal(tmp_path, sync="full")
+    wal.commit(put_payload(0))
+    zeros = wal.file.size()
+    start = HEADER_BYTES  # the partial sector holding record 1, rewritten with record 2
+    fill = zeros - start - (REC + len(put_payload(0))) - REC  # record 2 ends at the last zero
+    payload = encode_ops([(OP_PUT, "t", b"k", b"z" * (fill - 12))])
+    assert len(payload) == fill
+    writes = len(wal.file.writes)
+    wal.commit(payload)
+    assert wal.end == zeros and len(wal.file.writes) == writes + 1 and wal.file.size() == zeros
+    wal.commit(put_payload(2))  # past the zeros: preallocate again
+    assert len(wal.file.writes) == writes + 3 and wal.file.size() > zeros
+    wal.close()
+
+
 def test_preallocation_follows_a_tail_that_moved_past_the_zeros(tmp_path):
     """The zeros start at the later of the zeroed end and the tail, and cover
     at least 64 KiB past what the append needs."""
@@ -266,14 +286,18 @@ def test_a_failed_append_is_cut_off_when_it_cannot_be_overwritten(tmp_path):
     wal.close()
 
 
-def test_a_failed_append_that_cannot_be_undone_poisons_the_log(tmp_path):
+@pytest.mark.parametrize("code, expect", [(errno.ENOSPC, errno.ENOSPC), (0, errno.EIO)])
+def test_a_failed_append_that_cannot_be_undone_poisons_the_log(tmp_path, code, expect):
     plan = FaultPlan()
-    plan.short("write", 3, keep=SECTOR)
+    plan.short("write", 3, keep=SECTOR, errno=code)
     plan.fail("write", 4)
     plan.fail("truncate", 2)  # 1: reset's
     wal = faulty_wal(tmp_path, plan)
-    with pytest.raises(NeedsRecoveryError):
+    with pytest.raises(NeedsRecoveryError) as info:
         wal.commit(put_payload(1))
+    assert info.value.errno == expect, "the append's errno, EIO when it gave none"
+    assert info.value.strerror.startswith("log append failed and could not be undone (")
+    assert info.value.strerror.endswith("); reopen to recover")
     assert wal.failed and wal.lsn == 1
     with pytest.raises(NeedsRecoveryError):
         wal.commit(put_payload(2))
@@ -386,6 +410,49 @@ def test_rule_5a_looks_256_records_past_the_break(tmp_path):
         scan(flip(data, records[1].payload_at + 2))
 
 
+def test_rule_5a_finds_a_voucher_however_far_past_the_break(tmp_path):
+    """Regression: the search for a voucher stopped 256 LSNs past the break.
+    Under sync="normal" a `commit()` makes thousands of records durable with
+    one fsync, and the first record that says so comes after them all: a
+    damaged record among them was dropped as a torn tail, with every
+    acknowledged commit after it."""
+    wal = new_wal(tmp_path, sync="normal")
+    for i in range(600):  # none durable yet: each says 0
+        wal.commit(put_payload(i, size=4))
+    wal.sync_to(wal.lsn, force=True)  # commit(): all 600 acknowledged
+    wal.commit(put_payload(600))  # LSN 601 says 600 was durable
+    data = wal.read_all()
+    wal.close()
+    records = scan(data)[1]
+    with pytest.raises(CorruptionError, match="record 5 .*record 601 says"):
+        scan(flip(data, records[4].payload_at + 2))
+
+
+def test_a_damaged_commit_that_commit_made_durable_is_not_dropped(tmp_path):
+    """The regression above through the API: 600 puts under sync="normal",
+    `commit()`, one more put and `commit()`; the files as a crash leaves
+    them; a bit of the fifth put's record flipped. Recovery must refuse, not
+    open without the 596 acknowledged puts from the fifth on."""
+    path = tmp_path / "db"
+    db = engine.open(path, sync="normal")
+    t = db.tree("t")
+    for i in range(600):
+        t[b"k%04d" % i] = b"v"
+    db.commit()
+    t[b"after"] = b"v"
+    db.commit()
+    crashed = tmp_path / "crashed"
+    shutil.copyfile(path, crashed)
+    log = bytearray(Path(str(path) + "-wal").read_bytes())
+    db.close()
+    records = scan(bytes(log))[1]
+    assert len(records) == 1 + 601 and records[-1].rtype == COMMIT
+    log[records[5].payload_at + 3] ^= 0x10
+    Path(str(crashed) + "-wal").write_bytes(bytes(log))
+    with pytest.raises(CorruptionError, match="record 6 .*durable"):
+        engine.open(crashed, sync="normal")
+
+
 def test_rule_5a_finds_a_voucher_whose_payload_is_zeros(tmp_path):
     """An empty checkpoint's END (payload four zero bytes, then the file's
     zeros) still counts: the search stops only past trailing zeros."""
@@ -459,11 +526,13 @@ def test_damaged_spills_and_images_are_corruption(tmp_path):
     with pytest.raises(CorruptionError, match="page 2"):
         wal.read_spill(2, buf)
     wal.file.write(0, flip(data, at + 100)[: next_sector(len(data))])
-    with pytest.raises(CorruptionError):
+    with pytest.raises(CorruptionError) as info:
         wal.read_image(at, buf)
+    assert str(info.value) == "log: checkpoint image damaged"
     wal.file.truncate(at + 100)
-    with pytest.raises(CorruptionError):
+    with pytest.raises(CorruptionError) as info:
         wal.read_image(at, buf)  # short
+    assert str(info.value) == "log: checkpoint image damaged"
     wal.close()
 
 
