@@ -307,21 +307,35 @@ def scan(data: bytes | memoryview) -> tuple[int | None, list[Record], int]:
     expect = base + 1
     while True:
         rec = _valid_at(data, pos)
-        if (rec is None or rec[1] != expect) and pos % SECTOR:
-            # rule 7: after a sync the next record starts at the next sector;
-            # the gap holds zeros (or, after a recovery, the torn tail it cut)
-            nxt = pos + SECTOR - pos % SECTOR
-            if (later := _valid_at(data, nxt)) is not None and later[1] == expect:
-                pos = nxt
-                rec = later
-        if rec is None or rec[1] != expect:
-            break
+        if rec is None or rec[1] != expect:  # the next record, if any, is past a gap
+            if (found := _past_gap(data, pos, expect)) is None:
+                break
+            pos, rec = found
         length, lsn, _, rtype = rec
         records.append(Record(lsn, rtype, pos, length))
         expect += 1
         pos += _REC.size + length
     _refuse_damaged_durable(data, pos, expect)
     return base, records, pos
+
+
+def _next_record(data: bytes | memoryview, pos: int, expect: int) -> tuple[int, tuple[int, int, int, int]] | None:
+    """(offset, record) of record `expect` at `pos` or past the gap after it."""
+    rec = _valid_at(data, pos)
+    if rec is not None and rec[1] == expect:
+        return pos, rec
+    return _past_gap(data, pos, expect)
+
+
+def _past_gap(data: bytes | memoryview, pos: int, expect: int) -> tuple[int, tuple[int, int, int, int]] | None:
+    """Rule 7: after a sync the next record starts at the next sector; the
+    gap holds zeros (or, after a recovery, the torn tail it cut). None when
+    `pos` starts a sector or the next sector does not hold record `expect`."""
+    if pos % SECTOR:
+        nxt = pos + SECTOR - pos % SECTOR
+        if (later := _valid_at(data, nxt)) is not None and later[1] == expect:
+            return nxt, later
+    return None
 
 
 def first_record(data: bytes | memoryview) -> tuple[int, int] | None:
@@ -334,19 +348,37 @@ def first_record(data: bytes | memoryview) -> tuple[int, int] | None:
 
 def _refuse_damaged_durable(data: bytes | memoryview, pos: int, broken: int) -> None:
     """Rule 5a: look past the break for any valid later record that vouches
-    for record `broken` having been durable."""
+    for record `broken` having been durable: the first valid record found
+    within 256 LSNs past the break, every record chained after it (however
+    many a single fsync made durable before one said so), and so on past
+    each further break."""
     raw = bytes(data)
     # no record lies in trailing zeros (preallocated or padding): search only before them
     stop = min(len(raw), len(raw.rstrip(b"\0")) + 16)
-    for later in range(broken + 1, broken + 257):
-        at = raw.find(_LSN_BYTES.pack(later), pos, stop)
-        while at != -1:
-            rec = _valid_at(raw, at - 8)
-            if rec is not None and rec[1] == later and rec[2] >= broken:
+    at, missing = pos, broken
+    while (found := _resync(raw, at, missing, stop)) is not None:
+        at, missing = found
+        while (rec := _next_record(raw, at, missing)) is not None:
+            at, (length, later, durable, _) = rec
+            if durable >= broken:
                 raise CorruptionError(
                     f"log: record {broken} at offset {pos} is damaged but was durable "
                     f"(record {later} says so); refusing to drop acknowledged commits")
+            at += _REC.size + length
+            missing += 1
+
+
+def _resync(raw: bytes, pos: int, missing: int, stop: int) -> tuple[int, int] | None:
+    """(offset, LSN) of the first valid record past `pos` whose LSN is one
+    of the 256 after `missing`, searched by its LSN's bytes."""
+    for later in range(missing + 1, missing + 257):
+        at = raw.find(_LSN_BYTES.pack(later), pos, stop)
+        while at != -1:
+            rec = _valid_at(raw, at - 8)
+            if rec is not None and rec[1] == later:
+                return at - 8, later
             at = raw.find(_LSN_BYTES.pack(later), at + 1, stop)
+    return None
 
 
 _SIZES = {CKPT_BEGIN: _PID.size, CKPT_IMAGE: _PID.size + PAGE_SIZE, CKPT_END: _PID.size}

@@ -5,6 +5,7 @@ failed-fsync rule."""
 
 from __future__ import annotations
 
+import errno
 import threading
 
 import pytest
@@ -224,9 +225,11 @@ def test_read_all_reads_a_log_that_shrank_again_and_refuses_a_short_read(log, tm
         wal.read_all()  # a file that keeps shrinking is not read forever
     assert always.reads == 3
     wal.file = short = _Shrinking(data, [0], short=10)
-    with pytest.raises(StorageIOError, match="short read"):
+    with pytest.raises(StorageIOError, match="short read") as info:
         wal.read_all()  # the file kept its size: an I/O error, at once
     assert short.reads == 1
+    assert info.value.errno == errno.EIO
+    assert info.value.strerror == f"log: short read ({len(data) - 10} of {len(data)} bytes)"
 
 
 # -- the recovery plan ---------------------------------------------------------------------
