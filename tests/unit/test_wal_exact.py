@@ -453,6 +453,26 @@ def test_a_damaged_commit_that_commit_made_durable_is_not_dropped(tmp_path):
         engine.open(crashed, sync="normal")
 
 
+def test_an_old_record_in_the_damaged_bytes_does_not_hide_the_voucher(tmp_path):
+    """The damaged record's bytes may hold anything, a valid copy of a much
+    older record too: the search past the break still looks for the LSNs
+    after the broken one, and finds the voucher."""
+    wal = new_wal(tmp_path)
+    for i in range(300):  # LSNs 1..300, none durable when written
+        wal.commit(put_payload(i, size=4))
+    wal.sync_to(wal.lsn, force=True)
+    wal.commit(put_payload(300))  # LSN 301 says 300 was durable
+    data = wal.read_all()
+    wal.close()
+    records = scan(data)[1]
+    first, broken = records[0], records[298]  # LSN 299
+    old = data[first.pos : first.payload_at + first.length]
+    assert len(old) <= REC + broken.length
+    damaged = data[: broken.pos] + old + data[broken.pos + len(old) :]
+    with pytest.raises(CorruptionError, match="record 299 .*record 301 says"):
+        scan(damaged)
+
+
 def test_rule_5a_finds_a_voucher_whose_payload_is_zeros(tmp_path):
     """An empty checkpoint's END (payload four zero bytes, then the file's
     zeros) still counts: the search stops only past trailing zeros."""
