@@ -100,7 +100,7 @@ def _backup_to(db, tmp: str):
         out = db._opener(tmp, True)
         try:
             out.truncate(0)
-            _copy_pages(db._data, out, db._pager.page_count, db._pager.free_pages())
+            _copy_pages(db._data, out, db._pager.page_count, _unused_pages(db._pager))
             out.sync()
         except BaseException:
             out.close()
@@ -130,8 +130,8 @@ def _copy_pages(src, out, page_count: int, free: set[int]) -> None:
     """Copy pages `0..page_count` of `src` to `out`, each checked: a page
     whose checksum fails is read once more (a flip on the way), and refused
     with `CorruptionError` if it fails again, so a backup never hands out a
-    copy that `check` would refuse. Free pages hold no data and are copied as
-    they are."""
+    copy that `check` would refuse. Pages in `free` hold no data and are
+    copied as they are."""
     buf = bytearray(_COPY_PAGES * PAGE_SIZE)
     view = memoryview(buf)
     for first in range(0, page_count, _COPY_PAGES):
@@ -146,6 +146,12 @@ def _copy_pages(src, out, page_count: int, free: set[int]) -> None:
             if not verify(page):
                 raise CorruptionError(f"backup: page {pid}: checksum mismatch; the database needs repair")
         out.write(first * PAGE_SIZE, bytes(view[:n]))
+
+
+def _unused_pages(pager) -> set[int]:
+    """The free pages that hold nothing: every free page but the free list's
+    trunks, which hold the list (the checkpoint just wrote them)."""
+    return pager.free_pages() - {pid for pid, _ in pager.freelist_images()[1]}
 
 
 def _read_exactly(src, offset: int, view: memoryview) -> None:

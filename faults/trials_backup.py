@@ -20,14 +20,14 @@ disk (tests/crash/test_backup_crash.py judges every event with it too):
 
 Half of the trials also fail one I/O call of a backup (a call site, then
 its first call or any call of its kind, learnt by a dry run; an error, or a
-short or torn write or a short read): the backup must raise a typed error
+short or torn write, a short read or a flipped bit): the backup must raise a typed error
 (or, where the engine absorbs the fault by design, such as the log's
 best-effort preallocation, return a copy that survives), the source must
 stay equal to the model and clean (after `NeedsRecoveryError`, once
 reopened) and keep working, and a power loss then leaves the destination
-absent, old or complete. Bit flips on read are left out: the backup copies
-pages without verifying their checksums, so a flipped page reaches the copy
-(tests/faults/test_trials_backup.py keeps that case as an expected failure).
+absent, old or complete. A read may also return a flipped bit: the backup
+verifies each page it copies and reads a damaged one again, so it returns
+a copy equal to the model or raises `CorruptionError`.
 """
 
 from __future__ import annotations
@@ -343,11 +343,14 @@ def _fault(token: str, seed: int, sc: Scenario, tally: Tally, modes: Sequence[st
     if rng.random() < 0.5:
         site, nth = "any", rng.randint(1, dry.armed_calls[kind])
     plan = FaultPlan(rng.getrandbits(32), site_depth=SITE_DEPTH)
-    effect = rng.choice({"write": ("error", "short", "torn"), "read": ("error", "short")}.get(kind, ("error",)))
+    effect = rng.choice({"write": ("error", "short", "torn"),
+                         "read": ("error", "short", "bitflip")}.get(kind, ("error",)))
     if effect == "error":
         plan.fail(kind, nth, errno=rng.choice(ERRNOS))
     elif effect == "short":
         plan.short(kind, nth, errno=rng.choice(ERRNOS))
+    elif effect == "bitflip":
+        plan.bitflip(nth)
     else:
         plan.torn(nth, pattern=rng.choice(("prefix", "any")))
     src = _Source(sc, plan, wrap)
