@@ -72,9 +72,11 @@ TRIAL_MODULES = {
     "shortfile": "faults.trials_shortfile",  # a short or empty data file beside a log with records
     "crafted": "faults.trials_crafted",  # valid checksums over contents no engine could write
     "backup": "faults.trials_backup",  # power loss at every event of db.backup(); an I/O fault in one
+    "rot": "faults.trials_rot",  # a bit of the log flipped at rest after long sync="normal" commits
 }
 KIND_WEIGHTS = {"sweep": 3, "faults": 3, "crash": 2, "interleave": 3,  # a crash trial runs ~10x longer
-                "killpower": 2, "syncmodes": 2, "readonly": 1, "shortfile": 1, "crafted": 1, "backup": 2}
+                "killpower": 2, "syncmodes": 2, "readonly": 1, "shortfile": 1, "crafted": 1, "backup": 2,
+                "rot": 1}
 
 
 # -- trials -------------------------------------------------------------------------------------------

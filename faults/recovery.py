@@ -16,13 +16,13 @@ import tempfile
 
 import engine
 from engine.errors import CorruptionError, DragonDBError, NotADatabaseError
-from faults.crash import materialize
+from faults.crash import CrashDisk, materialize
 from faults.history import History
 from faults.report import Tally
 from faults.session import PATH, POOL_PAGES
 from faults.workload import Model, contents, diff
 
-__all__ = ["Recovery", "check_recovery"]
+__all__ = ["Recovery", "check_recovery", "open_writable"]
 
 
 class Recovery:
@@ -103,3 +103,33 @@ def check_recovery(tally: Tally, token: str, rec: History, recover: Recovery,
         tally.n["recoveries_verified"] += 1  # creation never returned: a half-made file may be refused
         return
     tally.fail_once(token, "divergences", f"{where}: {why}")
+
+
+def open_writable(images: dict[str, bytes], sync: str, allowed: list[Model]) -> str | None:
+    """Open `images` writable on their own in-memory disk: None when the open
+    recovered one of the `allowed` contents with `check()` clean, or refused
+    with a typed error leaving both files as they were; else what went wrong."""
+    d = CrashDisk(images)
+    snap = d.snapshot()
+    try:
+        db = engine.open(PATH, opener=d.opener, pool_pages=POOL_PAGES, sync=sync)
+    except DragonDBError as exc:
+        touched = [c for c in d.changes_since(snap) if not c.startswith("event")]
+        return f"refused with {exc!r} but changed the files: {touched[:4]}" if touched else None
+    except Exception as exc:  # noqa: BLE001 - any other exception is the finding
+        return f"open raised {exc!r}"
+    try:
+        got = contents(db)
+        rep = db.check()
+    except DragonDBError as exc:
+        return f"the opened database raised {exc!r}"
+    finally:
+        try:
+            db.close()
+        except DragonDBError:
+            pass
+    if not rep.ok:
+        return f"opened, but check(): {rep.problems[:3]}"
+    if got in allowed:
+        return None
+    return f"opened and lost acknowledged data: {diff(got, allowed[-1])}"

@@ -20,13 +20,11 @@ from __future__ import annotations
 import random
 
 import engine
-from engine.errors import DragonDBError
-from faults.crash import CrashDisk
 from faults.history import seeded_workload
+from faults.recovery import open_writable
 from faults.report import Tally
-from faults.session import PATH, POOL_PAGES
+from faults.session import PATH
 from faults.trials_readonly import check_read_only, record
-from faults.workload import contents, diff
 
 KIND = "shortfile"
 DISKS = 4
@@ -71,7 +69,7 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
                  f"beside a {len(images[PATH + '-wal'])}-byte log (states {allowed[:1]}..{allowed[-1:]})")
         tally.n["crashes_simulated"] += 1
         tally.modes[f"{KIND}-{'kill' if how == 'kill' else 'drop'}"] += 1
-        why = _open_writable(images, sync, allowed, hist.models)  # each open on its own copy
+        why = open_writable(images, sync, [hist.models[i] for i in allowed])  # each open on its own copy
         changed = check_read_only(images, sync)[2]
         if why is None and changed:
             why = f"the read-only open changed the disk: {changed[:4]}"
@@ -80,31 +78,3 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
         else:
             tally.fail_once(token, "divergences", f"{where}: {why}")
 
-
-def _open_writable(images: dict[str, bytes], sync: str, allowed: list[int], models: list) -> str | None:
-    """None when the writable open recovered an allowed state (check() clean)
-    or refused with a typed error leaving both files as they were."""
-    d = CrashDisk(images)
-    snap = d.snapshot()
-    try:
-        db = engine.open(PATH, opener=d.opener, pool_pages=POOL_PAGES, sync=sync)
-    except DragonDBError as exc:
-        touched = [c for c in d.changes_since(snap) if not c.startswith("event")]
-        return f"refused with {exc!r} but changed the files: {touched[:4]}" if touched else None
-    except Exception as exc:  # noqa: BLE001 - any other exception is the finding
-        return f"open raised {exc!r}"
-    try:
-        got = contents(db)
-        rep = db.check()
-    except DragonDBError as exc:
-        return f"the opened database raised {exc!r}"
-    finally:
-        try:
-            db.close()
-        except DragonDBError:
-            pass
-    if not rep.ok:
-        return f"opened, but check(): {rep.problems[:3]}"
-    if any(got == models[s] for s in allowed):
-        return None
-    return f"opened and lost acknowledged data: {diff(got, models[allowed[-1]])}"

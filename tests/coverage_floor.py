@@ -96,6 +96,7 @@ FLOORS: dict[str, float] = {
     "faults/trials_shortfile.py": 78.0,
     "faults/trials_sync.py": 95.0,
     "faults/trials_backup.py": 88.0,  # what is left uncovered reports engine bugs or scheduler failures
+    "faults/trials_rot.py": 88.0,  # what is left uncovered reports a lost commit
     # reference models
     "models/__init__.py": 95.0,
     "models/database.py": 90.0,
