@@ -1,4 +1,4 @@
-"""DragonDB for Python: a verified B+ tree storage engine.
+"""DragonDB for Python: a B+ tree storage engine, tested against a reference model under injected faults.
 
     import engine
     with engine.open("data.db") as db:

@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbose_help = "show the engine's diagnostics on stderr"
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="DragonDB, a verified B+ tree storage engine. Database subcommands take "
+        description="DragonDB, a B+ tree storage engine. Database subcommands take "
         "the database path first; `dragondb SUBCOMMAND --help` explains each.",
         epilog=EXIT_CODES_HELP,
         formatter_class=fmt,
