@@ -124,6 +124,14 @@ def _title(tree: str, levels: Sequence[Sequence[Any]], height: int, entries: int
     return f"tree {tree!r}: height {height}, {pages} pages, {entries} entries"
 
 
+def _height_entries(levels: Sequence[Sequence[Any]], height: int | None,
+                    entries: int | None) -> tuple[int, int]:
+    """The tree's height and entries, by default from `levels` (reaching the leaves)."""
+    if entries is None:
+        entries = sum(info.keys for info in levels[-1]) if levels else 0
+    return len(levels) if height is None else height, entries
+
+
 def render_levels_text(
     tree: str,
     levels: Sequence[Sequence[Any]],
@@ -143,9 +151,7 @@ def render_levels_text(
     `height` and `entries` are the tree's (default: from `levels`, which
     then must reach the leaves).
     """
-    height = len(levels) if height is None else height
-    if entries is None:
-        entries = sum(info.keys for info in levels[-1]) if levels else 0
+    height, entries = _height_entries(levels, height, entries)
     lines: list[str | list[str]] = []  # text as it is, or a row of cells to align
     for depth, level in enumerate(levels):
         lines.append(_level_summary(depth, height, level))
@@ -190,9 +196,7 @@ def render_levels_dot(
     edges solid, the leaf chain dashed; per level its first `max_pages`
     pages (all if None) and one node standing for the rest, so a large tree
     stays small enough to render. Pipe it to `dot -Tsvg`."""
-    height = len(levels) if height is None else height
-    if entries is None:
-        entries = sum(info.keys for info in levels[-1]) if levels else 0
+    height, entries = _height_entries(levels, height, entries)
     title = _title(tree, levels, height, entries)
     lines = [
         f"digraph {_dot_quote('dragondb ' + tree)} {{",
