@@ -31,13 +31,17 @@ def as_key(key) -> bytes:
 def as_value(value) -> bytes:
     """`value` as bytes: TypeError for another type, ValueTooLargeError past MAX_VALUE_SIZE."""
     if type(value) is not bytes:
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            value = bytes(value)
-        else:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"values are bytes, not {type(value).__name__}")
-    if len(value) > MAX_VALUE_SIZE:
-        raise ValueTooLargeError(f"value of {len(value)} bytes; at most {MAX_VALUE_SIZE}")
+        _at_most_max(memoryview(value).nbytes)  # before the copy: an oversized view is not copied
+        value = bytes(value)
+    _at_most_max(len(value))
     return value
+
+
+def _at_most_max(size: int) -> None:
+    if size > MAX_VALUE_SIZE:
+        raise ValueTooLargeError(f"value of {size} bytes; at most {MAX_VALUE_SIZE}")
 
 
 def as_bound(b) -> bytes | None:

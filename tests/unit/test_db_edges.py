@@ -256,3 +256,30 @@ def test_writable_open_of_a_database_without_its_log_starts_one(tmp_path):
         db.tree("t").put(b"k2", b"v2")
     with engine.open(path, read_only=True) as db:
         assert dict(db.tree("t", create=False).items()) == {b"k": b"v", b"k2": b"v2"}
+
+
+def test_a_value_past_max_value_size_is_refused_before_it_is_copied(open_db):
+    """A memoryview of MAX_VALUE_SIZE + 1 bytes over an untouched anonymous
+    mapping: the put and the batch put raise `ValueTooLargeError` without
+    copying the 2 GiB (the process's peak memory stays where it was), and
+    nothing is written."""
+    import mmap
+    import resource
+
+    db = open_db()
+    t = db.tree("t")
+    t[b"k"] = b"old"
+    big = mmap.mmap(-1, engine.MAX_VALUE_SIZE + 1)
+    view = memoryview(big)
+    try:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with pytest.raises(engine.ValueTooLargeError, match=f"value of {engine.MAX_VALUE_SIZE + 1} bytes"):
+            t.put(b"k", view)
+        with pytest.raises(engine.ValueTooLargeError), db.batch() as b:
+            b.put("t", b"k", view)
+        grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
+        assert grown_kib < 256 * 1024, f"the value was copied: peak memory grew {grown_kib} KiB"
+    finally:
+        view.release()
+        big.close()
+    assert t[b"k"] == b"old" and len(t) == 1
