@@ -265,6 +265,8 @@ class Recovery:
         if os.path.exists(self.path):
             fsync_dir(self.path)
         self._pager = Pager(data, 1)
+        if self._wal is not None:  # the empty log this open found: opened again below
+            self._wal.close()
         log = self._opener(self.path + "-wal", True)
         self._wal = Wal(log, self.sync_mode)
         self._wal.reset(0)

@@ -197,6 +197,7 @@ class CrashDisk:
         self.direct = direct
         self.process = 1
         self.zombie_calls: list[str] = []  # calls on handles of killed processes
+        self.handles: list[CrashFile] = []  # every file opened, for `open_files`
         self._renaming: list[Event] = []  # renames whose directory is not synced yet
 
     # -- the live disk --------------------------------------------------
@@ -213,7 +214,13 @@ class CrashDisk:
                 self._log("create", path)
                 if self.placeholders and not os.path.exists(path):
                     open(path, "ab").close()
-        return CrashFile(self, path, self.direct, self.process)
+        handle = CrashFile(self, path, self.direct, self.process)
+        self.handles.append(handle)
+        return handle
+
+    def open_files(self) -> list[str]:
+        """The paths of the files the live process opened and has not closed."""
+        return [h.path for h in self.handles if not h.closed and h.process == self.process]
 
     def _log(self, kind: str, path: str, **kw: object) -> None:
         if kind != "syncdir" and any(path in (r.path, r.target) for r in self._renaming):
@@ -533,6 +540,10 @@ class CrashFile:
         self._check()
         with self.disk._lock:
             self.disk._sync_dir(os.path.dirname(self.path))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         if self.process != self.disk.process:

@@ -108,14 +108,17 @@ def check_recovery(tally: Tally, token: str, rec: History, recover: Recovery,
 def open_writable(images: dict[str, bytes], sync: str, allowed: list[Model]) -> str | None:
     """Open `images` writable on their own in-memory disk: None when the open
     recovered one of the `allowed` contents with `check()` clean, or refused
-    with a typed error leaving both files as they were; else what went wrong."""
+    with a typed error leaving both files as they were; either way no file
+    is left open once it is over. Else what went wrong."""
     d = CrashDisk(images)
     snap = d.snapshot()
     try:
         db = engine.open(PATH, opener=d.opener, pool_pages=POOL_PAGES, sync=sync)
     except DragonDBError as exc:
         touched = [c for c in d.changes_since(snap) if not c.startswith("event")]
-        return f"refused with {exc!r} but changed the files: {touched[:4]}" if touched else None
+        if touched:
+            return f"refused with {exc!r} but changed the files: {touched[:4]}"
+        return f"refused with {exc!r} but left files open: {d.open_files()}" if d.open_files() else None
     except Exception as exc:  # noqa: BLE001 - any other exception is the finding
         return f"open raised {exc!r}"
     try:
@@ -128,6 +131,8 @@ def open_writable(images: dict[str, bytes], sync: str, allowed: list[Model]) -> 
             db.close()
         except DragonDBError:
             pass
+    if d.open_files():
+        return f"closed, but files left open: {d.open_files()}"
     if not rep.ok:
         return f"opened, but check(): {rep.problems[:3]}"
     if got in allowed:

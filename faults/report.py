@@ -24,7 +24,7 @@ class TrialFailure(Exception):
 _SUMS = (
     "operations", "interleavings", "crashes_simulated", "recoveries_verified", "recoveries_run",
     "divergences", "leaked_pages", "double_owned_pages", "duplicate_frames", "pins_held",
-    "check_problems", "unexpected_errors", "ops_failed",
+    "check_problems", "unexpected_errors", "ops_failed", "leaked_files",
 )
 
 
@@ -117,7 +117,7 @@ def ok(rep: dict) -> bool:
     """Exit status 0 only when nothing diverged, leaked or duplicated (or failed otherwise)."""
     return not rep["failures"] and not any(rep.get(k) for k in (
         "divergences", "leaked_pages", "double_owned_pages", "duplicate_frames", "pins_held",
-        "unexpected_errors", "check_problems"))
+        "unexpected_errors", "check_problems", "leaked_files"))
 
 
 def table(rep: dict) -> str:
@@ -133,7 +133,8 @@ def table(rep: dict) -> str:
         ("crashes simulated", f"{rep['crashes_simulated']}" + (f" ({modes})" if modes else "")),
         ("recoveries verified", f"{rep['recoveries_verified']} ({rep.get('recoveries_run', 0)} distinct images opened)"),
         ("divergences from model", f"{rep['divergences']}"),
-        ("leaked pages", f"{rep['leaked_pages']} (double-owned {rep.get('double_owned_pages', 0)})"),
+        ("leaked pages", f"{rep['leaked_pages']} (double-owned {rep.get('double_owned_pages', 0)}; "
+                         f"files left open {rep.get('leaked_files', 0)})"),
         ("duplicate frames", f"{rep['duplicate_frames']} (pins held {rep.get('pins_held', 0)})"),
         ("unexpected errors", f"{rep.get('unexpected_errors', 0)}"),
         ("seconds", f"{rep['seconds']}  seed {rep['seed']}  shard {rep['shard']}"),

@@ -270,9 +270,12 @@ class Session:
         self.open(f"{where} at event {crash_at}", self.before)
 
     def finish(self) -> None:
-        """Reopen with faults off: everything acknowledged is still there."""
+        """Reopen with faults off: everything acknowledged is still there,
+        and once closed, no file is left open."""
         self._arm(False)
         self.plan.rules.clear()
         self.close()
         self.open("final reopen")
         self.close()
+        if self.disk is not None and (left := self.disk.open_files()):
+            self._fail("leaked_files", f"after the final close, files left open: {left}")

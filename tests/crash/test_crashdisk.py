@@ -443,3 +443,18 @@ def test_renames_the_model_cannot_follow_are_refused() -> None:
     g = disk.opener("e/one", True)
     with pytest.raises(ValueError, match="across directories"):
         g.rename("d/two")
+
+
+def test_open_files_lists_the_live_process_handles_not_yet_closed() -> None:
+    disk = CrashDisk()
+    a, b = disk.opener("/d/a", True), disk.opener("/d/b", True)
+    assert disk.open_files() == ["/d/a", "/d/b"] and not a.closed
+    a.close()
+    assert disk.open_files() == ["/d/b"] and a.closed
+    disk.kill()  # a killed process's handles are the kernel's to close
+    assert disk.open_files() == []
+    c = disk.opener("/d/a", False)
+    assert disk.open_files() == ["/d/a"]
+    c.close()
+    b.close()  # a zombie's call is recorded, and closes nothing of the live process
+    assert disk.open_files() == [] and disk.zombie_calls

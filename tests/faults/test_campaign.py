@@ -250,3 +250,13 @@ def test_tally_records_failures_with_their_replay_command() -> None:
                                 "error": "divergences: recovered state matches no allowed step",
                                 "replay": "dragondb campaign --replay crash:42"}]
     assert "FAILED seed 42" in table(rep) and "dragondb campaign --replay crash:42" in table(rep)
+
+
+def test_a_file_left_open_fails_the_campaign() -> None:
+    """Every session ends by checking that no file of its disk is left open:
+    a leaked handle is a failure of its own kind, and the exit status says so."""
+    t = Tally()
+    t.n["leaked_files"] += 1
+    rep = report(t, seed=1, shard="1/1", seconds=1.0, workers=1)
+    assert rep["leaked_files"] == 1 and not ok(rep)
+    assert "files left open 1" in table(rep)

@@ -283,3 +283,23 @@ def test_a_value_past_max_value_size_is_refused_before_it_is_copied(open_db):
         view.release()
         big.close()
     assert t[b"k"] == b"old" and len(t) == 1
+
+
+@pytest.mark.parametrize("log", [None, b""], ids=["no log", "empty log"])
+def test_an_open_that_finishes_a_cut_short_creation_leaves_no_file_open(log):
+    """An empty data file (a creation that never finished), with or without
+    an empty log: the open creates the database, and once it is closed every
+    file it opened is closed (the first handle of the log leaked)."""
+    from faults.crash import CrashDisk
+
+    disk = CrashDisk({"/d/x.db": b"", **({"/d/x.db-wal": log} if log is not None else {})})
+    handles = []
+
+    def opener(path, create):
+        handles.append(disk.opener(path, create))
+        return handles[-1]
+
+    db = engine.open("/d/x.db", opener=opener)
+    db.tree("t")[b"k"] = b"v"
+    db.close()
+    assert len(handles) >= 2 and [h.path for h in handles if not h.closed] == []
