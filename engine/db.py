@@ -44,6 +44,7 @@ from engine.errors import (
     StorageIOError,
 )
 from engine.latch import RWLatch
+from engine.openers import complete
 from engine.pager import Pager
 from engine.poolsize import pool_frames
 from engine.recovery import Opener, Recovery
@@ -144,6 +145,8 @@ class Database(Recovery, Snapshots, Writes, Checkpoints):
             def opener(p: str, c: bool, _d=direct_io, _ro=read_only) -> BlockFile:
                 own = p in (self.path, self.path + "-wal")  # read-only protects these; a backup's copy is written
                 return DirectFile.open(p, c, _d if p == self.path else False, read_only=_ro and own)
+        else:
+            opener = complete(opener)  # a minimal BlockFile gets truncate, rename, sync_dir, direct
         self._opener = opener
         self._tree_cls = _SnapshotTree if read_only else Tree
         try:

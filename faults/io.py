@@ -53,7 +53,9 @@ __all__ = [
     "FaultPlan",
     "FaultyFile",
     "Injection",
+    "MinimalFile",
     "Rule",
+    "minimal",
 ]
 
 PAGE_SIZE = 4096  # the engine's page size; `Injection.page` is offset // PAGE_SIZE
@@ -569,3 +571,22 @@ class FaultyFile:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class MinimalFile:
+    """Another file's six calls of the minimal BlockFile (read_into, write,
+    sync, size, extend, close) and nothing else: what a user's `opener=` may
+    return. The engine must run through it, supplying the rest itself."""
+
+    def __init__(self, inner) -> None:
+        self.read_into = inner.read_into
+        self.write = inner.write
+        self.sync = inner.sync
+        self.size = inner.size
+        self.extend = inner.extend
+        self.close = inner.close
+
+
+def minimal(opener):
+    """`opener`, its files cut down to `MinimalFile`."""
+    return lambda path, create: MinimalFile(opener(path, create))

@@ -26,7 +26,7 @@ from engine.errors import (
     StorageIOError,
 )
 from faults.crash import CrashDisk
-from faults.io import FaultPlan
+from faults.io import FaultPlan, minimal
 from faults.report import Tally, TrialFailure
 from faults.workload import Model, apply_op, contents, describe, diff
 from models import ModelDatabase
@@ -64,8 +64,9 @@ class Session:
 
     def __init__(self, tally: Tally, token: str, plan: FaultPlan, rng: random.Random, *,
                  sync: str, armed: Callable[[], bool], real_dir: str | None = None,
-                 checkpoint_bytes: int | None = None) -> None:
+                 checkpoint_bytes: int | None = None, minimal: bool = False) -> None:
         self.tally, self.token, self.plan, self.rng = tally, token, plan, rng
+        self.minimal = minimal  # files cut down to the six calls a user's opener= may offer
         self.sync = sync
         self.armed = armed
         self.real_dir = real_dir
@@ -88,7 +89,8 @@ class Session:
             self.plan.disarm()
 
     def _opener(self):
-        return self.plan.opener(self.disk.opener if self.disk is not None else None)
+        opener = self.plan.opener(self.disk.opener if self.disk is not None else None)
+        return minimal(opener) if self.minimal else opener
 
     def _fail(self, what: str, error: str) -> None:
         if self.real_dir:

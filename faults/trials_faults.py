@@ -5,7 +5,10 @@ p = 0.25 for the trial and, while the plan is armed, fires with p = 0.25 per
 call. The plan is armed for a seeded 30% of operations so the trees still
 grow between faulty ones. A quarter of the trials run on real files in a
 temporary directory, the rest on an in-memory `CrashDisk` (which also
-allows simulated kills). The oracle is `faults.session`'s.
+allows simulated kills). A quarter of the trials (their own draw) cut the
+files down to the six calls a user's `opener=` may return
+(`faults.io.MinimalFile`): the engine supplies the rest. The oracle is
+`faults.session`'s.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ def run(token: str, seed: int, tally: Tally, tmp: str, modes: tuple[str, ...]) -
     real_dir = tempfile.mkdtemp(dir=tmp) if real else None
     arm_rng = random.Random(seed + 1)
     s = Session(tally, token, plan, rng, sync=sync, armed=lambda: arm_rng.random() < 0.3,
-                real_dir=real_dir, checkpoint_bytes=rng.choice((64 * 1024, 256 * 1024, None)))
+                real_dir=real_dir, checkpoint_bytes=rng.choice((64 * 1024, 256 * 1024, None)),
+                minimal=random.Random(f"minimal:{seed}").random() < 0.25)
     try:
         s.open("open")
         for i, op in enumerate(ops, 1):

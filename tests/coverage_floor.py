@@ -43,6 +43,7 @@ FLOORS: dict[str, float] = {
     "engine/arguments.py": CORE,
     "engine/catalog.py": CORE,
     "engine/poolsize.py": CORE,
+    "engine/openers.py": CORE,
     "engine/check.py": CORE,
     "engine/errors.py": CORE,
     "engine/syncpoints.py": CORE,

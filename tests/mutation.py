@@ -78,6 +78,7 @@ SUBSETS: dict[str, list[str]] = {
     "arguments": ["tests/unit/test_db.py", "tests/unit/test_db_edges.py", "tests/unit/test_batch_lifecycle.py"],
     "catalog": ["tests/unit/test_db.py", "tests/unit/test_check.py"],
     "poolsize": ["tests/unit/test_pool_sizing.py"],
+    "openers": ["tests/unit/test_openers.py"],
     "errors": ["tests/unit/test_errors.py", "tests/unit/test_db.py", "tests/unit/test_disk_errors.py"],
     "syncpoints": ["tests/unit/test_syncpoints.py", SEED],
     "bulk": ["tests/unit/test_tree_ops.py", "tests/unit/test_batch_path.py", "tests/unit/test_db.py"],

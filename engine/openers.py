@@ -1,0 +1,87 @@
+"""What an `opener=` may return, and what the engine adds to it.
+
+The engine needs six calls of a file: `read_into`, `write`, `sync`, `size`,
+`extend` and `close` (the minimal BlockFile, docs/api.md). A file that also
+has `truncate`, `rename`, `sync_dir` and `direct` (as `DirectFile` and the
+fault layer's files do) is used as it is. One that lacks any of them is
+wrapped once, when it is opened, in `_Completed`, which supplies them from
+the six calls and the path the file was opened at:
+
+- `direct` is False;
+- `truncate(n)` to shrink writes zeros from `n` to the end (the file keeps
+  its length): the engine reads zeros past its data as nothing, as in a log
+  preallocated ahead of its appends, so no stale record follows the cut;
+  `truncate(n)` to grow is `extend(n)`;
+- `rename(new)` renames the path (a real file at that path, or a
+  `StorageIOError`), and `sync_dir()` syncs the directory holding it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from engine.disk import BlockFile, fsync_dir
+from engine.errors import StorageIOError
+
+__all__ = ["complete"]
+
+_ADDED = ("truncate", "rename", "sync_dir", "direct")
+_ZEROS = bytes(1 << 20)  # a truncate's zeros go out a MiB per write
+
+
+def complete(opener: Callable[[str, bool], BlockFile]) -> Callable[[str, bool], BlockFile]:
+    """`opener`, returning every file with the whole BlockFile surface."""
+
+    def open_complete(path: str, create: bool) -> BlockFile:
+        f = opener(path, create)
+        if all(hasattr(f, name) for name in _ADDED):
+            return f
+        return _Completed(f, os.fspath(path))  # type: ignore[return-value]
+
+    return open_complete
+
+
+class _Completed:
+    """A minimal file with the calls the engine adds (see the module doc)."""
+
+    def __init__(self, inner, path: str) -> None:
+        self.inner = inner
+        self.path = path
+        self.direct = bool(getattr(inner, "direct", False))
+        self.read_into = inner.read_into
+        self.write = inner.write
+        self.sync = inner.sync
+        self.size = inner.size
+        self.extend = inner.extend
+        self.close = inner.close
+
+    def truncate(self, new_size: int) -> None:
+        if hasattr(self.inner, "truncate"):
+            self.inner.truncate(new_size)
+            return
+        size = self.inner.size()
+        if new_size >= size:
+            self.inner.extend(new_size)
+            return
+        at = new_size
+        while at < size:
+            n = min(len(_ZEROS), size - at)
+            self.inner.write(at, memoryview(_ZEROS)[:n])
+            at += n
+
+    def rename(self, new_path: str) -> None:
+        if hasattr(self.inner, "rename"):
+            self.inner.rename(new_path)
+        else:
+            try:
+                os.replace(self.path, new_path)
+            except OSError as exc:
+                raise StorageIOError(exc.errno or 5, f"rename {self.path}: {exc.strerror}") from exc
+        self.path = new_path
+
+    def sync_dir(self) -> None:
+        if hasattr(self.inner, "sync_dir"):
+            self.inner.sync_dir()
+        else:
+            fsync_dir(self.path)
