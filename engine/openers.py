@@ -13,11 +13,13 @@ the six calls and the path the file was opened at:
   preallocated ahead of its appends, so no stale record follows the cut;
   `truncate(n)` to grow is `extend(n)`;
 - `rename(new)` renames the path (a real file at that path, or a
-  `StorageIOError`), and `sync_dir()` syncs the directory holding it.
+  `StorageIOError`), and `sync_dir()` syncs the directory holding it;
+- an `OSError` of any call is raised as `StorageIOError`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 
@@ -42,6 +44,19 @@ def complete(opener: Callable[[str, bool], BlockFile]) -> Callable[[str, bool], 
     return open_complete
 
 
+def _typed(call: Callable, what: str, path: str) -> Callable:
+    """`call`, raising `StorageIOError` for any `OSError` (the engine's
+    cleanup paths expect its own type)."""
+    def run(*args):
+        try:
+            return call(*args)
+        except StorageIOError:
+            raise
+        except OSError as exc:
+            raise StorageIOError(exc.errno or errno.EIO, f"{what} {path}: {exc.strerror or exc}") from exc
+    return run
+
+
 class _Completed:
     """A minimal file with the calls the engine adds (see the module doc)."""
 
@@ -49,12 +64,12 @@ class _Completed:
         self.inner = inner
         self.path = path
         self.direct = bool(getattr(inner, "direct", False))
-        self.read_into = inner.read_into
-        self.write = inner.write
-        self.sync = inner.sync
-        self.size = inner.size
-        self.extend = inner.extend
-        self.close = inner.close
+        self.read_into = _typed(inner.read_into, "read", path)
+        self.write = _typed(inner.write, "write", path)
+        self.sync = _typed(inner.sync, "fsync", path)
+        self.size = _typed(inner.size, "stat", path)
+        self.extend = _typed(inner.extend, "extend", path)
+        self.close = _typed(inner.close, "close", path)
 
     def truncate(self, new_size: int) -> None:
         if hasattr(self.inner, "truncate"):

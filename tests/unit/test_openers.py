@@ -158,3 +158,29 @@ def test_a_file_lacking_only_direct_keeps_its_own_calls():
     f.close()
     assert disk.images(None, "keep") == {"/n/b": b"x" * 10}
     assert [e.kind for e in disk.events][-3:] == ["truncate", "rename", "syncdir"]
+
+
+def test_a_minimal_file_failing_with_a_plain_os_error_fails_typed(tmp_path):
+    """A user's file may raise any OSError: the engine raises its own
+    `StorageIOError` and loses nothing."""
+    state = {"fail": False}
+
+    class Flaky(Minimal):
+        def sync(self) -> None:
+            if state["fail"]:
+                raise OSError(28, "No space left on device")
+            super().sync()
+
+    path = str(tmp_path / "f.db")
+    db = engine.open(path, opener=Flaky)
+    db.tree("t")[b"a"] = b"1"
+    state["fail"] = True
+    with pytest.raises(StorageIOError, match="fsync .*No space left"):
+        db.tree("t")[b"b"] = b"2"
+    state["fail"] = False
+    try:
+        db.close()
+    except engine.DragonDBError:
+        pass
+    with engine.open(path, opener=Flaky) as again:
+        assert again.tree("t")[b"a"] == b"1" and again.check(strict=True).ok
