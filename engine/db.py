@@ -50,7 +50,8 @@ from engine.recovery import Opener, Recovery
 from engine.snapshots import Snapshots
 from engine.tree import Tree, _SnapshotTree
 from engine.typedefs import CompactResult, Stats, TreeStats
-from engine.wal import HEADER_BYTES, Wal
+from engine.wal import Wal
+from engine.walformat import HEADER_BYTES
 from engine.writes import Writes, create_tree, drop_tree
 
 __all__ = ["open", "Database", "Tree", "Batch", "PageInfo", "MAX_KEY_SIZE", "MAX_VALUE_SIZE", "CheckReport"]

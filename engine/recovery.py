@@ -28,7 +28,8 @@ from engine.codec import PAGE_SIZE, Meta, decode_meta, encode_meta, has_magic, m
 from engine.disk import BlockFile, FileLock, Overlay, ReaderLock, fsync_dir
 from engine.errors import CorruptionError, NotADatabaseError, ReadOnlyError, StorageIOError
 from engine.pager import Pager
-from engine.wal import CKPT_BEGIN, HEADER_BYTES, LoggedStore, RecoveryPlan, Wal, first_record, scan
+from engine.wal import LoggedStore, Wal
+from engine.walformat import CKPT_BEGIN, HEADER_BYTES, RecoveryPlan, first_record, scan
 
 __all__ = ["Recovery", "creation_page"]
 

@@ -21,7 +21,8 @@ from engine.disk import BlockFile, ReaderLock
 from engine.errors import StorageIOError
 from engine.latch import RWLatch
 from engine.pager import Pager
-from engine.wal import CKPT_END, COMMIT, Wal, decode_ops, follow, read_base
+from engine.wal import Wal, follow, read_base
+from engine.walformat import CKPT_END, COMMIT, decode_ops
 
 __all__ = ["Snapshots"]
 

@@ -40,7 +40,8 @@ from engine.errors import DragonDBError, NeedsRecoveryError, TreeLimitError
 from engine.latch import RWLatch
 from engine.pager import Pager
 from engine.txn import Txn
-from engine.wal import OP_CREATE, OP_DELETE, OP_DROP, OP_LOAD, OP_PUT, Wal, encode_op, encode_ops
+from engine.wal import Wal
+from engine.walformat import OP_CREATE, OP_DELETE, OP_DROP, OP_LOAD, OP_PUT, encode_op, encode_ops
 
 __all__ = ["Writes", "apply_batch", "apply_op", "create_tree", "delete", "drop_tree", "put"]
 

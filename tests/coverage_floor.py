@@ -30,6 +30,7 @@ FLOORS: dict[str, float] = {
     "engine/replacer.py": CORE,
     "engine/latch.py": CORE,
     "engine/wal.py": CORE,
+    "engine/walformat.py": CORE,
     "engine/txn.py": CORE,
     "engine/overflow.py": CORE,
     "engine/btree.py": CORE,

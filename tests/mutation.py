@@ -63,6 +63,8 @@ SUBSETS: dict[str, list[str]] = {
                    "tests/unit/test_in_place.py", SEED],
     "wal": ["tests/unit/test_wal.py", "tests/unit/test_wal_exact.py", "tests/unit/test_wal_follow.py",
             "tests/unit/test_wal_sync.py", "tests/unit/test_db.py", SEED],
+    "walformat": ["tests/unit/test_wal.py", "tests/unit/test_wal_exact.py", "tests/unit/test_wal_follow.py",
+                  "tests/unit/test_wal_sync.py", "tests/unit/test_db.py", SEED],
     "txn": ["tests/unit/test_db.py", "tests/unit/test_btree.py", "tests/unit/test_in_place.py", SEED],
     "overflow": ["tests/unit/test_overflow.py", "tests/unit/test_btree.py", "tests/unit/test_check.py"],
     "btree": ["tests/unit/test_btree.py", "tests/unit/test_db.py", SEED],

@@ -37,15 +37,15 @@ from engine.codec import (
     encode_overflow,
     seal,
 )
-from engine.wal import (
+from engine.walformat import (
     CKPT_BEGIN,
     CKPT_END,
     CKPT_IMAGE,
     COMMIT,
     OP_CREATE,
     OP_PUT,
-    _record,
     encode_ops,
+    encode_record,
     scan,
 )
 
@@ -250,7 +250,7 @@ def _append_records(path: str, records: list[tuple[int, bytes]]) -> None:
     out = bytearray(data[:end])
     for rtype, payload in records:
         lsn += 1
-        out += _record(lsn, lsn - 1, rtype, payload)
+        out += encode_record(lsn, lsn - 1, rtype, payload)
     with open(log, "wb") as f:
         f.write(bytes(out))
 

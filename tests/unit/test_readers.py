@@ -15,7 +15,8 @@ import pytest
 import engine
 from engine.disk import DirectFile, ReaderLock
 from engine.errors import DragonDBError, StorageIOError
-from engine.wal import COMMIT, HEADER_BYTES, Wal, follow, read_base
+from engine.wal import Wal, follow, read_base
+from engine.walformat import COMMIT, HEADER_BYTES
 
 
 def _log(tmp_path, sync="off") -> Wal:
