@@ -37,9 +37,10 @@ from __future__ import annotations
 import struct
 import zlib
 
-from engine.codec import MAX_KEY_SIZE, MAX_VALUE_SIZE, PAGE_SIZE, decode_meta, verify
+from engine.codec import MAX_KEY_SIZE, MAX_VALUE_SIZE, PAGE_SIZE, verify
 from engine.disk import SECTOR
 from engine.errors import CorruptionError, NotADatabaseError
+from engine.metapage import decode_meta
 
 __all__ = [
     "HEADER_BYTES", "HEADER_USED", "RECORD_HEAD", "PAGE_ID", "Record", "RecoveryPlan",

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 from engine import btree, bulk
 from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
-from engine.codec import META_TREES_ROOM, Meta
 from engine.errors import DragonDBError, NeedsRecoveryError, TreeLimitError
 from engine.latch import RWLatch
+from engine.metapage import META_TREES_ROOM, Meta
 from engine.pager import Pager
 from engine.txn import Txn
 from engine.wal import Wal

@@ -14,7 +14,8 @@ hang, an exception outside its hierarchy, or a key outside
 byte as they were.
 
 The fault layer imports no engine internals, so the formats it crafts are
-restated here from `engine/codec.py` and `engine/walformat.py` (little-endian):
+restated here from `engine/codec.py`, `engine/metapage.py` and `engine/walformat.py`
+(little-endian):
 
 Every data page is 4096 bytes; a 32-byte header::
 

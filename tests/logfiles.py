@@ -3,8 +3,9 @@ that records its calls, builders of logs, payloads and page images."""
 
 from __future__ import annotations
 
-from engine.codec import PAGE_SIZE, Meta, encode_meta, seal
+from engine.codec import PAGE_SIZE, seal
 from engine.disk import SECTOR, DirectFile
+from engine.metapage import Meta, encode_meta
 from engine.wal import Wal
 from engine.walformat import OP_PUT, encode_ops
 from faults.io import FaultPlan

@@ -24,19 +24,17 @@ from engine.codec import (
     FREELIST_CAPACITY,
     OVERFLOW_PAYLOAD,
     PAGE_SIZE,
-    Meta,
     Node,
     Overflow,
     decode_freelist,
-    decode_meta,
     decode_node,
     decode_overflow,
     encode_freelist,
-    encode_meta,
     encode_node,
     encode_overflow,
     seal,
 )
+from engine.metapage import Meta, decode_meta, encode_meta
 from engine.walformat import (
     CKPT_BEGIN,
     CKPT_END,

@@ -13,7 +13,7 @@ import struct
 import pytest
 import slotted
 
-from engine import codec
+from engine import codec, metapage
 from engine.codec import HEADER_SIZE, INTERNAL, LEAF, PAGE_SIZE, Node
 from engine.errors import CorruptionError
 
@@ -156,8 +156,8 @@ def test_encoded_node_header_and_cell_kinds():
 
 def test_meta_trees_size_is_the_format_tables():
     # per tree: name_len u8 | name | root u32 | count u64
-    assert codec.Meta.trees_size({}) == 0
-    assert codec.Meta.trees_size({"ab": (1, 2), "é": (3, 4)}) == (1 + 2 + 12) + (1 + 2 + 12)
+    assert metapage.Meta.trees_size({}) == 0
+    assert metapage.Meta.trees_size({"ab": (1, 2), "é": (3, 4)}) == (1 + 2 + 12) + (1 + 2 + 12)
 
 
 def test_decoders_name_the_page_they_refuse():
@@ -216,13 +216,13 @@ def test_decoded_internal_node_has_no_values_or_links():
 
 
 def test_new_meta_and_its_page():
-    meta = codec.Meta()
+    meta = metapage.Meta()
     assert (meta.page_count, meta.freelist_head, meta.free_count, meta.checkpoint_lsn, meta.trees) == (
         1, 0, 0, 0, {})
     page = bytearray(b"\xff" * PAGE_SIZE)
     meta.checkpoint_lsn = 9
     meta.trees = {"t": (2, 3)}
-    codec.encode_meta(meta, page)
+    metapage.encode_meta(meta, page)
     assert _header(page) == (codec.META, 0, 0, 0, 0, 0, 0, 9, 0, 0)
     assert struct.unpack_from("<HH", page, 60) == (1, 0), "tree_count, then reserved 0"
 
@@ -230,11 +230,11 @@ def test_new_meta_and_its_page():
 def test_meta_trees_filling_the_page_exactly():
     # 14 names of 255 bytes (268 bytes a tree) and two to make up the rest
     trees = {f"{i:02d}".ljust(255, "n"): (i + 1, i) for i in range(14)}
-    rest = codec.META_TREES_ROOM - codec.Meta.trees_size(trees) - 2 * 13
+    rest = metapage.META_TREES_ROOM - metapage.Meta.trees_size(trees) - 2 * 13
     assert 2 <= rest <= 2 * 255
     trees["y" * (rest // 2)] = (98, 1)
     trees["z" * (rest - rest // 2)] = (99, 1)
-    assert codec.Meta.trees_size(trees) == codec.META_TREES_ROOM
+    assert metapage.Meta.trees_size(trees) == metapage.META_TREES_ROOM
     page = bytearray(PAGE_SIZE)
-    codec.encode_meta(codec.Meta(page_count=100, trees=trees), page)
-    assert codec.decode_meta(page).trees == trees
+    metapage.encode_meta(metapage.Meta(page_count=100, trees=trees), page)
+    assert metapage.decode_meta(page).trees == trees

@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.codec import MAX_KEY_SIZE, PAGE_SIZE, Meta, encode_meta, seal
+from engine.codec import MAX_KEY_SIZE, PAGE_SIZE, seal
 from engine.disk import DirectFile
 from engine.errors import CorruptionError, NeedsRecoveryError, StorageIOError
+from engine.metapage import Meta, encode_meta
 from engine.wal import Wal
 from engine.walformat import (
     CKPT_BEGIN,
