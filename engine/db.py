@@ -31,7 +31,7 @@ from engine.catalog import TreeEntry
 from engine.check import CheckReport, check_database
 from engine.checkpoint import CHECKPOINT_BYTES, MIN_CHECKPOINT_BYTES, Checkpoints
 from engine.codec import MAX_KEY_SIZE, MAX_VALUE_SIZE, PAGE_SIZE, USABLE
-from engine.disk import BlockFile, DirectFile, FileLock, ReaderLock
+from engine.disk import BlockFile, DirectFile
 from engine.errors import (
     CorruptionError,
     DatabaseClosedError,
@@ -44,6 +44,7 @@ from engine.errors import (
     StorageIOError,
 )
 from engine.latch import RWLatch
+from engine.locks import FileLock, ReaderLock
 from engine.pager import Pager
 from engine.poolsize import pool_frames
 from engine.recovery import Opener, Recovery

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
 from engine.codec import PAGE_SIZE
-from engine.disk import BlockFile, FileLock, Overlay, ReaderLock, fsync_dir
+from engine.disk import BlockFile, Overlay, fsync_dir
 from engine.errors import CorruptionError, NotADatabaseError, ReadOnlyError, StorageIOError
+from engine.locks import FileLock, ReaderLock
 from engine.metapage import Meta, decode_meta, encode_meta, has_magic, magic_flips
 from engine.pager import Pager
 from engine.wal import LoggedStore, Wal

@@ -27,6 +27,7 @@ FLOORS: dict[str, float] = {
     "engine/metapage.py": CORE,
     "engine/pager.py": CORE,
     "engine/disk.py": CORE,
+    "engine/locks.py": CORE,
     "engine/bufferpool.py": CORE,
     "engine/replacer.py": CORE,
     "engine/latch.py": CORE,

@@ -59,6 +59,8 @@ SUBSETS: dict[str, list[str]] = {
              "tests/unit/test_blockfile_conformance.py", "tests/unit/test_fakefs.py",
              "tests/unit/test_overlay.py", "tests/unit/test_lock_timeout.py", "tests/unit/test_readers.py",
              "tests/unit/test_disk_exact.py"],
+    "locks": ["tests/unit/test_disk.py", "tests/unit/test_disk_errors.py", "tests/unit/test_disk_exact.py",
+              "tests/unit/test_lock_timeout.py", "tests/unit/test_readers.py"],
     "replacer": ["tests/unit/test_replacer.py", "tests/unit/test_bufferpool.py"],
     "latch": ["tests/unit/test_latch.py", "tests/unit/test_bufferpool.py"],
     "bufferpool": ["tests/unit/test_bufferpool.py", "tests/unit/test_io_batching.py",

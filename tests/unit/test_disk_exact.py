@@ -1,5 +1,5 @@
-"""`engine.disk`, exactly: what its descriptors, messages and lock reports
-say, where test_disk.py checks what they do.
+"""`engine.disk` and `engine.locks`, exactly: what their descriptors, messages
+and lock reports say, where test_disk.py checks what they do.
 
 - every descriptor the module opens is close-on-exec, so a child process
   started by the application never inherits the database's file or lock;
@@ -21,17 +21,9 @@ import time
 
 import pytest
 
-from engine.disk import (
-    DirectFile,
-    FileLock,
-    ReaderLock,
-    _describe,
-    _lock_holders,
-    aligned_buffer,
-    fsync_dir,
-    reserved_buffer,
-)
+from engine.disk import DirectFile, aligned_buffer, fsync_dir, reserved_buffer
 from engine.errors import DatabaseLockedError, StorageIOError
+from engine.locks import FileLock, ReaderLock, _describe, _lock_holders
 
 ME = f"process {os.getpid()} (this process)"
 
