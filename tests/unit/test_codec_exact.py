@@ -238,3 +238,56 @@ def test_meta_trees_filling_the_page_exactly():
     page = bytearray(PAGE_SIZE)
     metapage.encode_meta(metapage.Meta(page_count=100, trees=trees), page)
     assert metapage.decode_meta(page).trees == trees
+
+
+# -- leaf_search's refusals, exactly (mutation testing: each bound weakened survived) --
+
+def _one_leaf(keys: list[bytes], vals: list[bytes]) -> tuple[bytearray, dict[bytes, int]]:
+    """A sealed leaf page and each key's cell offset."""
+    page = bytearray(PAGE_SIZE)
+    codec.encode_node(Node(True, keys, vals), page)
+    slots = struct.unpack_from(f"<{len(keys)}H", page, HEADER_SIZE)
+    return page, {bytes(page[off + 7 : off + 7 + page[off]]): off for off in slots}
+
+
+def _set_cell(page: bytearray, off: int, klen: int | None = None, kind: int | None = None,
+              vlen: int | None = None) -> bytearray:
+    old = struct.unpack_from("<HBI", page, off)
+    struct.pack_into("<HBI", page, off, *(new if new is not None else was
+                                          for new, was in zip((klen, kind, vlen), old, strict=True)))
+    codec.seal(page)
+    return page
+
+
+def test_leaf_search_refuses_an_inline_value_running_past_the_page():
+    # the cell of b"k" ends the page: a value length of 100 bytes runs 90
+    # bytes past it, though 1 + 100 bytes would fit a cell
+    page, at = _one_leaf([b"k"], [b"v" * 10])
+    assert at[b"k"] + 7 + 1 + 10 == PAGE_SIZE
+    _set_cell(page, at[b"k"], vlen=100)
+    with pytest.raises(CorruptionError, match=r"^page 7: cell overruns page or exceeds MAX_LEAF_CELL$"):
+        codec.leaf_search(page, b"k", 7)
+
+
+def test_leaf_search_refuses_an_inline_value_larger_than_a_cell_holds():
+    # 1 + 1345 bytes: one more than the largest leaf cell's key and value,
+    # while the cell still lies inside the page
+    page, at = _one_leaf([b"k", b"z"], [b"v" * 1344, b"w"])
+    assert at[b"k"] + 7 + 1 + 1345 <= PAGE_SIZE
+    _set_cell(page, at[b"k"], vlen=1345)
+    with pytest.raises(CorruptionError, match=r"^page 7: cell overruns page or exceeds MAX_LEAF_CELL$"):
+        codec.leaf_search(page, b"k", 7)
+
+
+def test_leaf_search_finds_the_largest_inline_value():
+    page, _ = _one_leaf([b"k"], [b"v" * 1344])  # 1 + 1344 bytes: MAX_LEAF_CELL exactly
+    assert 9 + 1 + 1344 == codec.MAX_LEAF_CELL
+    assert codec.leaf_search(page, b"k", 7) == b"v" * 1344
+
+
+def test_leaf_search_names_the_page_and_the_cell_it_refuses():
+    page, at = _one_leaf([b"k"], [b"v"])
+    with pytest.raises(CorruptionError, match=r"^page 7: leaf cell of unknown kind 2$"):
+        codec.leaf_search(_set_cell(bytearray(page), at[b"k"], kind=2), b"k", 7)
+    with pytest.raises(CorruptionError, match=r"^page 7: leaf cell of a 0-byte key overruns the page or the key size$"):
+        codec.leaf_search(_set_cell(bytearray(page), at[b"k"], klen=0), b"k", 7)
