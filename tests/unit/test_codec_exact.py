@@ -291,3 +291,12 @@ def test_leaf_search_names_the_page_and_the_cell_it_refuses():
         codec.leaf_search(_set_cell(bytearray(page), at[b"k"], kind=2), b"k", 7)
     with pytest.raises(CorruptionError, match=r"^page 7: leaf cell of a 0-byte key overruns the page or the key size$"):
         codec.leaf_search(_set_cell(bytearray(page), at[b"k"], klen=0), b"k", 7)
+
+
+def test_node_check_invariants_names_a_key_of_impossible_size():
+    # an empty first key, or any key over MAX_KEY_SIZE, each alone
+    for keys in ([b""], [b"a", b"b" * (codec.MAX_KEY_SIZE + 1)], [b"k" * (codec.MAX_KEY_SIZE + 1)]):
+        node = Node(False, keys, children=list(range(2, len(keys) + 3)))
+        assert node.check_invariants() == ["key outside 1..MAX_KEY_SIZE bytes"], keys
+    largest = Node(False, [b"k" * codec.MAX_KEY_SIZE], children=[2, 3])
+    assert largest.check_invariants() == []
