@@ -300,3 +300,47 @@ def test_node_check_invariants_names_a_key_of_impossible_size():
         assert node.check_invariants() == ["key outside 1..MAX_KEY_SIZE bytes"], keys
     largest = Node(False, [b"k" * codec.MAX_KEY_SIZE], children=[2, 3])
     assert largest.check_invariants() == []
+
+
+# -- decode_node's refusals, exactly (the same bounds as leaf_search's, and each message) --
+
+def test_decode_node_refuses_an_inline_value_past_the_page_or_larger_than_a_cell():
+    page, at = _one_leaf([b"k"], [b"v" * 10])  # the cell ends the page
+    past = _set_cell(bytearray(page), at[b"k"], vlen=100)
+    page, at = _one_leaf([b"k", b"z"], [b"v" * 1344, b"w"])
+    larger = _set_cell(bytearray(page), at[b"k"], vlen=1345)  # inside the page
+    for bad in (past, larger):
+        with pytest.raises(CorruptionError, match=r"^page 7: cell overruns page or exceeds MAX_LEAF_CELL$"):
+            codec.decode_node(bad, 7)
+    assert codec.decode_node(page, 7).vals == [b"v" * 1344, b"w"]
+
+
+def _slot0_at(page: bytearray, off: int) -> bytearray:
+    struct.pack_into("<H", page, HEADER_SIZE, off)
+    codec.seal(page)
+    return page
+
+
+def _child0(page: bytearray) -> bytearray:
+    struct.pack_into("<I", page, 28, 0)  # prev: an internal node's child 0
+    codec.seal(page)
+    return page
+
+
+@pytest.mark.parametrize(("craft", "message"), [
+    (lambda page, off: _set_cell(page, off, klen=codec.MAX_KEY_SIZE + 1), "a key of 1025 bytes"),
+    (lambda page, off: _set_cell(page, off, kind=2), "leaf cell of unknown kind 2"),
+    (lambda page, off: _set_cell(page, off, klen=0), "an empty key"),
+    (lambda page, off: _slot0_at(page, PAGE_SIZE - 2), "cell overruns page"),
+], ids=["key-over-max", "unknown-kind", "empty-key", "cell-past-the-page"])
+def test_decode_node_names_the_page_and_what_it_refuses_in_a_leaf(craft, message):
+    page, at = _one_leaf([b"k"], [b"v"])
+    with pytest.raises(CorruptionError, match=rf"^page 7: {message}$"):
+        codec.decode_node(craft(page, at[b"k"]), 7)
+
+
+def test_decode_node_names_an_internal_node_pointing_at_page_0():
+    page = bytearray(PAGE_SIZE)
+    codec.encode_node(Node(False, [b"m"], children=[2, 3]), page)
+    with pytest.raises(CorruptionError, match=r"^page 7: internal node points at page 0$"):
+        codec.decode_node(_child0(page), 7)
