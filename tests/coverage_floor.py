@@ -91,9 +91,12 @@ FLOORS: dict[str, float] = {
     "faults/trials_crash.py": 85.0,
     "faults/trials_interleave.py": 80.0,  # a failing scenario's verdict runs only when the engine has a bug
     "faults/kill.py": 60.0,
-    "faults/crafted.py": 90.0,
-    "faults/crafted_pages.py": 90.0,  # split out of crafted.py, which had 90
-    "faults/crafted_log.py": 90.0,
+    # crafted.py had 90 (92.2%) before its crafting moved out (issue 14); what is
+    # left uncovered is the same: a trial's failure reports (they run when the
+    # engine has a bug) and the deadline's off-main-thread path
+    "faults/crafted.py": 83.0,
+    "faults/crafted_pages.py": 95.0,
+    "faults/crafted_log.py": 95.0,
     "faults/history.py": 90.0,
     "faults/trials_crafted.py": 80.0,  # a failing trial's report runs only when the engine has a bug
     "faults/trials_kill.py": 76.0,  # its recording moved to trials_readonly.record; what is left uncovered reports bugs
