@@ -50,7 +50,8 @@ SEED = "tests/faults/test_seed_claims.py"
 SUBSETS: dict[str, list[str]] = {
     "codec": ["tests/unit/test_codec.py", "tests/unit/test_codec_exact.py", "tests/unit/test_pager.py",
               "tests/unit/test_check.py"],
-    "metapage": ["tests/unit/test_codec.py", "tests/unit/test_codec_exact.py", "tests/unit/test_check.py",
+    "metapage": ["tests/unit/test_metapage.py", "tests/unit/test_codec.py", "tests/unit/test_codec_exact.py",
+                 "tests/unit/test_check.py",
                  "tests/unit/test_check_exact.py", "tests/unit/test_db_edges.py"],
     "pager": ["tests/unit/test_pager.py", "tests/unit/test_pager_read_ahead.py", "tests/unit/test_pager_exact.py",
               "tests/unit/test_check.py",
