@@ -9,7 +9,7 @@ from engine.arguments import NAMES_SEEN, as_key, as_tree_name, as_value
 from engine.codec import MAX_KEY_SIZE, MAX_VALUE_SIZE
 from engine.errors import BatchStateError
 from engine.typedefs import BytesLike
-from engine.wal import OP_DELETE, OP_PUT
+from engine.walformat import OP_DELETE, OP_PUT
 from engine.writes import apply_batch
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ from engine.codec import (
 )
 from engine.errors import UnsortedItemsError
 from engine.txn import Txn
-from engine.wal import OP_CREATE, OP_DELETE, OP_DROP, OP_LOAD, OP_PUT
+from engine.walformat import OP_CREATE, OP_DELETE, OP_DROP, OP_LOAD, OP_PUT
 
 _SPILL_RUN = 256  # leaves encoded and logged per batch (1 MiB)
 

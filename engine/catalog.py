@@ -1,6 +1,6 @@
 """The tree catalog: each tree's root page and key count.
 
-The metadata page holds the catalog (`codec.Meta.trees`); in memory it is a
+The metadata page holds the catalog (`metapage.Meta.trees`); in memory it is a
 dict from tree name to `TreeEntry`, shared by the database, its transactions
 (which remember an entry before changing it, see `Txn.entry`) and the
 checker. A root of 0 means the tree has no page yet (its first put creates

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from engine import log
 from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
-from engine.codec import PAGE_SIZE, Meta, encode_meta
-from engine.disk import ReaderLock
+from engine.codec import PAGE_SIZE
 from engine.errors import DragonDBError, NeedsRecoveryError, StorageIOError
 from engine.latch import RWLatch
+from engine.locks import ReaderLock
+from engine.metapage import Meta, encode_meta
 from engine.pager import Pager
 from engine.wal import Wal
 

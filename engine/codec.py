@@ -31,11 +31,7 @@ Slot i holds the u16 offset of the cell with the i-th smallest key.
 Free-space accounting is exact: 32 + 2*slot_count + (live cell bytes) +
 garbage + (free_end - free_start) == 4096.
 
-Metadata page (page 0), after the header::
-
-    32 magic b"DRAGONDB" | 40 version u32 | 44 page_size u32 | 48 page_count u32
-    52 freelist_head u32 | 56 free_count u32 | 60 tree_count u16 | 62 reserved u16
-    64 checkpoint_lsn u64 | 72 trees: name_len u8 | name | root u32 | count u64 | ...
+The metadata page (page 0) has its own table in `engine/metapage.py`.
 
 Overflow page: header (free_start = payload bytes used) then up to 4064 payload bytes.
 A value of L bytes is a chain of ceil(L / 4064) distinct pages, each full but
@@ -64,10 +60,10 @@ from engine.errors import CorruptionError
 __all__ = [
     "PAGE_SIZE", "HEADER_SIZE", "USABLE", "MAX_KEY_SIZE", "MAX_VALUE_SIZE", "MAX_LEAF_CELL", "MAX_LEAF_KEYS", "MAX_INTERNAL_CELL",
     "LEAF_MIN_FILL", "INTERNAL_MIN_FILL", "OVERFLOW_PAYLOAD", "FREELIST_CAPACITY",
-    "META", "LEAF", "INTERNAL", "OVERFLOW", "FREELIST", "MAGIC", "FORMAT_VERSION",
-    "Overflow", "Node", "Meta", "seal", "verify", "page_type", "page_lsn", "set_lsn",
+    "META", "LEAF", "INTERNAL", "OVERFLOW", "FREELIST", "HEADER_FIELDS",
+    "Overflow", "Node", "seal", "verify", "expect_page", "page_type", "page_lsn", "set_lsn",
     "leaf_cell_size", "internal_cell_size", "inline_fits", "encode_node", "decode_node",
-    "encode_meta", "decode_meta", "encode_overflow", "decode_overflow", "encode_freelist",
+    "encode_overflow", "decode_overflow", "encode_freelist",
     "decode_freelist", "leaf_search", "split_point", "internal_split_point", "free_space",
     "accounting_ok",
 ]
@@ -87,19 +83,15 @@ MAX_LEAF_KEYS = USABLE // (9 + 1)  # 406: the smallest leaf cell is a 1-byte key
 _MAX_INLINE = MAX_LEAF_CELL - 9  # key + inline value bytes of the largest leaf cell
 
 META, LEAF, INTERNAL, OVERFLOW, FREELIST = 1, 2, 3, 4, 5
-MAGIC = b"DRAGONDB"
-FORMAT_VERSION = 1
 
 _HEADER = struct.Struct("<IBBHHHHHQII")
-_BODY = struct.Struct("<BBHHHHHQII")  # the header without its CRC, packed at offset 4
+HEADER_FIELDS = struct.Struct("<BBHHHHHQII")  # the header without its CRC, packed at offset 4
 _LEAF_CELL = struct.Struct("<HBI")  # 7 bytes
 _INTERNAL_CELL = struct.Struct("<HI")  # 6 bytes
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _CRC = struct.Struct("<I")
 _LSN = struct.Struct("<Q")
-_META_FIXED = struct.Struct("<8sIIIIIHHQ")  # at offset 32, 40 bytes
-_TREE_ENTRY = struct.Struct("<IQ")
 
 
 class Overflow:
@@ -243,7 +235,8 @@ def set_lsn(page: bytearray | memoryview, lsn: int) -> None:
     seal(page)
 
 
-def _expect_page(page: bytes | memoryview, expect: int, page_id: int) -> None:
+def expect_page(page: bytes | memoryview, expect: int, page_id: int) -> None:
+    """`CorruptionError` unless the page's checksum holds and its type is `expect`."""
     if not verify(page):
         raise CorruptionError(f"page {page_id}: checksum mismatch")
     if page[4] != expect:
@@ -292,7 +285,7 @@ def encode_node(node: Node, page: bytearray | memoryview) -> None:
     page[free_start:pos] = bytes(pos - free_start)
     if n:
         struct.pack_into(f"<{n}H", page, HEADER_SIZE, *offsets)
-    _BODY.pack_into(page, 4, LEAF if node.leaf else INTERNAL, 0, n, free_start, pos, 0, 0,
+    HEADER_FIELDS.pack_into(page, 4, LEAF if node.leaf else INTERNAL, 0, n, free_start, pos, 0, 0,
                     node.lsn, node.next if node.leaf else 0, link0)
     seal(page)
 
@@ -451,113 +444,6 @@ def internal_split_point(sizes: list[int]) -> int:
     return best_m
 
 
-# -- metadata page ------------------------------------------------------------------
-
-class Meta:
-    """The decoded metadata page: counts, free-list head and named tree roots."""
-
-    __slots__ = ("page_count", "freelist_head", "free_count", "checkpoint_lsn", "trees")
-
-    def __init__(self, page_count: int = 1, freelist_head: int = 0, free_count: int = 0,
-                 checkpoint_lsn: int = 0, trees: dict[str, tuple[int, int]] | None = None) -> None:
-        self.page_count = page_count
-        self.freelist_head = freelist_head
-        self.free_count = free_count
-        self.checkpoint_lsn = checkpoint_lsn
-        self.trees = trees if trees is not None else {}  # name -> (root page id, key count)
-
-    def check_invariants(self) -> list[str]:
-        """What no engine writes, each violated one reported:
-        page_count >= 1 (page 0 is this page); freelist_head and free_count below page_count;
-        each tree: a name of 1..255 UTF-8 bytes; root below page_count;
-        count 0 without a root, else at most (page_count - 1) * MAX_LEAF_KEYS.
-        """
-        out = []
-        count = self.page_count
-        if count < 1 or self.freelist_head >= count or self.free_count >= count:
-            out.append(f"page count {count}, free-list head {self.freelist_head}, "
-                       f"free count {self.free_count} are inconsistent")
-        most_keys = max(count - 1, 0) * MAX_LEAF_KEYS  # every page but this one a leaf of the smallest cells
-        for name, (root, kcount) in self.trees.items():
-            if not 0 < len(name.encode()) < 256 or root >= count or kcount > (most_keys if root else 0):
-                out.append(f"tree {name!r} (root {root}, {kcount} keys) is impossible in {count} pages")
-        return out
-
-    @staticmethod
-    def trees_size(trees: dict[str, tuple[int, int]]) -> int:
-        return sum(1 + len(name.encode()) + _TREE_ENTRY.size for name in trees)
-
-
-META_TREES_ROOM = PAGE_SIZE - 72
-
-
-def encode_meta(meta: Meta, page: bytearray | memoryview) -> None:
-    """Write the metadata page and seal it.
-
-    pre: len(page) >= PAGE_SIZE and Meta.trees_size(meta.trees) <= META_TREES_ROOM
-    pre: meta.check_invariants() == []
-    pre: all(0 <= x < 2**32 for x in (meta.page_count, meta.freelist_head, meta.free_count)) and 0 <= meta.checkpoint_lsn < 2**64
-    pre: all(len(name.encode()) < 256 and 0 <= root < 2**32 and 0 <= count < 2**64 for name, (root, count) in meta.trees.items())
-    post[page]: verify(page) and has_magic(page)
-    post: _meta_fields(decode_meta(page)) == _meta_fields(meta)
-    """
-    page[:PAGE_SIZE] = bytes(PAGE_SIZE)
-    _BODY.pack_into(page, 4, META, 0, 0, 0, 0, 0, 0, meta.checkpoint_lsn, 0, 0)
-    _META_FIXED.pack_into(page, 32, MAGIC, FORMAT_VERSION, PAGE_SIZE, meta.page_count,
-                          meta.freelist_head, meta.free_count, len(meta.trees), 0, meta.checkpoint_lsn)
-    pos = 72
-    for name in sorted(meta.trees):
-        raw = name.encode()
-        root, count = meta.trees[name]
-        assert pos + 1 + len(raw) + 12 <= PAGE_SIZE, "encode_meta: trees overflow the page"
-        page[pos] = len(raw)
-        page[pos + 1 : pos + 1 + len(raw)] = raw
-        _TREE_ENTRY.pack_into(page, pos + 1 + len(raw), root, count)
-        pos += 1 + len(raw) + 12
-    seal(page)
-
-
-def has_magic(page: bytes | bytearray | memoryview) -> bool:
-    return bytes(page[32:40]) == MAGIC
-
-
-def magic_flips(page: bytes | bytearray | memoryview) -> int:
-    """How many bits of the metadata page's magic differ from MAGIC (0 when
-    `has_magic`): a few mean a damaged database, many another file."""
-    return sum(bin(a ^ b).count("1") for a, b in zip(bytes(page[32:40]), MAGIC, strict=False))
-
-
-def decode_meta(page: bytes | bytearray | memoryview) -> Meta:
-    """The metadata page; `NotADatabaseError` without the magic or with
-    another format, `CorruptionError` on damage or on fields `Meta.check_invariants` refuses."""
-    data = bytes(page[:PAGE_SIZE])
-    if len(data) < PAGE_SIZE or not has_magic(data):
-        from engine.errors import NotADatabaseError
-        raise NotADatabaseError("not a DragonDB file (bad magic)")
-    _expect_page(data, META, 0)
-    magic, version, psize, count, head, nfree, ntrees, _, ckpt = _META_FIXED.unpack_from(data, 32)
-    if version != FORMAT_VERSION or psize != PAGE_SIZE:
-        from engine.errors import NotADatabaseError
-        raise NotADatabaseError(f"unsupported format version {version} / page size {psize}")
-    trees = {}
-    pos = 72
-    try:
-        for _ in range(ntrees):
-            ln = data[pos]
-            name = data[pos + 1 : pos + 1 + ln].decode()
-            if name in trees:
-                raise CorruptionError(f"metadata page: tree {name!r} listed twice")
-            trees[name] = _TREE_ENTRY.unpack_from(data, pos + 1 + ln)
-            pos += 1 + ln + 12
-    except (struct.error, IndexError, UnicodeDecodeError) as exc:
-        raise CorruptionError("metadata page: tree table is malformed") from exc
-    meta = Meta(count, head, nfree, ckpt, trees)
-    problems = meta.check_invariants()
-    if problems:
-        raise CorruptionError("metadata page: " + "; ".join(problems))
-    return meta
-
-
 # -- overflow and free-list pages ----------------------------------------------------
 
 def encode_overflow(payload: bytes | memoryview, next_page: int, page: bytearray | memoryview, lsn: int = 0) -> None:
@@ -568,7 +454,7 @@ def encode_overflow(payload: bytes | memoryview, next_page: int, page: bytearray
     """
     n = len(payload)
     assert n <= OVERFLOW_PAYLOAD, "encode_overflow: payload larger than a page"
-    _BODY.pack_into(page, 4, OVERFLOW, 0, 0, n, 0, 0, 0, lsn, next_page, 0)
+    HEADER_FIELDS.pack_into(page, 4, OVERFLOW, 0, 0, n, 0, 0, 0, lsn, next_page, 0)
     page[HEADER_SIZE : HEADER_SIZE + n] = payload
     if n < OVERFLOW_PAYLOAD:
         page[HEADER_SIZE + n : PAGE_SIZE] = bytes(OVERFLOW_PAYLOAD - n)
@@ -577,7 +463,7 @@ def encode_overflow(payload: bytes | memoryview, next_page: int, page: bytearray
 
 def decode_overflow(page: bytes | bytearray | memoryview, page_id: int = -1) -> tuple[bytes, int]:
     """(payload, next page id)."""
-    _expect_page(page, OVERFLOW, page_id)
+    expect_page(page, OVERFLOW, page_id)
     _, _, _, _, n, _, _, _, _, nxt, _ = _HEADER.unpack_from(page, 0)
     if n > OVERFLOW_PAYLOAD:
         raise CorruptionError(f"page {page_id}: overflow length {n} too large")
@@ -594,7 +480,7 @@ def encode_freelist(ids: list[int], next_page: int, page: bytearray | memoryview
     n = len(ids)
     assert n <= FREELIST_CAPACITY, "encode_freelist: too many ids for one page"
     page[:PAGE_SIZE] = bytes(PAGE_SIZE)
-    _BODY.pack_into(page, 4, FREELIST, 0, n, 0, 0, 0, 0, 0, next_page, 0)
+    HEADER_FIELDS.pack_into(page, 4, FREELIST, 0, n, 0, 0, 0, 0, 0, next_page, 0)
     if n:
         struct.pack_into(f"<{n}I", page, HEADER_SIZE, *ids)
     seal(page)
@@ -602,7 +488,7 @@ def encode_freelist(ids: list[int], next_page: int, page: bytearray | memoryview
 
 def decode_freelist(page: bytes | bytearray | memoryview, page_id: int = -1) -> tuple[list[int], int]:
     """(page ids held, next trunk page id)."""
-    _expect_page(page, FREELIST, page_id)
+    expect_page(page, FREELIST, page_id)
     n = _U16.unpack_from(page, 6)[0]
     if n > FREELIST_CAPACITY:
         raise CorruptionError(f"page {page_id}: free-list count {n} too large")
@@ -610,7 +496,7 @@ def decode_freelist(page: bytes | bytearray | memoryview, page_id: int = -1) -> 
 
 
 # -- page accounting ---------------------------------------------------------------
-# Helpers of the contracts above (`encode_node`, `encode_meta`); the in-place
+# Helpers of the contracts above (`encode_node`); the in-place
 # slotted operations that share them live with the tests (tests/slotted.py).
 
 def _hdr(page: bytes | bytearray) -> tuple[int, int, int, int]:
@@ -654,8 +540,3 @@ def _node_fields(node: Node) -> tuple:
     if node.leaf:
         return (True, list(node.keys), list(node.vals), node.next, node.prev, node.lsn)
     return (False, list(node.keys), list(node.children), node.lsn)
-
-
-def _meta_fields(meta: Meta) -> tuple:
-    """What the metadata page stores, for contracts."""
-    return (meta.page_count, meta.freelist_head, meta.free_count, meta.checkpoint_lsn, dict(meta.trees))

@@ -31,7 +31,7 @@ from engine.catalog import TreeEntry
 from engine.check import CheckReport, check_database
 from engine.checkpoint import CHECKPOINT_BYTES, MIN_CHECKPOINT_BYTES, Checkpoints
 from engine.codec import MAX_KEY_SIZE, MAX_VALUE_SIZE, PAGE_SIZE, USABLE
-from engine.disk import BlockFile, DirectFile, FileLock, ReaderLock
+from engine.disk import BlockFile, DirectFile
 from engine.errors import (
     CorruptionError,
     DatabaseClosedError,
@@ -44,6 +44,7 @@ from engine.errors import (
     StorageIOError,
 )
 from engine.latch import RWLatch
+from engine.locks import FileLock, ReaderLock
 from engine.openers import complete
 from engine.pager import Pager
 from engine.poolsize import pool_frames
@@ -51,7 +52,8 @@ from engine.recovery import Opener, Recovery
 from engine.snapshots import Snapshots
 from engine.tree import Tree, _SnapshotTree
 from engine.typedefs import CompactResult, Stats, TreeStats
-from engine.wal import HEADER_BYTES, Wal
+from engine.wal import Wal
+from engine.walformat import HEADER_BYTES
 from engine.writes import Writes, create_tree, drop_tree
 
 __all__ = ["open", "Database", "Tree", "Batch", "PageInfo", "MAX_KEY_SIZE", "MAX_VALUE_SIZE", "CheckReport"]

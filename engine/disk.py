@@ -1,6 +1,7 @@
-"""The disk layer: the `BlockFile` protocol, `DirectFile`, file locks.
+"""The disk layer: the `BlockFile` protocol, `DirectFile`, the `Overlay`.
 
-Only this module calls `os.pread`/`pwrite`/`fsync`/`flock`. Every `OSError`
+Only this module calls `os.pread`/`pwrite`/`fsync` (and only `engine/locks.py`,
+the file locks, calls `flock`). Every `OSError`
 leaves here as `StorageIOError` (`raise ... from exc`), so upper layers see one
 error type and clean up with guards.
 
@@ -18,26 +19,22 @@ BlockFile`; the fault layer wraps a `DirectFile` there and forwards calls.
 from __future__ import annotations
 
 import errno
-import fcntl
 import mmap
 import os
-import time
-import weakref
 from typing import Protocol, runtime_checkable
 
-from engine.errors import DatabaseLockedError, StorageIOError
+from engine.errors import StorageIOError
 
 __all__ = [
     "BlockFile",
     "DirectFile",
-    "FileLock",
     "Opener",
     "Overlay",
-    "ReaderLock",
     "SECTOR",
     "aligned_buffer",
     "default_opener",
     "fsync_dir",
+    "io_error",
     "reserved_buffer",
 ]
 
@@ -97,7 +94,8 @@ def reserved_buffer(size: int) -> mmap.mmap:
     return mmap.mmap(-1, size, flags=flags)
 
 
-def _io_error(op: str, path: str, exc: OSError) -> StorageIOError:
+def io_error(op: str, path: str, exc: OSError) -> StorageIOError:
+    """The `StorageIOError` for a failed OS call: "<op> <path>: <the system's words>"."""
     return StorageIOError(exc.errno or errno.EIO, f"{op} {path}: {exc.strerror or exc}")
 
 
@@ -159,7 +157,7 @@ class DirectFile:
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise _io_error("open", path, exc) from exc
+            raise io_error("open", path, exc) from exc
 
     def _ensure_open(self) -> None:
         if self._closed:
@@ -181,10 +179,10 @@ class DirectFile:
         n = len(buf)
         try:
             if not self.direct:
-                return os.preadv(self.fd, [buf], offset)
+                return os.preadv(self.fd, [buf], offset)  # noqa: TID251 - the I/O owner
             if self._aligned(offset, n) and _is_aligned_memory(buf):
                 try:
-                    return os.preadv(self.fd, [buf], offset)
+                    return os.preadv(self.fd, [buf], offset)  # noqa: TID251 - the I/O owner
                 except OSError as exc:  # memory not aligned: use the bounce buffer
                     if exc.errno != errno.EINVAL:
                         raise
@@ -192,13 +190,13 @@ class DirectFile:
             span = -(-(offset + n - start) // SECTOR) * SECTOR
             bounce = self._bounce_for(span)
             view = memoryview(bounce)[:span]
-            got = os.preadv(self.fd, [view], start)
+            got = os.preadv(self.fd, [view], start)  # noqa: TID251 - the I/O owner
             usable = max(0, min(n, got - (offset - start)))
             buf[:usable] = view[offset - start : offset - start + usable]
             view.release()
             return usable
         except OSError as exc:
-            raise _io_error("read", self.path, exc) from exc
+            raise io_error("read", self.path, exc) from exc
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         self._ensure_open()
@@ -216,13 +214,13 @@ class DirectFile:
                         raise
             self._write_unaligned(offset, data)
         except OSError as exc:
-            raise _io_error("write", self.path, exc) from exc
+            raise io_error("write", self.path, exc) from exc
 
     def _write_all(self, offset: int, view: memoryview) -> None:
         done = 0
         n = len(view)
         while done < n:
-            w = os.pwritev(self.fd, [view[done:]], offset + done)
+            w = os.pwritev(self.fd, [view[done:]], offset + done)  # noqa: TID251 - the I/O owner
             if w <= 0:  # pragma: no cover - pwritev of n > 0 bytes returns > 0 or raises
                 raise OSError(errno.EIO, "short write")
             done += w
@@ -236,14 +234,14 @@ class DirectFile:
         view = memoryview(bounce)[:span]
         end_size = os.fstat(self.fd).st_size
         if start < end_size:
-            got = os.preadv(self.fd, [view], start)
+            got = os.preadv(self.fd, [view], start)  # noqa: TID251 - the I/O owner
             view[got:] = bytes(span - got)
         else:
             view[:] = bytes(span)
         view[offset - start : offset - start + n] = data
         done = 0
         while done < span:
-            w = os.pwritev(self.fd, [view[done:]], start + done)
+            w = os.pwritev(self.fd, [view[done:]], start + done)  # noqa: TID251 - the I/O owner
             if w <= 0:  # pragma: no cover - pwritev of n > 0 bytes returns > 0 or raises
                 raise OSError(errno.EIO, "short write")
             done += w
@@ -256,14 +254,14 @@ class DirectFile:
         try:
             _fdatasync(self.fd)  # flushes data and the size; skips mtime, 3x faster here
         except OSError as exc:
-            raise _io_error("fsync", self.path, exc) from exc
+            raise io_error("fsync", self.path, exc) from exc
 
     def size(self) -> int:
         self._ensure_open()
         try:
             return os.fstat(self.fd).st_size
         except OSError as exc:
-            raise _io_error("stat", self.path, exc) from exc
+            raise io_error("stat", self.path, exc) from exc
 
     def extend(self, new_size: int) -> None:
         self._ensure_open()
@@ -278,21 +276,21 @@ class DirectFile:
                             raise
                 os.ftruncate(self.fd, new_size)
         except OSError as exc:
-            raise _io_error("extend", self.path, exc) from exc
+            raise io_error("extend", self.path, exc) from exc
 
     def truncate(self, new_size: int) -> None:
         self._ensure_open()
         try:
             os.ftruncate(self.fd, new_size)
         except OSError as exc:
-            raise _io_error("truncate", self.path, exc) from exc
+            raise io_error("truncate", self.path, exc) from exc
 
     def rename(self, new_path: str) -> None:
         self._ensure_open()
         try:
             os.replace(self.path, new_path)
         except OSError as exc:
-            raise _io_error("rename", self.path, exc) from exc
+            raise io_error("rename", self.path, exc) from exc
         self.path = new_path
 
     def sync_dir(self) -> None:
@@ -308,10 +306,10 @@ class DirectFile:
         try:
             os.close(self.fd)
         except OSError as exc:
-            raise _io_error("close", self.path, exc) from exc
+            raise io_error("close", self.path, exc) from exc
 
 
-_fdatasync = getattr(os, "fdatasync", os.fsync)
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # noqa: TID251 - the I/O owner
 
 
 class Overlay:
@@ -448,211 +446,11 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
     try:
         fd = os.open(d, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError as exc:
-        raise _io_error("open dir", d, exc) from exc
+        raise io_error("open dir", d, exc) from exc
     try:
-        os.fsync(fd)
+        os.fsync(fd)  # noqa: TID251 - the I/O owner
     except OSError as exc:  # pragma: no cover - local filesystems accept a directory fsync
         if exc.errno not in (errno.EINVAL, errno.EBADF):  # some filesystems refuse dir fsync
-            raise _io_error("fsync dir", d, exc) from exc
+            raise io_error("fsync dir", d, exc) from exc
     finally:
         os.close(fd)
-
-
-class FileLock:
-    """An exclusive (or shared, for read-only opens) `flock` on a path.
-
-    The lock lives on its own open file description, so a second open of the
-    same file in this process conflicts just as another process would. A
-    conflicting lock is polled for (`LOCK_NB` with short sleeps) up to
-    `timeout` seconds; then `DatabaseLockedError` says who holds the file.
-    """
-
-    __slots__ = ("path", "fd")
-
-    def __init__(self, path: str | os.PathLike[str], shared: bool = False, timeout: float = 0.0) -> None:
-        self.path = os.fspath(path)
-        try:
-            self.fd: int | None = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            raise _io_error("open", self.path, exc) from exc
-        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
-        deadline = time.monotonic() + timeout
-        pause = 0.001  # doubles up to 50 ms: a short wait is noticed at once, a long one costs little
-        while True:
-            try:
-                fcntl.flock(self.fd, mode)
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    self._close_fd()
-                    raise _io_error("lock", self.path, exc) from exc  # pragma: no cover - flock fails otherwise only with ENOLCK
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    holder = _lock_holders(self.fd)
-                    self._close_fd()
-                    waited = f"waited {timeout:g} s" if timeout else "timeout=0, not waiting"
-                    raise DatabaseLockedError(f"{self.path}: {holder} ({waited})") from exc
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.05)
-
-    def _close_fd(self) -> None:
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            os.close(fd)
-
-    def forget(self) -> None:
-        """Close this process's copy of the lock's fd without unlocking: in a
-        child of fork() the lock belongs to the open file description the
-        parent shares, so flock(LOCK_UN) here would unlock the parent."""
-        if self.fd is not None:
-            fd, self.fd = self.fd, None
-            try:
-                os.close(fd)
-            except OSError:  # nothing to undo: the parent's lock stands either way
-                pass
-
-    def release(self) -> None:
-        if self.fd is not None:
-            fd, self.fd = self.fd, None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-
-
-class ReaderLock:
-    """The readers lock: an `flock` on `<database>-readers`, a file that holds
-    no data (docs/processes.md).
-
-    A read-only open holds it shared (`hold`) for each snapshot, while it
-    reads the data file; the writer holds it exclusive (`exclusive`) while it
-    writes pages home, so a checkpoint never rewrites a page a reader's
-    snapshot still reads. The lock lives on this object's own open file
-    description: a reader and a writer in one process conflict as two
-    processes would, and a killed process's lock is dropped by the kernel.
-
-    The file is created by whoever opens first. A reader that can neither
-    open nor create it (a read-only directory, where no writer can run
-    either) works without it: `fd` is None and every call is a no-op.
-    """
-
-    __slots__ = ("path", "fd", "held", "forked", "__weakref__")
-
-    def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
-        self.path = os.fspath(path)
-        self.held = 0  # 0 none, fcntl.LOCK_SH or fcntl.LOCK_EX
-        self.forked = False
-        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
-        try:
-            self.fd: int | None = os.open(self.path, flags | os.O_CREAT, 0o666)
-        except OSError as exc:
-            try:  # a reader without write permission can still lock an existing file
-                self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except OSError:
-                if create:
-                    raise _io_error("open", self.path, exc) from exc
-                self.fd = None
-        if self.fd is not None:
-            _inherited.add(self)
-
-    def _flock(self, mode: int) -> bool:
-        try:
-            fcntl.flock(self.fd, mode)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) and mode & fcntl.LOCK_NB:
-                return False
-            raise _io_error("lock", self.path, exc) from exc
-        return True
-
-    def hold(self) -> None:
-        """Take the lock shared; waits only while a writer writes pages home."""
-        if self.forked:
-            raise StorageIOError(errno.EBADF, f"{self.path}: lock inherited across fork(); open the database again")
-        if self.fd is not None:
-            self._flock(fcntl.LOCK_SH)
-            self.held = fcntl.LOCK_SH
-
-    def exclusive(self, wait: bool) -> bool:
-        """Take the lock exclusive: at once or False (`wait=False`), or
-        waiting until every reader's snapshot has ended."""
-        if self.forked:
-            raise StorageIOError(errno.EBADF, f"{self.path}: lock inherited across fork(); open the database again")
-        if self.fd is None:
-            return True
-        if not self._flock(fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB):
-            return False
-        self.held = fcntl.LOCK_EX
-        return True
-
-    def release(self) -> None:
-        """Drop whatever this object holds (the file stays open)."""
-        if self.fd is not None and self.held:
-            self.held = 0
-            self._flock(fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        if self.fd is not None:
-            fd, self.fd = self.fd, None
-            self.held = 0
-            _inherited.discard(self)
-            os.close(fd)  # closing the last descriptor drops the lock
-
-    def forget(self) -> None:
-        """In a forked child: close the inherited descriptor without unlocking,
-        so a lock the parent holds stays the parent's and the child holds
-        nothing once it closes (an `LOCK_UN` here would unlock the parent)."""
-        if self.fd is not None:
-            fd, self.fd = self.fd, None
-            self.held = 0
-            self.forked = True
-            os.close(fd)
-
-
-_inherited: weakref.WeakSet[ReaderLock] = weakref.WeakSet()
-
-
-def _forget_inherited() -> None:
-    # After fork the child shares each lock's open file description with the
-    # parent; a child that lives on must not keep the parent's lock alive.
-    for lock in list(_inherited):
-        lock.forget()
-    _inherited.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_inherited)
-
-
-def _lock_holders(fd: int) -> str:
-    """Who holds `flock`s on the file open as `fd`, from /proc/locks (Linux);
-    a generic phrase where that cannot be read."""
-    try:
-        st = os.fstat(fd)
-        dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-        with open("/proc/locks") as f:
-            rows = [line.split() for line in f if "->" not in line]
-    except OSError:
-        return "another open of the database holds its lock"
-    writers, readers = [], []
-    for row in rows:
-        if len(row) >= 6 and row[1] == "FLOCK" and row[5] == dev and row[4].isdigit():
-            (writers if row[3] == "WRITE" else readers).append(int(row[4]))
-    if writers:
-        return f"a writer holds the database: {_describe(writers[0])}"
-    if readers:
-        return (f"{len(readers)} read-only open(s) hold a shared lock: "
-                + ", ".join(_describe(pid) for pid in sorted(set(readers))[:4]))
-    return "another open of the database holds its lock"
-
-
-def _describe(pid: int) -> str:
-    if pid == os.getpid():
-        return f"process {pid} (this process)"
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        cmd = ""
-    return f"process {pid} ({cmd[:80]})" if cmd else f"process {pid}"

@@ -46,15 +46,14 @@ from engine import btree, bulk
 from engine.codec import (
     OVERFLOW_PAYLOAD,
     PAGE_SIZE,
-    Meta,
     Node,
     Overflow,
-    encode_meta,
     encode_node,
     encode_overflow,
     verify,
 )
 from engine.errors import BackupTargetError, CorruptionError, NeedsRecoveryError, StorageIOError
+from engine.metapage import Meta, encode_meta
 from engine.typedefs import CompactResult
 
 __all__ = ["backup", "compact"]

@@ -24,11 +24,14 @@ from typing import TYPE_CHECKING
 
 from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
-from engine.codec import PAGE_SIZE, Meta, decode_meta, encode_meta, has_magic, magic_flips
-from engine.disk import BlockFile, FileLock, Overlay, ReaderLock, fsync_dir
+from engine.codec import PAGE_SIZE
+from engine.disk import BlockFile, Overlay, fsync_dir
 from engine.errors import CorruptionError, NotADatabaseError, ReadOnlyError, StorageIOError
+from engine.locks import FileLock, ReaderLock
+from engine.metapage import Meta, decode_meta, encode_meta, has_magic, magic_flips
 from engine.pager import Pager
-from engine.wal import CKPT_BEGIN, HEADER_BYTES, LoggedStore, RecoveryPlan, Wal, first_record, scan
+from engine.wal import LoggedStore, Wal
+from engine.walformat import CKPT_BEGIN, HEADER_BYTES, RecoveryPlan, first_record, scan
 
 __all__ = ["Recovery", "creation_page"]
 

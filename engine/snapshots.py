@@ -17,11 +17,13 @@ import threading
 from typing import TYPE_CHECKING
 
 from engine.bufferpool import BufferPool
-from engine.disk import BlockFile, ReaderLock
+from engine.disk import BlockFile
 from engine.errors import StorageIOError
 from engine.latch import RWLatch
+from engine.locks import ReaderLock
 from engine.pager import Pager
-from engine.wal import CKPT_END, COMMIT, Wal, decode_ops, follow, read_base
+from engine.wal import Wal, follow, read_base
+from engine.walformat import CKPT_END, COMMIT, decode_ops
 
 __all__ = ["Snapshots"]
 

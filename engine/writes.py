@@ -35,12 +35,13 @@ from typing import TYPE_CHECKING, Any
 from engine import btree, bulk
 from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
-from engine.codec import META_TREES_ROOM, Meta
 from engine.errors import DragonDBError, NeedsRecoveryError, TreeLimitError
 from engine.latch import RWLatch
+from engine.metapage import META_TREES_ROOM, Meta
 from engine.pager import Pager
 from engine.txn import Txn
-from engine.wal import OP_CREATE, OP_DELETE, OP_DROP, OP_LOAD, OP_PUT, Wal, encode_op, encode_ops
+from engine.wal import Wal
+from engine.walformat import OP_CREATE, OP_DELETE, OP_DROP, OP_LOAD, OP_PUT, encode_op, encode_ops
 
 __all__ = ["Writes", "apply_batch", "apply_op", "create_tree", "delete", "drop_tree", "put"]
 

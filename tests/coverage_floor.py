@@ -24,12 +24,15 @@ CORE = 95.0
 FLOORS: dict[str, float] = {
     # engine core
     "engine/codec.py": CORE,
+    "engine/metapage.py": CORE,
     "engine/pager.py": CORE,
     "engine/disk.py": CORE,
+    "engine/locks.py": CORE,
     "engine/bufferpool.py": CORE,
     "engine/replacer.py": CORE,
     "engine/latch.py": CORE,
     "engine/wal.py": CORE,
+    "engine/walformat.py": CORE,
     "engine/txn.py": CORE,
     "engine/overflow.py": CORE,
     "engine/btree.py": CORE,
@@ -89,7 +92,12 @@ FLOORS: dict[str, float] = {
     "faults/trials_crash.py": 85.0,
     "faults/trials_interleave.py": 80.0,  # a failing scenario's verdict runs only when the engine has a bug
     "faults/kill.py": 60.0,
-    "faults/crafted.py": 90.0,
+    # crafted.py had 90 (92.2%) before its crafting moved out (issue 14); what is
+    # left uncovered is the same: a trial's failure reports (they run when the
+    # engine has a bug) and the deadline's off-main-thread path
+    "faults/crafted.py": 83.0,
+    "faults/crafted_pages.py": 95.0,
+    "faults/crafted_log.py": 95.0,
     "faults/history.py": 90.0,
     "faults/trials_crafted.py": 80.0,  # a failing trial's report runs only when the engine has a bug
     "faults/trials_kill.py": 76.0,  # its recording moved to trials_readonly.record; what is left uncovered reports bugs

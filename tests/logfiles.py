@@ -3,9 +3,11 @@ that records its calls, builders of logs, payloads and page images."""
 
 from __future__ import annotations
 
-from engine.codec import PAGE_SIZE, Meta, encode_meta, seal
+from engine.codec import PAGE_SIZE, seal
 from engine.disk import SECTOR, DirectFile
-from engine.wal import OP_PUT, Wal, encode_ops
+from engine.metapage import Meta, encode_meta
+from engine.wal import Wal
+from engine.walformat import OP_PUT, encode_ops
 from faults.io import FaultPlan
 
 __all__ = ["REC", "SpyFile", "faulty_wal", "flip", "meta_image", "new_wal", "next_sector", "page_image", "put_payload"]

@@ -48,8 +48,9 @@ import pytest
 from test_power_loss import PATH, make_ops
 
 import engine
-from engine.codec import decode_freelist, decode_meta
-from engine.wal import CKPT_BEGIN, CKPT_END, CKPT_IMAGE, COMMIT, SPILL, scan
+from engine.codec import decode_freelist
+from engine.metapage import decode_meta
+from engine.walformat import CKPT_BEGIN, CKPT_END, CKPT_IMAGE, COMMIT, SPILL, scan
 from faults.crash import CrashDisk
 from faults.workload import Model, apply_op, contents
 from models import ModelDatabase

@@ -24,28 +24,26 @@ from engine.codec import (
     FREELIST_CAPACITY,
     OVERFLOW_PAYLOAD,
     PAGE_SIZE,
-    Meta,
     Node,
     Overflow,
     decode_freelist,
-    decode_meta,
     decode_node,
     decode_overflow,
     encode_freelist,
-    encode_meta,
     encode_node,
     encode_overflow,
     seal,
 )
-from engine.wal import (
+from engine.metapage import Meta, decode_meta, encode_meta
+from engine.walformat import (
     CKPT_BEGIN,
     CKPT_END,
     CKPT_IMAGE,
     COMMIT,
     OP_CREATE,
     OP_PUT,
-    _record,
     encode_ops,
+    encode_record,
     scan,
 )
 
@@ -250,7 +248,7 @@ def _append_records(path: str, records: list[tuple[int, bytes]]) -> None:
     out = bytearray(data[:end])
     for rtype, payload in records:
         lsn += 1
-        out += _record(lsn, lsn - 1, rtype, payload)
+        out += encode_record(lsn, lsn - 1, rtype, payload)
     with open(log, "wb") as f:
         f.write(bytes(out))
 

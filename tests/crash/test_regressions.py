@@ -34,7 +34,8 @@ import time
 import pytest
 
 import engine
-from engine.codec import decode_meta, decode_node, encode_meta, encode_node
+from engine.codec import decode_node, encode_node
+from engine.metapage import decode_meta, encode_meta
 from faults.io import FaultPlan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -15,15 +15,8 @@ import shutil
 import pytest
 
 import engine
-from engine.codec import (
-    PAGE_SIZE,
-    Node,
-    Overflow,
-    decode_meta,
-    decode_node,
-    encode_meta,
-    encode_node,
-)
+from engine.codec import PAGE_SIZE, Node, Overflow, decode_node, encode_node
+from engine.metapage import decode_meta, encode_meta
 
 N = 1500  # keys of ~300 bytes: four levels
 

@@ -28,14 +28,13 @@ from engine.codec import (
     LEAF_MIN_FILL,
     OVERFLOW_PAYLOAD,
     PAGE_SIZE,
-    Meta,
     Node,
     Overflow,
     encode_freelist,
-    encode_meta,
     encode_node,
     encode_overflow,
 )
+from engine.metapage import Meta, encode_meta
 from engine.txn import TreeEntry
 
 BIG = 5000  # the overflow value: one full page and 936 bytes

@@ -26,7 +26,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from strategies import filled, keys, tree_names
 
-from engine import codec
+from engine import codec, metapage
 from engine.codec import (
     FREELIST,
     FREELIST_CAPACITY,
@@ -43,11 +43,11 @@ from engine.codec import (
     OVERFLOW_PAYLOAD,
     PAGE_SIZE,
     USABLE,
-    Meta,
     Node,
     Overflow,
 )
 from engine.errors import CorruptionError, NotADatabaseError
+from engine.metapage import Meta
 
 U32 = 2**32
 DECODE_ERRORS = (CorruptionError, NotADatabaseError)
@@ -89,7 +89,7 @@ def checked(fn, *args, **kwargs):
 
 CONTRACTED = [
     codec.inline_fits, codec.seal, codec.verify, codec.set_lsn, codec.encode_node,
-    codec.split_point, codec.internal_split_point, codec.encode_meta, codec.encode_overflow,
+    codec.split_point, codec.internal_split_point, metapage.encode_meta, codec.encode_overflow,
     codec.encode_freelist, slotted.init_slotted, slotted.slotted_search, codec.free_space,
     slotted.slotted_compact, slotted.slotted_insert, slotted.slotted_delete,
 ]
@@ -251,7 +251,7 @@ def metas(draw) -> Meta:
         lambda root: st.tuples(st.just(root), st.integers(0, (count - 1) * codec.MAX_LEAF_KEYS)))
     trees = draw(st.dictionaries(tree_names(), st.just((0, 0)) | entries if count > 1 else st.just((0, 0)),
                                  max_size=12))
-    while Meta.trees_size(trees) > codec.META_TREES_ROOM:
+    while Meta.trees_size(trees) > metapage.META_TREES_ROOM:
         trees.popitem()
     return Meta(count, draw(st.integers(0, count - 1)), draw(st.integers(0, count - 1)), draw(lsns), trees)
 
@@ -259,20 +259,20 @@ def metas(draw) -> Meta:
 @given(metas())
 def test_meta_round_trip(meta):
     page = bytearray(PAGE_SIZE)
-    checked(codec.encode_meta, meta, page)
-    back = codec.decode_meta(page)
+    checked(metapage.encode_meta, meta, page)
+    back = metapage.decode_meta(page)
     assert (back.page_count, back.freelist_head, back.free_count, back.checkpoint_lsn, back.trees) == (
         meta.page_count, meta.freelist_head, meta.free_count, meta.checkpoint_lsn, meta.trees)
-    assert codec.page_type(page) == META and codec.has_magic(page)
+    assert codec.page_type(page) == META and metapage.has_magic(page)
 
 
 def test_meta_with_a_full_tree_table_round_trips():
     names = [f"{i:03d}" + "t" * 251 for i in range(15)]  # 15 * 268 = 4020 <= 4024 bytes
     meta = Meta(20, 3, 2, 5, {n: (i + 1, i) for i, n in enumerate(names)})
-    assert Meta.trees_size(meta.trees) <= codec.META_TREES_ROOM
+    assert Meta.trees_size(meta.trees) <= metapage.META_TREES_ROOM
     page = bytearray(PAGE_SIZE)
-    checked(codec.encode_meta, meta, page)
-    assert codec.decode_meta(page).trees == meta.trees
+    checked(metapage.encode_meta, meta, page)
+    assert metapage.decode_meta(page).trees == meta.trees
 
 
 @given(st.binary(max_size=300) | st.integers(0, OVERFLOW_PAYLOAD).map(lambda n: b"\x7f" * n), u32, lsns)
@@ -442,7 +442,7 @@ def test_crc_is_affine(a, b, c):
 
 def _sealed_pages():
     meta = bytearray(PAGE_SIZE)
-    codec.encode_meta(Meta(5, 4, 1, 99, {"default": (2, 10), "other": (3, 0)}), meta)
+    metapage.encode_meta(Meta(5, 4, 1, 99, {"default": (2, 10), "other": (3, 0)}), meta)
     ovf = bytearray(PAGE_SIZE)
     codec.encode_overflow(b"payload" * 100, 8, ovf, 3)
     free = bytearray(PAGE_SIZE)
@@ -452,7 +452,7 @@ def _sealed_pages():
     slotted.init_slotted(in_place)
     slotted.slotted_insert(in_place, b"key", b"value")
     return {
-        "meta": (meta, codec.decode_meta),
+        "meta": (meta, metapage.decode_meta),
         "overflow": (ovf, codec.decode_overflow),
         "freelist": (free, codec.decode_freelist),
         "internal": (internal, codec.decode_node),
@@ -480,7 +480,7 @@ def test_decoders_reject_a_flipped_bit(kind, bit):
 
 # -- garbage, truncated and sealed-but-malformed pages ------------------------------------
 
-DECODERS = [codec.decode_node, codec.decode_meta, codec.decode_overflow, codec.decode_freelist,
+DECODERS = [codec.decode_node, metapage.decode_meta, codec.decode_overflow, codec.decode_freelist,
             lambda page: codec.leaf_search(page, b"k")]
 
 
@@ -554,7 +554,7 @@ def test_decoders_check_the_page_type():
     with pytest.raises(CorruptionError, match="not a node page"):
         codec.decode_node(PAGES["overflow"][0])
     with pytest.raises(NotADatabaseError):
-        codec.decode_meta(PAGES["leaf"][0])
+        metapage.decode_meta(PAGES["leaf"][0])
 
 
 def test_decode_meta_refuses_other_versions_and_page_sizes():
@@ -563,7 +563,7 @@ def test_decode_meta_refuses_other_versions_and_page_sizes():
         struct.pack_into("<I", page, offset, value)
         codec.seal(page)
         with pytest.raises(NotADatabaseError):
-            codec.decode_meta(page)
+            metapage.decode_meta(page)
 
 
 def test_decode_overflow_and_freelist_bound_their_counts():

@@ -13,7 +13,7 @@ import struct
 import pytest
 import slotted
 
-from engine import codec
+from engine import codec, metapage
 from engine.codec import HEADER_SIZE, INTERNAL, LEAF, PAGE_SIZE, Node
 from engine.errors import CorruptionError
 
@@ -156,8 +156,8 @@ def test_encoded_node_header_and_cell_kinds():
 
 def test_meta_trees_size_is_the_format_tables():
     # per tree: name_len u8 | name | root u32 | count u64
-    assert codec.Meta.trees_size({}) == 0
-    assert codec.Meta.trees_size({"ab": (1, 2), "é": (3, 4)}) == (1 + 2 + 12) + (1 + 2 + 12)
+    assert metapage.Meta.trees_size({}) == 0
+    assert metapage.Meta.trees_size({"ab": (1, 2), "é": (3, 4)}) == (1 + 2 + 12) + (1 + 2 + 12)
 
 
 def test_decoders_name_the_page_they_refuse():
@@ -216,13 +216,13 @@ def test_decoded_internal_node_has_no_values_or_links():
 
 
 def test_new_meta_and_its_page():
-    meta = codec.Meta()
+    meta = metapage.Meta()
     assert (meta.page_count, meta.freelist_head, meta.free_count, meta.checkpoint_lsn, meta.trees) == (
         1, 0, 0, 0, {})
     page = bytearray(b"\xff" * PAGE_SIZE)
     meta.checkpoint_lsn = 9
     meta.trees = {"t": (2, 3)}
-    codec.encode_meta(meta, page)
+    metapage.encode_meta(meta, page)
     assert _header(page) == (codec.META, 0, 0, 0, 0, 0, 0, 9, 0, 0)
     assert struct.unpack_from("<HH", page, 60) == (1, 0), "tree_count, then reserved 0"
 
@@ -230,11 +230,117 @@ def test_new_meta_and_its_page():
 def test_meta_trees_filling_the_page_exactly():
     # 14 names of 255 bytes (268 bytes a tree) and two to make up the rest
     trees = {f"{i:02d}".ljust(255, "n"): (i + 1, i) for i in range(14)}
-    rest = codec.META_TREES_ROOM - codec.Meta.trees_size(trees) - 2 * 13
+    rest = metapage.META_TREES_ROOM - metapage.Meta.trees_size(trees) - 2 * 13
     assert 2 <= rest <= 2 * 255
     trees["y" * (rest // 2)] = (98, 1)
     trees["z" * (rest - rest // 2)] = (99, 1)
-    assert codec.Meta.trees_size(trees) == codec.META_TREES_ROOM
+    assert metapage.Meta.trees_size(trees) == metapage.META_TREES_ROOM
     page = bytearray(PAGE_SIZE)
-    codec.encode_meta(codec.Meta(page_count=100, trees=trees), page)
-    assert codec.decode_meta(page).trees == trees
+    metapage.encode_meta(metapage.Meta(page_count=100, trees=trees), page)
+    assert metapage.decode_meta(page).trees == trees
+
+
+# -- leaf_search's refusals, exactly (mutation testing: each bound weakened survived) --
+
+def _one_leaf(keys: list[bytes], vals: list[bytes]) -> tuple[bytearray, dict[bytes, int]]:
+    """A sealed leaf page and each key's cell offset."""
+    page = bytearray(PAGE_SIZE)
+    codec.encode_node(Node(True, keys, vals), page)
+    slots = struct.unpack_from(f"<{len(keys)}H", page, HEADER_SIZE)
+    return page, {bytes(page[off + 7 : off + 7 + page[off]]): off for off in slots}
+
+
+def _set_cell(page: bytearray, off: int, klen: int | None = None, kind: int | None = None,
+              vlen: int | None = None) -> bytearray:
+    old = struct.unpack_from("<HBI", page, off)
+    struct.pack_into("<HBI", page, off, *(new if new is not None else was
+                                          for new, was in zip((klen, kind, vlen), old, strict=True)))
+    codec.seal(page)
+    return page
+
+
+def test_leaf_search_refuses_an_inline_value_running_past_the_page():
+    # the cell of b"k" ends the page: a value length of 100 bytes runs 90
+    # bytes past it, though 1 + 100 bytes would fit a cell
+    page, at = _one_leaf([b"k"], [b"v" * 10])
+    assert at[b"k"] + 7 + 1 + 10 == PAGE_SIZE
+    _set_cell(page, at[b"k"], vlen=100)
+    with pytest.raises(CorruptionError, match=r"^page 7: cell overruns page or exceeds MAX_LEAF_CELL$"):
+        codec.leaf_search(page, b"k", 7)
+
+
+def test_leaf_search_refuses_an_inline_value_larger_than_a_cell_holds():
+    # 1 + 1345 bytes: one more than the largest leaf cell's key and value,
+    # while the cell still lies inside the page
+    page, at = _one_leaf([b"k", b"z"], [b"v" * 1344, b"w"])
+    assert at[b"k"] + 7 + 1 + 1345 <= PAGE_SIZE
+    _set_cell(page, at[b"k"], vlen=1345)
+    with pytest.raises(CorruptionError, match=r"^page 7: cell overruns page or exceeds MAX_LEAF_CELL$"):
+        codec.leaf_search(page, b"k", 7)
+
+
+def test_leaf_search_finds_the_largest_inline_value():
+    page, _ = _one_leaf([b"k"], [b"v" * 1344])  # 1 + 1344 bytes: MAX_LEAF_CELL exactly
+    assert 9 + 1 + 1344 == codec.MAX_LEAF_CELL
+    assert codec.leaf_search(page, b"k", 7) == b"v" * 1344
+
+
+def test_leaf_search_names_the_page_and_the_cell_it_refuses():
+    page, at = _one_leaf([b"k"], [b"v"])
+    with pytest.raises(CorruptionError, match=r"^page 7: leaf cell of unknown kind 2$"):
+        codec.leaf_search(_set_cell(bytearray(page), at[b"k"], kind=2), b"k", 7)
+    with pytest.raises(CorruptionError, match=r"^page 7: leaf cell of a 0-byte key overruns the page or the key size$"):
+        codec.leaf_search(_set_cell(bytearray(page), at[b"k"], klen=0), b"k", 7)
+
+
+def test_node_check_invariants_names_a_key_of_impossible_size():
+    # an empty first key, or any key over MAX_KEY_SIZE, each alone
+    for keys in ([b""], [b"a", b"b" * (codec.MAX_KEY_SIZE + 1)], [b"k" * (codec.MAX_KEY_SIZE + 1)]):
+        node = Node(False, keys, children=list(range(2, len(keys) + 3)))
+        assert node.check_invariants() == ["key outside 1..MAX_KEY_SIZE bytes"], keys
+    largest = Node(False, [b"k" * codec.MAX_KEY_SIZE], children=[2, 3])
+    assert largest.check_invariants() == []
+
+
+# -- decode_node's refusals, exactly (the same bounds as leaf_search's, and each message) --
+
+def test_decode_node_refuses_an_inline_value_past_the_page_or_larger_than_a_cell():
+    page, at = _one_leaf([b"k"], [b"v" * 10])  # the cell ends the page
+    past = _set_cell(bytearray(page), at[b"k"], vlen=100)
+    page, at = _one_leaf([b"k", b"z"], [b"v" * 1344, b"w"])
+    larger = _set_cell(bytearray(page), at[b"k"], vlen=1345)  # inside the page
+    for bad in (past, larger):
+        with pytest.raises(CorruptionError, match=r"^page 7: cell overruns page or exceeds MAX_LEAF_CELL$"):
+            codec.decode_node(bad, 7)
+    assert codec.decode_node(page, 7).vals == [b"v" * 1344, b"w"]
+
+
+def _slot0_at(page: bytearray, off: int) -> bytearray:
+    struct.pack_into("<H", page, HEADER_SIZE, off)
+    codec.seal(page)
+    return page
+
+
+def _child0(page: bytearray) -> bytearray:
+    struct.pack_into("<I", page, 28, 0)  # prev: an internal node's child 0
+    codec.seal(page)
+    return page
+
+
+@pytest.mark.parametrize(("craft", "message"), [
+    (lambda page, off: _set_cell(page, off, klen=codec.MAX_KEY_SIZE + 1), "a key of 1025 bytes"),
+    (lambda page, off: _set_cell(page, off, kind=2), "leaf cell of unknown kind 2"),
+    (lambda page, off: _set_cell(page, off, klen=0), "an empty key"),
+    (lambda page, off: _slot0_at(page, PAGE_SIZE - 2), "cell overruns page"),
+], ids=["key-over-max", "unknown-kind", "empty-key", "cell-past-the-page"])
+def test_decode_node_names_the_page_and_what_it_refuses_in_a_leaf(craft, message):
+    page, at = _one_leaf([b"k"], [b"v"])
+    with pytest.raises(CorruptionError, match=rf"^page 7: {message}$"):
+        codec.decode_node(craft(page, at[b"k"]), 7)
+
+
+def test_decode_node_names_an_internal_node_pointing_at_page_0():
+    page = bytearray(PAGE_SIZE)
+    codec.encode_node(Node(False, [b"m"], children=[2, 3]), page)
+    with pytest.raises(CorruptionError, match=r"^page 7: internal node points at page 0$"):
+        codec.decode_node(_child0(page), 7)

@@ -12,7 +12,8 @@ import shutil
 import pytest
 
 import engine
-from engine.codec import PAGE_SIZE, decode_meta, encode_meta
+from engine.codec import PAGE_SIZE
+from engine.metapage import decode_meta, encode_meta
 
 
 def _digest(path: str) -> str:

@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.disk import SECTOR, DirectFile, FileLock, aligned_buffer, default_opener
+from engine.disk import SECTOR, DirectFile, aligned_buffer, default_opener
 from engine.errors import DatabaseLockedError, NotADatabaseError, StorageIOError
+from engine.locks import FileLock
 
 PAGE = 4096
 REPO = Path(__file__).resolve().parents[2]

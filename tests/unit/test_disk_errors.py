@@ -14,8 +14,9 @@ import os
 
 import pytest
 
-from engine.disk import SECTOR, DirectFile, FileLock, aligned_buffer, fsync_dir
+from engine.disk import SECTOR, DirectFile, aligned_buffer, fsync_dir
 from engine.errors import StorageIOError
+from engine.locks import FileLock
 
 
 @pytest.fixture

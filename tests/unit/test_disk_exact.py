@@ -1,5 +1,5 @@
-"""`engine.disk`, exactly: what its descriptors, messages and lock reports
-say, where test_disk.py checks what they do.
+"""`engine.disk` and `engine.locks`, exactly: what their descriptors, messages
+and lock reports say, where test_disk.py checks what they do.
 
 - every descriptor the module opens is close-on-exec, so a child process
   started by the application never inherits the database's file or lock;
@@ -21,17 +21,9 @@ import time
 
 import pytest
 
-from engine.disk import (
-    DirectFile,
-    FileLock,
-    ReaderLock,
-    _describe,
-    _lock_holders,
-    aligned_buffer,
-    fsync_dir,
-    reserved_buffer,
-)
+from engine.disk import DirectFile, aligned_buffer, fsync_dir, reserved_buffer
 from engine.errors import DatabaseLockedError, StorageIOError
+from engine.locks import FileLock, ReaderLock, _describe, _lock_holders
 
 ME = f"process {os.getpid()} (this process)"
 
@@ -435,4 +427,29 @@ def test_overlay_reads_zeros_where_the_base_was_cut_off(tmp_path):
         assert o.read_into(at, memoryview(buf)) == n
         want = (b"\xab" * 100 + bytes(3 * 4096 - 100))[at:at + n]
         assert bytes(buf) == want, (at, n)
+    o.close()
+
+
+def test_a_refused_rename_says_what_failed_and_keeps_the_name(tmp_path):
+    path = str(tmp_path / "r.db")
+    f = DirectFile.open(path, create=True, direct=False)
+    try:
+        with pytest.raises(StorageIOError) as info:
+            f.rename(str(tmp_path / "no-such-dir" / "r.db"))
+        assert (info.value.errno, info.value.strerror) == (
+            errno.ENOENT, f"rename {path}: No such file or directory")
+        assert f.path == path and os.path.exists(path)
+    finally:
+        f.close()
+
+
+def test_an_overlay_keeps_its_name(tmp_path):
+    from engine.disk import Overlay
+
+    base = DirectFile.open(tmp_path / "o.db", create=True, direct=False)
+    o = Overlay(base)
+    with pytest.raises(StorageIOError) as info:
+        o.rename("elsewhere.db")
+    assert (info.value.errno, info.value.strerror) == (
+        errno.EROFS, "overlay: a read-only file keeps its name (not 'elsewhere.db')")
     o.close()

@@ -12,8 +12,8 @@ import time
 import pytest
 
 import engine
-from engine.disk import FileLock
 from engine.errors import DatabaseLockedError
+from engine.locks import FileLock
 
 
 def test_timeout_zero_raises_at_once_and_names_the_holder(tmp_path):

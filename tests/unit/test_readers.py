@@ -1,4 +1,4 @@
-"""Readers beside a writer, piece by piece: `wal.follow`, `disk.ReaderLock`,
+"""Readers beside a writer, piece by piece: `wal.follow`, `locks.ReaderLock`,
 a read-only open that writes nothing, and the locks across fork()
 (docs/processes.md)."""
 
@@ -13,9 +13,11 @@ import textwrap
 import pytest
 
 import engine
-from engine.disk import DirectFile, ReaderLock
+from engine.disk import DirectFile
 from engine.errors import DragonDBError, StorageIOError
-from engine.wal import COMMIT, HEADER_BYTES, Wal, follow, read_base
+from engine.locks import ReaderLock
+from engine.wal import Wal, follow, read_base
+from engine.walformat import COMMIT, HEADER_BYTES
 
 
 def _log(tmp_path, sync="off") -> Wal:

@@ -13,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.codec import MAX_KEY_SIZE, PAGE_SIZE, Meta, encode_meta, seal
+from engine.codec import MAX_KEY_SIZE, PAGE_SIZE, seal
 from engine.disk import DirectFile
 from engine.errors import CorruptionError, NeedsRecoveryError, StorageIOError
-from engine.wal import (
+from engine.metapage import Meta, encode_meta
+from engine.wal import Wal
+from engine.walformat import (
     CKPT_BEGIN,
     CKPT_END,
     CKPT_IMAGE,
@@ -28,7 +30,6 @@ from engine.wal import (
     OP_LOAD,
     OP_PUT,
     RecoveryPlan,
-    Wal,
     decode_ops,
     encode_op,
     encode_ops,

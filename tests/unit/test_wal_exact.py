@@ -29,16 +29,15 @@ import engine
 from engine.codec import MAX_KEY_SIZE, PAGE_SIZE
 from engine.disk import SECTOR, DirectFile
 from engine.errors import CorruptionError, NeedsRecoveryError, StorageIOError
-from engine.wal import (
+from engine.wal import LoggedStore, Wal
+from engine.walformat import (
     CKPT_IMAGE,
     COMMIT,
     HEADER_BYTES,
     OP_LOAD,
     OP_PUT,
     SPILL,
-    LoggedStore,
     RecoveryPlan,
-    Wal,
     decode_ops,
     encode_ops,
     scan,

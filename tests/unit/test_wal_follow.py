@@ -11,7 +11,8 @@ import zlib
 from logfiles import REC, SpyFile, flip, new_wal, next_sector, page_image, put_payload
 
 from engine.disk import SECTOR, DirectFile
-from engine.wal import (
+from engine.wal import follow, read_base
+from engine.walformat import (
     CKPT_BEGIN,
     COMMIT,
     HEADER_BYTES,
@@ -19,8 +20,6 @@ from engine.wal import (
     SPILL,
     encode_ops,
     first_record,
-    follow,
-    read_base,
     scan,
 )
 

@@ -16,7 +16,8 @@ from logfiles import SpyFile, new_wal, put_payload
 from engine import syncpoints
 from engine.disk import DirectFile
 from engine.errors import NeedsRecoveryError
-from engine.wal import CKPT_BEGIN, CKPT_END, COMMIT, Wal, scan
+from engine.wal import Wal
+from engine.walformat import CKPT_BEGIN, CKPT_END, COMMIT, scan
 from faults.io import FaultPlan
 
 # -- sync_to -------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import engine
-from engine.wal import OP_CREATE, OP_DELETE, OP_DROP, OP_LOAD, OP_PUT
+from engine.walformat import OP_CREATE, OP_DELETE, OP_DROP, OP_LOAD, OP_PUT
 from engine.writes import apply_op, create_tree, drop_tree
 from faults.crash import CrashDisk
 

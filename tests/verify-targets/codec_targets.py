@@ -45,16 +45,13 @@ from engine.codec import (
     MAX_LEAF_CELL,
     PAGE_SIZE,
     USABLE,
-    Meta,
     Node,
     Overflow,
     accounting_ok,
     decode_freelist,
-    decode_meta,
     decode_node,
     decode_overflow,
     encode_freelist,
-    encode_meta,
     encode_node,
     encode_overflow,
     free_space,
@@ -62,6 +59,7 @@ from engine.codec import (
     split_point,
     verify,
 )
+from engine.metapage import Meta, decode_meta, encode_meta
 
 
 @contextmanager
