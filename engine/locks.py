@@ -17,11 +17,21 @@ import fcntl
 import os
 import time
 import weakref
+from collections.abc import Iterator
 
 from engine.disk import io_error
 from engine.errors import DatabaseLockedError, StorageIOError
 
-__all__ = ["FileLock", "ReaderLock"]
+__all__ = ["FileLock", "ReaderLock", "poll_pauses"]
+
+
+def poll_pauses() -> Iterator[float]:
+    """The sleeps between polls for a held lock, in seconds: 1 ms doubling up
+    to 50 ms, so a short wait is noticed at once and a long one costs little."""
+    pause = 0.001
+    while True:
+        yield pause
+        pause = min(pause * 2, 0.05)
 
 
 class FileLock:
@@ -45,7 +55,7 @@ class FileLock:
             raise io_error("open", self.path, exc) from exc
         mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
         deadline = time.monotonic() + timeout
-        pause = 0.001  # doubles up to 50 ms: a short wait is noticed at once, a long one costs little
+        pauses = poll_pauses()
         while True:
             try:
                 fcntl.flock(self.fd, mode)  # noqa: TID251 - the lock owner
@@ -60,8 +70,7 @@ class FileLock:
                     self._close_fd()
                     waited = f"waited {timeout:g} s" if timeout else "timeout=0, not waiting"
                     raise DatabaseLockedError(f"{self.path}: {holder} ({waited})") from exc
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.05)
+            time.sleep(min(next(pauses), left))
 
     def _close_fd(self) -> None:
         fd, self.fd = self.fd, None
