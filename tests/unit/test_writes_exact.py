@@ -8,9 +8,11 @@ from __future__ import annotations
 import pytest
 
 import engine
+from engine.codec import META_TREES_ROOM
 from engine.wal import OP_CREATE, OP_PUT
-from engine.writes import apply_op, delete, drop_tree, put
+from engine.writes import apply_op, create_tree, delete, drop_tree, put
 from faults.crash import CrashDisk
+from faults.io import FaultPlan
 
 PATH = "/virtual/writes_exact.db"  # a CrashDisk path
 
@@ -168,3 +170,74 @@ def test_a_batch_releases_its_pins_past_a_quarter_of_the_pool_beyond_64(open_db,
     released = cost([*leaves[:keep + 1], leaves[0]]) - cost(leaves[:keep + 1])
     assert pinned < released, (pinned, released)
     assert db.check().ok
+
+
+def test_a_transaction_that_changed_nothing_commits_nothing(open_db):
+    """No record, no new version (iterators would restart), no checkpoint check."""
+    db = open_db()
+    t = db.tree("t")
+    t[b"a"] = b"1"
+    commits, version = db.stats()["commits"], db._version
+    db._write(create_tree, "t")  # there already
+    assert db._write(delete, "t", b"zz") is False  # the transaction path of a missing key
+    assert db.stats()["commits"] == commits
+    assert db._version == version
+    t[b"b"] = b"2"
+    assert db._version == version + 1
+
+
+def test_trees_fill_the_metadata_page_to_the_byte(open_db):
+    """Each tree takes 13 + len(name) bytes of META_TREES_ROOM (4024): 14
+    names of 255 bytes and two of 123 fill it exactly; one more is refused."""
+    db = open_db()
+    names = [f"{i:03d}" + "n" * 252 for i in range(14)] + ["a" * 123, "b" * 123]
+    for name in names:
+        db.tree(name)
+    assert sum(13 + len(n) for n in names) == META_TREES_ROOM
+    with pytest.raises(engine.TreeLimitError, match=r"^the metadata page has no room for another tree$"):
+        db.tree("x")
+    assert sorted(db.trees()) == sorted(names)
+
+
+def test_a_rollback_that_cannot_read_a_page_back_needs_recovery(tmp_path):
+    """A batch in a 16-frame pool releases its pins at every operation, so
+    its changed leaves are evicted to the log; a read failing for good
+    fails the batch, and its rollback cannot fetch them back."""
+    path = str(tmp_path / "r.db")
+    with engine.open(path, sync="off") as db:
+        db.tree("t").update((b"%04d" % i, b"v" * 200) for i in range(400))
+    plan = FaultPlan()
+    db = engine.open(path, opener=plan.opener(), pool_pages=16, sync="off")
+    plan.fail("read", 25, persistent=True)
+    with pytest.raises(engine.NeedsRecoveryError,
+                       match=r"^rollback could not restore a page \(\[Errno 5\] read .*-wal: injected error "
+                             r"\(call \d+\)\); reopen to recover$"):
+        with db.batch() as b:
+            for i in range(0, 400, 7):
+                b.put("t", b"%04d" % i, b"w" * 200)
+    with pytest.raises(engine.NeedsRecoveryError):
+        db.tree("t")[b"more"] = b"x"
+    db.close()
+    with engine.open(path, sync="off") as again:  # the batch never committed
+        assert dict(again.tree("t").items()) == {b"%04d" % i: b"v" * 200 for i in range(400)}
+        assert again.check().ok
+
+
+def test_a_reader_with_a_small_pool_evicts_the_leaves_it_replayed(tmp_path):
+    """Leaves a reader changed in place carry the commit's LSN: evicting
+    one encodes it (an LSN missing there cannot be encoded)."""
+    path = str(tmp_path / "f.db")
+    with engine.open(path, sync="off") as w:
+        t = w.tree("t")
+        t.update((b"%04d" % i, b"v" * 200) for i in range(400))
+        w.checkpoint()
+        r = engine.open(path, read_only=True, pool_pages=16)
+        rt = r.tree("t")
+        assert len(dict(rt.items())) == 400
+        for i in range(0, 400, 3):
+            t[b"%04d" % i] = b"w" * 200  # in place, leaf after leaf
+        got = dict(rt.items())
+        assert r.stats()["evictions"] > 16
+        assert got == {b"%04d" % i: (b"w" if i % 3 == 0 else b"v") * 200 for i in range(400)}
+        assert r.check().ok
+        r.close()
