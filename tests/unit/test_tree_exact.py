@@ -98,17 +98,52 @@ def test_scans_bounded_on_one_side_or_empty(t):
     assert [k for k, _ in t.scan(end=b"k02")] == [b"k00", b"k01"]
     assert [k for k, _ in t.scan(start=b"k08")] == [b"k08", b"k09"]
     assert [k for k, _ in t.scan(start=b"k08", reverse=True)] == [b"k09", b"k08"]
-    assert list(t.scan(start=b"k05", end=b"k05")) == []
+    db = t._db
+    before = db.stats()["pool_hits"]
+    assert list(t.scan(start=b"k05", end=b"k05")) == []  # empty: not a page read
     assert list(t.scan(start=b"k06", end=b"k05")) == []
+    assert db.stats()["pool_hits"] == before
 
 
 def test_a_scan_reads_its_chunk_once_when_nothing_changes(open_db):
     db = open_db()
     t = db.tree("t")
+    t.update((b"%03d" % i, b"v") for i in range(20))  # one leaf, the root
+    before = db.stats()["pool_hits"]
+    assert len(list(t.scan())) == 20
+    assert db.stats()["pool_hits"] - before == 1  # a chunk that says it is the last is not followed by another
     t.update((b"%03d" % i, b"v") for i in range(200))  # one chunk of at most 256
     before = db.stats()["pool_hits"]
     assert len(list(t.scan())) == 200
     assert db.stats()["pool_hits"] - before < 10  # not a chunk per key
+
+
+def test_a_scan_resumes_after_a_commit_made_during_it(t):
+    it = t.scan()
+    assert next(it) == (b"k00", b"v00")
+    t[b"k05"] = b"changed"  # the version moves: the scan fetches again after k00
+    t[b"k015"] = b"inserted"
+    rest = list(it)
+    assert [k for k, _ in rest] == [b"k01", b"k015", *(b"k%02d" % i for i in range(2, 10))]
+    assert dict(rest)[b"k05"] == b"changed"
+
+
+def test_a_prefix_of_0xff_bytes_with_an_end(t):
+    t[b"\xff\x01"] = b"a"
+    t[b"\xff\x09"] = b"b"
+    assert [k for k, _ in t.scan(prefix=b"\xff", end=b"\xff\x05")] == [b"\xff\x01"]
+    assert [k for k, _ in t.scan(prefix=b"k0", end=b"k02")] == [b"k00", b"k01"]
+    assert [k for k, _ in t.scan(prefix=b"k0", end=b"zz")][-1] == b"k09"
+
+
+def test_a_dropped_trees_reads_say_so(open_db):
+    db = open_db()
+    t = db.tree("t")
+    db.drop_tree("t")
+    for call in (lambda: t.get(b"k"), lambda: len(t), lambda: list(t.scan())):
+        with pytest.raises(KeyError) as info:
+            call()
+        assert info.value.args == ("tree 't' was dropped",)
 
 
 def test_views_membership_and_repr(t):
