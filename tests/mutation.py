@@ -84,8 +84,8 @@ SUBSETS: dict[str, list[str]] = {
     "poolsize": ["tests/unit/test_pool_sizing.py", "tests/unit/test_poolsize_exact.py"],
     "errors": ["tests/unit/test_errors.py", "tests/unit/test_db.py", "tests/unit/test_disk_errors.py"],
     "syncpoints": ["tests/unit/test_syncpoints.py", SEED],
-    "bulk": ["tests/unit/test_tree_ops.py", "tests/unit/test_batch_path.py", "tests/unit/test_db.py",
-             "tests/unit/test_maintenance.py"],
+    "bulk": ["tests/unit/test_bulk_exact.py", "tests/unit/test_tree_ops.py", "tests/unit/test_batch_path.py",
+             "tests/unit/test_db.py", "tests/unit/test_maintenance.py"],
     "maintenance": ["tests/unit/test_maintenance.py"],
 }
 
