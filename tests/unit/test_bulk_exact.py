@@ -9,7 +9,7 @@ import pytest
 
 import engine
 from engine import bulk
-from engine.codec import USABLE
+from engine.codec import PAGE_SIZE, USABLE
 from faults.crash import CrashDisk
 
 PATH = "/virtual/bulk_exact.db"  # a CrashDisk path
@@ -129,3 +129,27 @@ def test_a_last_internal_node_under_its_minimum_shares_with_its_left_neighbour(o
     assert db.check().ok
     assert [k for k, _ in t.items()] == keys
     assert all(t[k] == b"v" * 353 for k in keys[::7])
+
+
+def test_a_small_load_spills_nothing(open_db):
+    db = open_db(pool_pages=64)
+    db.tree("t").load((b"%03d" % i, b"v" * 1000) for i in range(40))  # 10 leaves, well under half the pool
+    assert db._wal.spilled_pages() == []
+
+
+def test_a_load_spills_each_leaf_past_half_the_pool_once(open_db):
+    """Of a load's leaves, those past half the pool go to the log as spilled
+    images, 256 to a write, each once (a second image of a page would only
+    lengthen the log)."""
+    db = open_db(pool_pages=64)  # the 32 leaves kept and their parents fit: nothing evicted
+    items = [(b"%05d" % i, b"v" * 1000) for i in range(1200)]  # four to a leaf: 300 leaves
+    before = db.stats()["log_bytes"]
+    db.tree("t").load(items)
+    growth = db.stats()["log_bytes"] - before
+    spilled = db._wal.spilled_pages()  # before reading the tree evicts the rest
+    leaves = [p.page_id for p in db.tree_levels("t")[-1]]
+    assert len(leaves) == 300
+    assert sorted(spilled) == sorted(leaves[:300 - 64 // 2])  # two writes of up to 256
+    data = sum(len(k) + len(v) for k, v in items)
+    assert growth < len(spilled) * (PAGE_SIZE + 64) + data + (64 << 10), (growth, len(spilled))
+    assert db.check().ok
