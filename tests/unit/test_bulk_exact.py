@@ -153,3 +153,17 @@ def test_a_load_spills_each_leaf_past_half_the_pool_once(open_db):
     data = sum(len(k) + len(v) for k, v in items)
     assert growth < len(spilled) * (PAGE_SIZE + 64) + data + (64 << 10), (growth, len(spilled))
     assert db.check().ok
+
+
+def test_leaves_are_packed_to_exactly_a_page_and_a_last_one_at_its_minimum_left_alone(open_db):
+    """Cells of 9 + 4 + 1003 = 1016 bytes: four fill a leaf's 4064 bytes
+    exactly. Two last cells of 678 and 677 bytes make a last leaf of exactly
+    LEAF_MIN_FILL (1355), which is not evened out with its neighbour."""
+    assert 4 * (9 + 4 + 1003) == USABLE and (9 + 4 + 665) + (9 + 4 + 664) == 1355
+    db = open_db()
+    t = db.tree("t")
+    items = [(b"%04d" % i, b"v" * 1003) for i in range(40)] + [(b"9998", b"a" * 665), (b"9999", b"b" * 664)]
+    t.load(items)
+    assert [p.keys for p in db.tree_levels("t")[-1]] == [4] * 10 + [2]
+    assert dict(t.items()) == dict(items)
+    assert db.check().ok
