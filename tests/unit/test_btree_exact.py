@@ -7,54 +7,17 @@ limit of a range chunk. Fast and deterministic: no file, no log."""
 from __future__ import annotations
 
 import pytest
+from pagefakes import Log, Pages, Store
 
 from engine import btree
 from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
-from engine.codec import LEAF_MIN_FILL, USABLE, Node, Overflow
+from engine.codec import LEAF_MIN_FILL, USABLE, Node
 from engine.errors import CorruptionError
 from engine.overflow import write_overflow
 from engine.txn import Txn
 
 MAX_HEIGHT = btree.MAX_HEIGHT
-
-
-class Store:
-    """A `PageStore` in a dict."""
-
-    def __init__(self) -> None:
-        self.pages: dict[int, bytes] = {}
-
-    def read_page(self, page_id: int, buf: memoryview) -> None:
-        buf[:] = self.pages[page_id]
-
-    def write_page(self, page_id: int, buf: memoryview) -> None:
-        self.pages[page_id] = bytes(buf)
-
-
-class Pages:
-    """What a transaction asks of the pager: new page ids, and frees."""
-
-    def __init__(self, first: int) -> None:
-        self.next = first
-        self.freed: list[int] = []
-
-    def allocate(self) -> int:
-        self.next += 1
-        return self.next - 1
-
-    def free(self, page_id: int) -> None:
-        self.freed.append(page_id)
-
-
-class Log:
-    """What a transaction asks of the log: forget a freed page's image."""
-
-    def __init__(self) -> None:
-        self.forgotten: list[int] = []
-
-    def forget(self, page_id: int) -> None:
-        self.forgotten.append(page_id)
 
 
 class Tree:
@@ -431,3 +394,27 @@ def test_a_crafted_parent_is_refused_before_a_merge_mixes_pages(children, messag
         t.delete(b"b")
     assert t.pool.node(1).keys == [b"a", b"b"] and t.pool.node(3).children == children  # rolled back
     assert t.pool.check_invariants(expect_unpinned=True) == [] and t.pages.freed == []
+
+
+def three_leaves() -> Tree:
+    return Tree({4: internal([b"e", b"i"], [1, 2, 3]), 1: leaf(b"a", b"c", nxt=2),
+                 2: leaf(b"e", b"g", prev=1, nxt=3), 3: leaf(b"i", b"k", prev=2)}, 4)
+
+
+@pytest.mark.parametrize(("args", "keys", "done"), [
+    (dict(hi=b"c", reverse=True), [b"a"], True),
+    (dict(hi=b"g", reverse=True, limit=2), [b"e", b"c"], False),
+    (dict(after=b"e", reverse=True), [b"c", b"a"], True),
+    (dict(after=b"i", reverse=True, limit=1), [b"g"], False),
+    (dict(lo=b"f", hi=b"j", reverse=True), [b"i", b"g"], True),
+    (dict(lo=b"d"), [b"e", b"g", b"i", b"k"], True),
+    (dict(lo=b"e", limit=2), [b"e", b"g"], False),
+    (dict(after=b"e", hi=b"k"), [b"g", b"i"], True),
+    (dict(after=b"c", limit=2), [b"e", b"g"], False),
+    (dict(reverse=True, limit=6), [b"k", b"i", b"g", b"e", b"c", b"a"], True),
+    (dict(limit=6), [b"a", b"c", b"e", b"g", b"i", b"k"], True),
+])
+def test_chunk_descends_to_the_leaf_of_its_start(args, keys, done) -> None:
+    """Each walk starts in the leaf holding its first key (`lo`, `hi` or
+    `after`), with the next (or previous) key, and says whether more follow."""
+    assert three_leaves().chunk(**args) == ([(k, b"v" + k) for k in keys], done)
