@@ -172,6 +172,7 @@ def test_walk_pages_lists_nodes_and_overflow_pages_once() -> None:
     assert sorted(btree.walk_pages(t.pool, 1)) == [1, 2, 3, 4, 5, 6]
     assert btree.edge(t.pool, 1, True) == (b"m", big)
     assert t.chunk(lo=b"m")[0] == [(b"m", big)]
+    assert t.chunk(hi=b"n", reverse=True, limit=1)[0] == [(b"m", big)]
 
 
 def test_walk_pages_refuses_a_page_reached_twice() -> None:
@@ -406,6 +407,9 @@ def three_leaves() -> Tree:
     (dict(hi=b"g", reverse=True, limit=2), [b"e", b"c"], False),
     (dict(after=b"e", reverse=True), [b"c", b"a"], True),
     (dict(after=b"i", reverse=True, limit=1), [b"g"], False),
+    (dict(after=b"i", reverse=True, limit=2), [b"g", b"e"], False),
+    (dict(after=b"e", reverse=True, limit=2), [b"c", b"a"], True),
+    (dict(after=b"g", limit=2), [b"i", b"k"], True),
     (dict(lo=b"f", hi=b"j", reverse=True), [b"i", b"g"], True),
     (dict(lo=b"d"), [b"e", b"g", b"i", b"k"], True),
     (dict(lo=b"e", limit=2), [b"e", b"g"], False),
