@@ -6,13 +6,15 @@ limit of a range chunk. Fast and deterministic: no file, no log."""
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from pagefakes import Log, Pages, Store
 
 from engine import btree
 from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
-from engine.codec import LEAF_MIN_FILL, USABLE, Node
+from engine.codec import HEADER_SIZE, LEAF_MIN_FILL, USABLE, Node, seal
 from engine.errors import CorruptionError
 from engine.overflow import write_overflow
 from engine.txn import Txn
@@ -422,3 +424,33 @@ def test_chunk_descends_to_the_leaf_of_its_start(args, keys, done) -> None:
     """Each walk starts in the leaf holding its first key (`lo`, `hi` or
     `after`), with the next (or previous) key, and says whether more follow."""
     assert three_leaves().chunk(**args) == ([(k, b"v" + k) for k in keys], done)
+
+
+def test_walks_follow_leaf_links_whatever_the_values() -> None:
+    """A walk compares keys only: values smaller than every key change nothing."""
+    t = Tree({4: internal([b"e", b"i"], [1, 2, 3]), 1: Node(True, [b"a", b"c"], [b"", b"0"], next=2),
+              2: Node(True, [b"e", b"g"], [b"", b"0"], prev=1, next=3),
+              3: Node(True, [b"i", b"k"], [b"", b"0"], prev=2)}, 4)
+    keys = [b"a", b"c", b"e", b"g", b"i", b"k"]
+    assert [k for k, _ in t.chunk()[0]] == keys
+    assert [k for k, _ in t.chunk(reverse=True)[0]] == keys[::-1]
+    assert [k for k, _ in t.chunk(after=b"a")[0]] == keys[1:]
+    assert [k for k, _ in t.chunk(after=b"k", reverse=True)[0]] == keys[-2::-1]
+
+
+def test_a_get_searching_an_undecoded_leaf_names_its_damaged_page() -> None:
+    """Through a full pool a get searches a leaf without decoding it; a
+    damaged cell found that way is reported with the page's id."""
+    t = Tree({1: internal([b"m"], [2, 3]), 2: leaf(b"a", b"c"), 3: leaf(b"m", b"p")}, 1)
+    t.pool.flush()
+    store = t.pool.store
+    page = bytearray(store.pages[3])
+    for slot in range(2):  # every cell's key length made 0, the page resealed
+        off = struct.unpack_from("<H", page, HEADER_SIZE + 2 * slot)[0]
+        struct.pack_into("<H", page, off, 0)
+    seal(page)
+    store.pages[3] = bytes(page)
+    pool = BufferPool(store, 2)
+    assert btree.get(pool, 1, b"c") == b"vc" and btree.get(pool, 1, b"b") is None
+    with pytest.raises(CorruptionError, match="^page 3: leaf cell of a 0-byte key"):
+        btree.get(pool, 1, b"p")
