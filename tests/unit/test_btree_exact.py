@@ -14,7 +14,7 @@ from pagefakes import Log, Pages, Store
 from engine import btree
 from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
-from engine.codec import HEADER_SIZE, LEAF_MIN_FILL, USABLE, Node, seal
+from engine.codec import HEADER_SIZE, INTERNAL_MIN_FILL, LEAF_MIN_FILL, USABLE, Node, seal
 from engine.errors import CorruptionError
 from engine.overflow import write_overflow
 from engine.txn import Txn
@@ -454,3 +454,53 @@ def test_a_get_searching_an_undecoded_leaf_names_its_damaged_page() -> None:
     assert btree.get(pool, 1, b"c") == b"vc" and btree.get(pool, 1, b"b") is None
     with pytest.raises(CorruptionError, match="^page 3: leaf cell of a 0-byte key"):
         btree.get(pool, 1, b"p")
+
+
+# -- splits ----------------------------------------------------------------------------------
+
+def test_a_root_leaf_over_a_page_splits_under_a_new_internal_root() -> None:
+    t = Tree({1: leaf(b"a", b"b", b"c", sizes=(1354, 1354, 1354))}, 1, 3)
+    assert t.put(b"a0", b"x") is True  # 4074 bytes: over the page
+    assert t.root == 3 and t.trees["t"].count == 4
+    (root,), leaves = t.levels()
+    assert root[1].leaf is False and root[1].keys == [b"b"] and root[1].children == [1, 2]
+    assert root[1].size == 8 + 1
+    (_, left), (_, right) = leaves
+    assert (left.keys, right.keys) == ([b"a", b"a0"], [b"b", b"c"])
+    assert (left.prev, left.next, right.prev, right.next) == (0, 2, 1, 0)
+    assert (left.size, right.size) == (1366, 2708)
+
+
+def test_a_parent_filled_exactly_by_a_split_is_not_split() -> None:
+    """Leaf 1 splits; the separator b (9 bytes) fills the root to the byte.
+    The right half's neighbour (leaf 2) is linked back to it."""
+    keys = [b"d" * 1024, b"e" * 1024, b"f" * 1024, b"g" * 951]  # 4055 bytes
+    nodes = {10: internal(keys, [1, 2, 3, 4, 5]),
+             1: leaf(b"a", b"b", b"c", sizes=(1354, 1354, 1354), nxt=2)}
+    for i, k in enumerate(keys):
+        nodes[2 + i] = Node(True, [k], [b""], prev=1 + i, next=3 + i if i < 3 else 0)
+    t = Tree(nodes, 10, 7)
+    t.put(b"a0", b"x")
+    (root,), leaves = t.levels()
+    assert root[0] == 10 and root[1].size == USABLE and root[1].keys == [b"b", *keys]
+    assert root[1].children == [1, 11, 2, 3, 4, 5]
+    assert t.pool.node(11).next == 2 and t.pool.node(2).prev == 11 and t.pool.node(1).next == 11
+
+
+def test_an_internal_node_left_exactly_at_its_minimum_stays() -> None:
+    """Leaves 1 and 2 merge; their parent 11 keeps one 1000-byte cell, exactly
+    INTERNAL_MIN_FILL: it is not merged with its sibling."""
+    assert INTERNAL_MIN_FILL == 1000
+    d = b"d" * 992
+    t = Tree({
+        10: internal([b"m"], [11, 12]),
+        11: internal([b"c", d], [1, 2, 3]),
+        12: internal([b"p"], [4, 5]),
+        1: leaf(b"a", b"b", sizes=(1354, 10), nxt=2),
+        2: leaf(b"c", b"e", b"f", sizes=(1354, 1346, 10), prev=1, nxt=3),
+        3: Node(True, [d], [b""], prev=2, next=4), 4: leaf(b"m", prev=3, nxt=5), 5: leaf(b"p", prev=4),
+    }, 10, 8)
+    t.delete(b"b")
+    root, middle, _ = t.levels()
+    assert root[0][0] == 10 and [pid for pid, _ in middle] == [11, 12]
+    assert middle[0][1].keys == [d] and middle[0][1].size == INTERNAL_MIN_FILL and t.freed == [2]
