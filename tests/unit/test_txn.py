@@ -139,6 +139,7 @@ def test_rollback_gives_back_every_page_and_entry_and_frees_what_it_allocated(ev
             w.pool.add_node(pid, Node(True), pinned=False)
         assert w.pool.cached(1) is None and w.home(1).keys == [b"a", b"bz"]
     txn.modify(2).prev = 5  # still pinned
+    txn.node(3)  # read only
     pid, node = txn.new_node(False)
     node.keys, node.children = [b"c"], [1, 2]
     spare = txn.allocate()
@@ -160,6 +161,9 @@ def test_rollback_gives_back_every_page_and_entry_and_frees_what_it_allocated(ev
     assert w.table() == {"t": (3, 3), "u": (9, 1)}
     assert txn.touched() is False and txn.pins() == {}
     assert w.pool.pinned() == [] and w.pool.check_invariants(expect_unpinned=True) == []
+    # a page still pinned got no write-back: its bytes match the copy, it stays clean; so does a page only read
+    assert not w.pool.cached(2).dirty and not w.pool.cached(3).dirty
+    assert w.pool.cached(1).dirty  # released, so perhaps written home changed: written again
     w.pool.flush()  # the restored nodes are what goes home
     for p, node in original().items():
         assert same(w.home(p), node), p
@@ -177,6 +181,8 @@ def test_a_tree_created_over_an_existing_one_is_put_back_on_rollback() -> None:
     w = World()
     w.txn.create_tree("u")
     w.txn.create_tree("w")
+    w.txn.create_tree("x")
+    w.txn.drop_tree_entry("x")  # created and dropped: nothing to remove
     w.txn.rollback()
     assert w.table() == {"t": (3, 3), "u": (9, 1)}
 
