@@ -205,3 +205,11 @@ def test_put_node_and_write_overflow_leave_their_pages_unpinned_and_dirty() -> N
     assert w.pool.pinned() == [] and all(w.pool.cached(p).dirty for p in (4, 5, 6))
     assert read_overflow(w.pool, ov) == b"x" * (OVERFLOW_PAYLOAD + 1)
     assert w.txn.finish(2) == [] and w.pages.freed == []
+
+
+def test_the_entry_of_a_tree_that_is_not_there_is_a_key_error() -> None:
+    w = World()
+    with pytest.raises(KeyError):
+        w.txn.entry("nope")
+    w.txn.rollback()
+    assert w.table() == {"t": (3, 3), "u": (9, 1)}
