@@ -204,6 +204,7 @@ def test_put_node_and_write_overflow_leave_their_pages_unpinned_and_dirty() -> N
     ov = w.txn.write_overflow(b"x" * (OVERFLOW_PAYLOAD + 1))
     assert w.pool.pinned() == [] and all(w.pool.cached(p).dirty for p in (4, 5, 6))
     assert read_overflow(w.pool, ov) == b"x" * (OVERFLOW_PAYLOAD + 1)
+    assert w.pool.node(spare).keys == [b"q"]
     assert w.txn.finish(2) == [] and w.pages.freed == []
 
 
