@@ -11,7 +11,7 @@ import struct
 import pytest
 from pagefakes import Log, Pages, Store
 
-from engine import btree
+from engine import btree, syncpoints
 from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
 from engine.codec import HEADER_SIZE, INTERNAL_MIN_FILL, LEAF_MIN_FILL, USABLE, Node, seal
@@ -504,3 +504,34 @@ def test_an_internal_node_left_exactly_at_its_minimum_stays() -> None:
     root, middle, _ = t.levels()
     assert root[0][0] == 10 and [pid for pid, _ in middle] == [11, 12]
     assert middle[0][1].keys == [d] and middle[0][1].size == INTERNAL_MIN_FILL and t.freed == [2]
+
+
+def test_writes_reach_their_sync_points_by_name() -> None:
+    """The schedulers (tests/faults) order threads at these names."""
+    reached: list[str] = []
+    syncpoints.install(reached.append)
+    try:
+        t = Tree({}, 0)
+        t.put(b"a", b"1")  # the tree's first page
+        assert reached == ["btree.root.create"]
+        t = Tree({1: leaf(b"a", b"b", b"c", sizes=(1354, 1354, 1354))}, 1, 3)
+        reached.clear()
+        t.put(b"a0", b"x")
+        assert reached == ["btree.split"]
+        t = leaves_to_merge()
+        reached.clear()
+        t.delete(b"b")
+        assert reached == ["btree.merge"]
+    finally:
+        syncpoints.uninstall()
+
+
+def test_in_place_plans_an_edit_of_a_root_leaf_below_the_minimum_fill() -> None:
+    """A root leaf has no minimum: a small put or delete there is planned in
+    place; in a child leaf the same edit needs the general path."""
+    t = Tree({1: leaf(b"a", b"b")}, 1, 2)
+    pid, node, plan = btree.in_place(t.pool, 1, b"c", b"3")
+    assert (pid, node, plan) == (1, t.pool.node(1), (2, False, 12 + 12 + 11, True))
+    assert btree.in_place(t.pool, 1, b"a", None)[2] == (0, True, 12, True)
+    child = Tree({3: internal([b"m"], [1, 2]), 1: leaf(b"a", b"b"), 2: leaf(b"m")}, 3)
+    assert btree.in_place(child.pool, 3, b"c", b"3") is None
