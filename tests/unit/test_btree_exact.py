@@ -14,7 +14,7 @@ from pagefakes import Log, Pages, Store
 from engine import btree, syncpoints
 from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
-from engine.codec import HEADER_SIZE, INTERNAL_MIN_FILL, LEAF_MIN_FILL, USABLE, Node, seal
+from engine.codec import HEADER_SIZE, INTERNAL_MIN_FILL, LEAF_MIN_FILL, MAX_LEAF_CELL, USABLE, Node, seal
 from engine.errors import CorruptionError
 from engine.overflow import write_overflow
 from engine.txn import Txn
@@ -535,3 +535,21 @@ def test_in_place_plans_an_edit_of_a_root_leaf_below_the_minimum_fill() -> None:
     assert btree.in_place(t.pool, 1, b"a", None)[2] == (0, True, 12, True)
     child = Tree({3: internal([b"m"], [1, 2]), 1: leaf(b"a", b"b"), 2: leaf(b"m")}, 3)
     assert btree.in_place(child.pool, 3, b"c", b"3") is None
+
+
+def test_plan_leaf_edit_at_each_bound() -> None:
+    """An edit fits exactly up to each bound: a cell of MAX_LEAF_CELL bytes,
+    a leaf of USABLE bytes, a non-root leaf of LEAF_MIN_FILL bytes; a root
+    leaf has no minimum."""
+    assert MAX_LEAF_CELL == 1354
+    empty = Node(True)
+    assert btree.plan_leaf_edit(empty, b"k", bytes(1344), True) == (0, False, 1354, True)
+    assert btree.plan_leaf_edit(empty, b"k", bytes(1345), True) == (0, False, 1355, False)
+    full = leaf(b"a", b"b", b"c", sizes=(1354, 1354, 1346))  # 4054 bytes
+    assert btree.plan_leaf_edit(full, b"d", b"", False) == (3, False, USABLE, True)
+    assert btree.plan_leaf_edit(full, b"d", b"x", False) == (3, False, USABLE + 1, False)
+    low = leaf(b"a", b"b", sizes=(1345, 10))  # 1355 bytes: exactly the minimum
+    assert btree.plan_leaf_edit(low, b"b", b"", False) == (1, True, LEAF_MIN_FILL, True)
+    assert btree.plan_leaf_edit(low, b"b", None, False) == (1, True, 1345, False)
+    assert btree.plan_leaf_edit(low, b"b", None, True) == (1, True, 1345, True)
+    assert btree.plan_leaf_edit(low, b"a", bytes(1335), False) == (0, True, LEAF_MIN_FILL, True)
