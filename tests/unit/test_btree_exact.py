@@ -14,7 +14,15 @@ from pagefakes import Log, Pages, Store
 from engine import btree, syncpoints
 from engine.bufferpool import BufferPool
 from engine.catalog import TreeEntry
-from engine.codec import HEADER_SIZE, INTERNAL_MIN_FILL, LEAF_MIN_FILL, MAX_LEAF_CELL, USABLE, Node, seal
+from engine.codec import (
+    HEADER_SIZE,
+    INTERNAL_MIN_FILL,
+    LEAF_MIN_FILL,
+    MAX_LEAF_CELL,
+    USABLE,
+    Node,
+    seal,
+)
 from engine.errors import CorruptionError
 from engine.overflow import write_overflow
 from engine.txn import Txn
