@@ -150,6 +150,39 @@ def test_pages_in_the_pool_are_not_read_from_the_store() -> None:
     pool.close()
 
 
+def test_a_page_the_run_left_out_is_read_through_the_pool_without_another_run() -> None:
+    store = RunStore()
+    pool = _pool(store)
+    allocate, ids = _counter()
+    value = b"a" * P + b"b" * P + b"c" * 10
+    ov = write_overflow(pool, allocate, value)
+    pool.flush()
+    pool.close()
+    pool = _pool(store)
+    with pool.read(ids[1]):  # cached: the run leaves it out
+        pass
+    store.reads.clear()
+    assert read_overflow(pool, ov) == value
+    assert store.runs == [(1, 3)] and store.reads == []
+    pool.close()
+
+
+@pytest.mark.parametrize("size", [1, P - 1, P])
+def test_a_chain_of_one_page_is_read_through_the_pool(size: int) -> None:
+    """A run is for the pages still ahead: a value that fits one page (or
+    the last page of a chain) is one read, through the pool."""
+    store = RunStore()
+    pool = _pool(store)
+    allocate, ids = _counter(3)
+    ov = write_overflow(pool, allocate, bytes(range(256)) * (size // 256) + bytes(size % 256))
+    pool.flush()
+    pool.close()
+    pool = _pool(store)
+    assert len(read_overflow(pool, ov)) == size
+    assert store.runs == [] and store.reads == [3]
+    pool.close()
+
+
 # -- freeing -------------------------------------------------------------------------------
 
 def test_free_passes_every_page_in_order() -> None:
@@ -218,9 +251,11 @@ def test_a_page_of_another_kind_in_the_chain_is_refused(runs: bool) -> None:
     store = RunStore() if runs else DictStore()
     _lay(store, [(1, bytes(P), 2)])
     store.pages[2] = bytes(NODE_PAGE)
-    pool = _pool(store)
     for walk in (overflow_pages, read_overflow):
-        with pytest.raises(CorruptionError, match="page 2"):
+        pool = _pool(store)  # a fresh pool: the bad page is not cached from the walk before
+        with pytest.raises(CorruptionError, match="^page 2: type "):
             walk(pool, Overflow(1, P + 5))
-    assert pool.check_invariants(expect_unpinned=True) == []
-    pool.close()
+        assert pool.check_invariants(expect_unpinned=True) == []
+        pool.close()
+    if runs:
+        assert store.runs == [(1, 2)]  # read_overflow took page 2 from a run
