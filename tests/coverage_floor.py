@@ -27,6 +27,7 @@ FLOORS: dict[str, float] = {
     "engine/pager.py": CORE,
     "engine/disk.py": CORE,
     "engine/bufferpool.py": CORE,
+    "engine/nodecache.py": CORE,
     "engine/replacer.py": CORE,
     "engine/latch.py": CORE,
     "engine/wal.py": CORE,
