@@ -59,7 +59,7 @@ SUBSETS: dict[str, list[str]] = {
              "tests/unit/test_disk_exact.py"],
     "replacer": ["tests/unit/test_replacer.py", "tests/unit/test_bufferpool.py"],
     "latch": ["tests/unit/test_latch.py", "tests/unit/test_bufferpool.py"],
-    "bufferpool": ["tests/unit/test_bufferpool.py", "tests/unit/test_io_batching.py",
+    "bufferpool": ["tests/unit/test_bufferpool.py", "tests/unit/test_bufferpool_exact.py", "tests/unit/test_io_batching.py",
                    "tests/unit/test_in_place.py", "tests/unit/test_latch.py", "tests/unit/test_pool_sizing.py",
                    SEED],
     "nodecache": ["tests/unit/test_bufferpool.py", "tests/unit/test_in_place.py", "tests/unit/test_btree.py",

@@ -1,0 +1,283 @@
+"""`engine.bufferpool.BufferPool`, exactly: the counters, the read-ahead
+window around a miss (its bounds, the free frames it needs, the frames it
+takes), prewarm, `read_uncached`, and what a read-ahead in flight looks
+like to other threads (its pages pinned once and loading, a second
+read-ahead skipped, not waited for).
+
+The store here has the pager's `read_ahead` (pages clipped at the end of
+the "file", the ids whose checksums hold) and records each call, so a test
+can say which window was read.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from engine.bufferpool import PREWARM_WINDOW, READ_AHEAD, BufferPool
+from engine.codec import PAGE_SIZE
+from models import ModelPageStore
+
+WAIT = 5.0  # a call that must not block gets this long
+
+
+def image(page_id: int) -> bytes:
+    return (b"%08d|" % page_id) * (PAGE_SIZE // 9) + bytes(PAGE_SIZE % 9)
+
+
+class WindowStore(ModelPageStore):
+    """Pages 1..size-1 written; `read_ahead` like the pager's, recording
+    (first, count) of each call. `bad`: ids it reads but does not vouch for
+    (a checksum failed); `gate`: an event each call waits on (after setting
+    `entered`); `fail`: an exception each call raises."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(grow=True)
+        self.size = size
+        for pid in range(1, size):
+            self.write(pid, image(pid))
+        self.reads: list[int] = []
+        self.windows: list[tuple[int, int]] = []
+        self.bad: set[int] = set()
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
+        self.fail: BaseException | None = None
+
+    def read_page(self, page_id: int, buf: memoryview) -> None:
+        self.reads.append(page_id)
+        super().read_page(page_id, buf)
+
+    def read_ahead(self, first: int, count: int, buf: memoryview) -> list[int]:
+        self.windows.append((first, count))
+        if self.gate is not None:
+            self.entered.set()
+            assert self.gate.wait(WAIT), "WindowStore: never released"
+        if self.fail is not None:
+            raise self.fail
+        count = min(count, self.size - first)
+        out = []
+        for i in range(max(count, 0)):
+            buf[i * PAGE_SIZE : (i + 1) * PAGE_SIZE] = self.read(first + i)
+            if first + i not in self.bad:
+                out.append(first + i)
+        return out
+
+
+def cached_ids(pool: BufferPool) -> list[int]:
+    return sorted(pool.page_ids())
+
+
+def pins(pool: BufferPool) -> int:
+    return sum(f.pin for f in pool.frames)
+
+
+def bytes_of(pool: BufferPool, page_id: int) -> bytes:
+    with pool.read(page_id) as page:
+        return bytes(page)
+
+
+# -- counters -------------------------------------------------------------------
+
+
+def test_stats_are_exact_from_a_fresh_pool_on():
+    store = ModelPageStore(grow=True)
+    pool = BufferPool(store, 20)  # no read_ahead: nothing is prefetched
+    try:
+        assert pool.stats() == {
+            "pool_pages": 20, "pool_bytes": 0, "pool_cap_bytes": 20 * PAGE_SIZE,
+            "pool_hits": 0, "pool_misses": 0, "pool_hit_rate": 0.0,
+            "pool_prefetched": 0, "evictions": 0,
+        }
+        for _ in range(4):
+            pool.unpin(pool.fetch(3))
+        stats = pool.stats()
+        assert (stats["pool_hits"], stats["pool_misses"], stats["pool_hit_rate"]) == (3, 1, 0.75)
+        assert stats["pool_bytes"] == PAGE_SIZE, "one frame made"
+    finally:
+        pool.close()
+
+
+# -- the read-ahead window --------------------------------------------------------
+
+
+def test_a_miss_reads_the_aligned_window_around_it_once():
+    store = WindowStore(100)
+    pool = BufferPool(store, 100)
+    try:
+        pool.unpin(pool.fetch(40))
+        assert store.reads == [40] and store.windows == [(32, READ_AHEAD)]
+        assert cached_ids(pool) == list(range(32, 64))
+        assert pool.prefetched == 31 and pool.misses == 1
+        assert len(pool.frames) == 32, "frames made for the window's pages only"
+        assert all(bytes_of(pool, pid) == image(pid) for pid in range(32, 64))
+        assert pool.misses == 1 and store.reads == [40], "the window's pages are hits"
+        # page 0 is the pager's: the first window starts at 1
+        pool.unpin(pool.fetch(5))
+        assert store.windows[1:] == [(1, READ_AHEAD - 1)]
+        assert cached_ids(pool) == list(range(1, 64)) and pool.prefetched == 31 + 30
+        assert pool.check_invariants(expect_unpinned=True) == []
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("n_frames", [2 * READ_AHEAD + 1, 2 * READ_AHEAD])
+def test_read_ahead_needs_twice_a_window_of_frames_left_after_the_miss(n_frames):
+    store = WindowStore(100)
+    pool = BufferPool(store, n_frames)
+    try:
+        pool.unpin(pool.fetch(40))
+        if n_frames == 2 * READ_AHEAD + 1:  # 64 frames left: read ahead
+            assert store.windows == [(32, READ_AHEAD)] and pool.prefetched == 31
+        else:  # 63 left: not
+            assert store.windows == [] and cached_ids(pool) == [40] and pool.prefetched == 0
+    finally:
+        pool.close()
+
+
+def test_pages_the_window_does_not_vouch_for_are_left_out():
+    store = WindowStore(100)
+    store.bad = {33, 50}
+    pool = BufferPool(store, 100)
+    try:
+        pool.unpin(pool.fetch(40))
+        assert cached_ids(pool) == [p for p in range(32, 64) if p not in (33, 50)]
+        assert pool.prefetched == 29 and len(pool._free) == 2
+        assert bytes_of(pool, 33) == image(33) and store.reads == [40, 33]
+        assert pool.check_invariants(expect_unpinned=True) == []
+    finally:
+        pool.close()
+
+
+def test_a_window_past_the_end_of_the_file_keeps_what_it_read():
+    store = WindowStore(40)  # pages 1..39
+    pool = BufferPool(store, 100)
+    try:
+        pool.unpin(pool.fetch(35))
+        assert store.windows == [(32, READ_AHEAD)]
+        assert cached_ids(pool) == list(range(32, 40))
+        assert len(pool._free) == 24, "the frames taken for pages past the end come back"
+        assert pool.check_invariants(expect_unpinned=True) == []
+    finally:
+        pool.close()
+
+
+# -- prewarm ------------------------------------------------------------------------
+
+
+def test_prewarm_reads_every_page_a_window_at_a_time():
+    pages = PREWARM_WINDOW + 11
+    store = WindowStore(pages)
+    pool = BufferPool(store, 2 * (pages - 1))  # exactly half the pool
+    try:
+        assert pool.prewarm(pages) == pages - 1
+        assert store.windows == [(1, PREWARM_WINDOW), (1 + PREWARM_WINDOW, pages - 1 - PREWARM_WINDOW)]
+        assert cached_ids(pool) == list(range(1, pages)) and store.reads == []
+        assert pool.misses == 0 and pins(pool) == 0
+        assert pool.prewarm(pages) == 0, "nothing left to read"
+    finally:
+        pool.close()
+
+
+def test_prewarm_skips_a_file_over_half_the_pool_or_a_small_pool():
+    store = WindowStore(300)
+    pool = BufferPool(store, 2 * 299 - 1)
+    try:
+        assert pool.prewarm(300) == 0 and store.windows == [], "over half the pool"
+    finally:
+        pool.close()
+    pool = BufferPool(store, 40)
+    try:
+        assert pool.prewarm(20) == 0, "under twice a window of frames: never read ahead"
+        assert store.windows == [] and cached_ids(pool) == [] and len(pool.frames) == 0
+    finally:
+        pool.close()
+    pool = BufferPool(ModelPageStore(grow=True), 1000)  # a store without read_ahead
+    try:
+        assert pool.prewarm(20) == 0 and pool.read_uncached(1, 10) == {}
+    finally:
+        pool.close()
+
+
+def test_a_read_ahead_that_raises_gives_its_frames_back():
+    store = WindowStore(100)
+    store.fail = ValueError("read_ahead broke")
+    pool = BufferPool(store, 200)
+    try:
+        with pytest.raises(ValueError, match="read_ahead broke"):
+            pool.prewarm(60)
+        assert cached_ids(pool) == [] and pool.prefetched == 0
+        assert len(pool._free) == len(pool.frames) == 59
+        assert pool.check_invariants(expect_unpinned=True) == []
+        store.fail = None
+        assert pool.prewarm(60) == 59
+    finally:
+        pool.close()
+
+
+# -- read_uncached ----------------------------------------------------------------------
+
+
+def test_read_uncached_reads_only_what_the_pool_does_not_hold():
+    store = WindowStore(50)
+    store.bad = {12}
+    pool = BufferPool(store, 20)  # too small to read ahead
+    try:
+        pool.unpin(pool.fetch(11))
+        pool.unpin(pool.fetch(14))
+        got = pool.read_uncached(10, 6)
+        assert store.windows == [(10, 6)]
+        assert sorted(got) == [10, 13, 15] and all(got[p] == image(p) for p in got)
+        assert cached_ids(pool) == [11, 14], "nothing enters the pool"
+        # the read ends at the last page wanted
+        pool.unpin(pool.fetch(15))
+        got = pool.read_uncached(10, 6)
+        assert store.windows[1:] == [(10, 4)] and sorted(got) == [10, 13]
+        # every page cached: nothing is read
+        assert pool.read_uncached(11, 1) == {} and len(store.windows) == 2
+    finally:
+        pool.close()
+
+
+# -- a read-ahead in flight -----------------------------------------------------------------
+
+
+def test_a_read_ahead_in_flight_holds_its_pages_and_is_not_waited_for():
+    store = WindowStore(100)
+    store.gate = threading.Event()
+    pool = BufferPool(store, 100)
+    got: dict[str, object] = {}
+
+    def run(name, fn):
+        t = threading.Thread(target=lambda: got.__setitem__(name, fn()), daemon=True)
+        t.start()
+        return t
+
+    first = run("a", lambda: pool.fetch(40))
+    try:
+        assert store.entered.wait(WAIT)
+        window = [p for p in range(32, 64) if p != 40]
+        # the window's pages wait in the table, each pinned once, and the
+        # missed page is pinned for its caller
+        assert sorted(pool.pinned()) == list(range(32, 64))
+        assert [pool.cached(p).pin for p in window] == [1] * len(window)
+        assert pool.check_invariants() == []
+        # a fetch of a page being read ahead waits for that read
+        waiter = run("b", lambda: bytes_of(pool, 33))
+        waiter.join(0.3)
+        assert waiter.is_alive(), "a fetch took a page the read-ahead had not filled"
+        # a miss elsewhere skips its read-ahead instead of waiting for this one
+        other = run("c", lambda: pool.fetch(80))
+        other.join(WAIT)
+        assert not other.is_alive(), "a second read-ahead waited for the first"
+        assert store.windows == [(32, READ_AHEAD)] and store.reads == [40, 80]
+    finally:
+        store.gate.set()
+        first.join(WAIT)
+    waiter.join(WAIT)
+    assert not first.is_alive() and not waiter.is_alive()
+    assert got["b"] == image(33) and 33 not in store.reads
+    pool.unpin(got["a"])
+    pool.unpin(got["c"])
+    assert pool.check_invariants(expect_unpinned=True) == []
+    pool.close()
