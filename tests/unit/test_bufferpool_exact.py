@@ -16,7 +16,7 @@ import threading
 import pytest
 
 from engine.bufferpool import PREWARM_WINDOW, READ_AHEAD, BufferPool
-from engine.codec import PAGE_SIZE
+from engine.codec import PAGE_SIZE, Node, encode_node
 from models import ModelPageStore
 
 WAIT = 5.0  # a call that must not block gets this long
@@ -39,6 +39,7 @@ class WindowStore(ModelPageStore):
             self.write(pid, image(pid))
         self.reads: list[int] = []
         self.windows: list[tuple[int, int]] = []
+        self.buffers: list[int] = []  # len(buf) of each read_ahead call
         self.bad: set[int] = set()
         self.gate: threading.Event | None = None
         self.entered = threading.Event()
@@ -50,6 +51,7 @@ class WindowStore(ModelPageStore):
 
     def read_ahead(self, first: int, count: int, buf: memoryview) -> list[int]:
         self.windows.append((first, count))
+        self.buffers.append(len(buf))
         if self.gate is not None:
             self.entered.set()
             assert self.gate.wait(WAIT), "WindowStore: never released"
@@ -162,6 +164,26 @@ def test_a_window_past_the_end_of_the_file_keeps_what_it_read():
         pool.close()
 
 
+def test_a_leaf_searched_once_is_the_next_victim():
+    store = ModelPageStore(grow=True)
+    for pid in (1, 2, 3, 4):
+        page = bytearray(PAGE_SIZE)
+        encode_node(Node(True, [b"k%d" % pid], [b"v"]), page)
+        store.write(pid, page)
+    pool = BufferPool(store, 2)
+    try:
+        pool.node(1)
+        assert pool.peek(1) is not None  # page 1 referenced since the replacer last looked
+        pool.node(2)  # the pool is full
+        assert pool.search_leaf(3, lambda page, key: key, b"k3") == b"k3"  # evicts 2
+        assert sorted(pool.page_ids()) == [1, 3]
+        pool.node(4)  # the searched leaf goes first, whatever its reference bit
+        assert sorted(pool.page_ids()) == [1, 4]
+        assert pool.check_invariants(expect_unpinned=True) == []
+    finally:
+        pool.close()
+
+
 # -- prewarm ------------------------------------------------------------------------
 
 
@@ -226,13 +248,14 @@ def test_read_uncached_reads_only_what_the_pool_does_not_hold():
         pool.unpin(pool.fetch(11))
         pool.unpin(pool.fetch(14))
         got = pool.read_uncached(10, 6)
-        assert store.windows == [(10, 6)]
+        assert store.windows == [(10, 6)] and store.buffers == [6 * PAGE_SIZE], "a buffer for the run only"
         assert sorted(got) == [10, 13, 15] and all(got[p] == image(p) for p in got)
         assert cached_ids(pool) == [11, 14], "nothing enters the pool"
         # the read ends at the last page wanted
         pool.unpin(pool.fetch(15))
         got = pool.read_uncached(10, 6)
-        assert store.windows[1:] == [(10, 4)] and sorted(got) == [10, 13]
+        assert store.windows[1:] == [(10, 4)] and store.buffers[1:] == [4 * PAGE_SIZE]
+        assert sorted(got) == [10, 13]
         # every page cached: nothing is read
         assert pool.read_uncached(11, 1) == {} and len(store.windows) == 2
     finally:
