@@ -62,7 +62,6 @@ class NodeCache:
                 return obj
         return None
 
-
     def node(self, page_id: int) -> Node:
         """The decoded node of `page_id`: the cached one, or the page read on
         a miss and decoded once (cached on its frame). Pinned only during the
@@ -163,7 +162,6 @@ class NodeCache:
         if not pinned:
             frame.obj_dirty = True
         self.unpin(frame, dirty=not pinned)
-
 
     def corrupt_clean_nodes(self) -> list[int]:
         """Ids of cached decoded pages whose bytes are current (clean, node
