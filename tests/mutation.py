@@ -62,7 +62,7 @@ SUBSETS: dict[str, list[str]] = {
     "bufferpool": ["tests/unit/test_bufferpool.py", "tests/unit/test_bufferpool_exact.py", "tests/unit/test_io_batching.py",
                    "tests/unit/test_in_place.py", "tests/unit/test_latch.py", "tests/unit/test_pool_sizing.py",
                    SEED],
-    "nodecache": ["tests/unit/test_bufferpool.py", "tests/unit/test_in_place.py", "tests/unit/test_btree.py",
+    "nodecache": ["tests/unit/test_nodecache_exact.py", "tests/unit/test_bufferpool.py", "tests/unit/test_in_place.py", "tests/unit/test_btree.py",
                   "tests/unit/test_check.py", "tests/unit/test_db.py", SEED],
     "wal": ["tests/unit/test_wal.py", "tests/unit/test_wal_exact.py", "tests/unit/test_wal_follow.py",
             "tests/unit/test_wal_sync.py", "tests/unit/test_db.py", SEED],
