@@ -15,6 +15,7 @@ import threading
 
 import pytest
 
+from engine import syncpoints
 from engine.bufferpool import PREWARM_WINDOW, READ_AHEAD, BufferPool
 from engine.codec import PAGE_SIZE, Node, encode_node
 from models import ModelPageStore
@@ -180,6 +181,56 @@ def test_a_leaf_searched_once_is_the_next_victim():
         pool.node(4)  # the searched leaf goes first, whatever its reference bit
         assert sorted(pool.page_ids()) == [1, 4]
         assert pool.check_invariants(expect_unpinned=True) == []
+    finally:
+        pool.close()
+
+
+def test_mark_clean_forgets_only_the_pages_named():
+    store = ModelPageStore(grow=True)
+    pool = BufferPool(store, 8)
+    try:
+        for pid in (1, 2, 3):
+            with pool.write(pid, new=True) as page:
+                page[:] = image(pid)
+        pool.mark_clean([1, 3])
+        assert [pid for pid, _ in pool.dirty_pages()] == [2]
+        assert pool.flush() == 1 and store.read(2) == image(2) and store.read(1) == bytes(PAGE_SIZE)
+    finally:
+        pool.close()
+
+
+def test_a_new_page_is_never_a_stale_node():
+    store = ModelPageStore(grow=True)
+    store.write(5, image(5))
+    pool = BufferPool(store, 4)
+    try:
+        with pool.write(5, new=True) as page:  # not read: a freshly allocated page
+            encode_node(Node(True, [b"k"], [b"v"]), page)
+        assert pool.node(5).keys == [b"k"]
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_an_eviction_is_announced_at_its_sync_point(full):
+    store = ModelPageStore(grow=True)
+    pool = BufferPool(store, 2)
+    seen: list[str] = []
+    try:
+        if full:
+            pool.unpin(pool.fetch(1))
+            pool.unpin(pool.fetch(2))
+        syncpoints.install(seen.append)
+        try:
+            pool.unpin(pool.new_page(7))
+            pool.unpin(pool.fetch(8))
+        finally:
+            syncpoints.uninstall()
+        if full:
+            assert seen == ["bufferpool.evict", "bufferpool.fetch.miss", "bufferpool.evict",
+                            "bufferpool.fetch.install"]
+        else:
+            assert seen == ["bufferpool.fetch.miss", "bufferpool.fetch.install"]
     finally:
         pool.close()
 
