@@ -235,6 +235,20 @@ def test_an_eviction_is_announced_at_its_sync_point(full):
         pool.close()
 
 
+def test_bug_asserts_name_their_function():
+    pool = BufferPool(ModelPageStore(grow=True), 4)
+    try:
+        frame = pool.fetch(1)
+        with pytest.raises(AssertionError, match="^discard: page is pinned$"):
+            pool.discard(1)
+        pool.unpin(frame)
+        with pytest.raises(AssertionError, match="^unpin: frame is not pinned$"):
+            pool.unpin(frame)
+        assert pool.check_invariants(expect_unpinned=True) == []
+    finally:
+        pool.close()
+
+
 # -- prewarm ------------------------------------------------------------------------
 
 
@@ -336,6 +350,7 @@ def test_a_read_ahead_in_flight_holds_its_pages_and_is_not_waited_for():
         assert sorted(pool.pinned()) == list(range(32, 64))
         assert [pool.cached(p).pin for p in window] == [1] * len(window)
         assert pool.check_invariants() == []
+        pool.unpin(pool.fetch(40))  # installed before its read-ahead: a hit
         # a fetch of a page being read ahead waits for that read
         waiter = run("b", lambda: bytes_of(pool, 33))
         waiter.join(0.3)
@@ -351,6 +366,7 @@ def test_a_read_ahead_in_flight_holds_its_pages_and_is_not_waited_for():
     waiter.join(WAIT)
     assert not first.is_alive() and not waiter.is_alive()
     assert got["b"] == image(33) and 33 not in store.reads
+    assert (pool.hits, pool.misses) == (2, 2), "a fetch that waited for a load is a hit"
     pool.unpin(got["a"])
     pool.unpin(got["c"])
     assert pool.check_invariants(expect_unpinned=True) == []
