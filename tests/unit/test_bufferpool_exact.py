@@ -18,6 +18,7 @@ import pytest
 from engine import syncpoints
 from engine.bufferpool import PREWARM_WINDOW, READ_AHEAD, BufferPool
 from engine.codec import PAGE_SIZE, Node, encode_node
+from engine.errors import StorageIOError
 from models import ModelPageStore
 
 WAIT = 5.0  # a call that must not block gets this long
@@ -181,6 +182,49 @@ def test_a_leaf_searched_once_is_the_next_victim():
         pool.node(4)  # the searched leaf goes first, whatever its reference bit
         assert sorted(pool.page_ids()) == [1, 4]
         assert pool.check_invariants(expect_unpinned=True) == []
+    finally:
+        pool.close()
+
+
+class FailingStore(ModelPageStore):
+    """Reads of the pages in `bad` raise, as a failing disk's would."""
+
+    def __init__(self) -> None:
+        super().__init__(grow=True)
+        self.bad: set[int] = set()
+
+    def read_page(self, page_id: int, buf: memoryview) -> None:
+        if page_id in self.bad:
+            raise StorageIOError(5, f"injected read error on page {page_id}")
+        super().read_page(page_id, buf)
+
+
+def test_the_frame_of_a_failed_read_is_reused_like_any_other():
+    store = FailingStore()
+    store.bad = {3}
+    pool = BufferPool(store, 1)
+    try:
+        with pytest.raises(StorageIOError):
+            pool.fetch(3)
+        pool.unpin(pool.new_page(5))  # takes the frame the failed read gave back
+        done = threading.Event()
+
+        def fetch_again():
+            pool.unpin(pool.fetch(5))
+            done.set()
+
+        threading.Thread(target=fetch_again, daemon=True).start()
+        assert done.wait(WAIT), "a hit on the reused frame waited for a load that never ends"
+        assert pool.check_invariants(expect_unpinned=True) == []
+    finally:
+        pool.close()
+
+
+def test_a_store_without_read_ahead_is_never_asked_for_one():
+    pool = BufferPool(ModelPageStore(grow=True), 4 * READ_AHEAD)  # room for a window
+    try:
+        pool.unpin(pool.fetch(40))
+        assert pool.page_ids() == [40] and pool.prefetched == 0
     finally:
         pool.close()
 
