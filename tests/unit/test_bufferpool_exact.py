@@ -288,6 +288,8 @@ def test_bug_asserts_name_their_function():
         pool.unpin(frame)
         with pytest.raises(AssertionError, match="^unpin: frame is not pinned$"):
             pool.unpin(frame)
+        with pytest.raises(AssertionError, match="^unpin: frame is not pinned$"):
+            pool._unpin_cold(frame)  # search_leaf's unpin of a leaf read once
         assert pool.check_invariants(expect_unpinned=True) == []
     finally:
         pool.close()
