@@ -295,6 +295,55 @@ def test_bug_asserts_name_their_function():
         pool.close()
 
 
+def test_check_invariants_names_each_broken_rule_exactly():
+    pool = BufferPool(ModelPageStore(grow=True), 4)
+    try:
+        for pid in (1, 2, 3):
+            pool.unpin(pool.fetch(pid))
+        pool.discard(3)  # frame 2 back on the free list
+        f0, f1, f2 = pool.frames
+        assert pool.check_invariants(expect_unpinned=True) == []
+        # break one rule at a time on this private pool, by hand
+        pool._table[2] = f0
+        assert pool.check_invariants() == [
+            "page table: page 2 -> frame 0 holding 1",
+            "page table: frame 0 holds pages 1 and 2",
+            "frame 1 is neither free, cached nor reserved",
+            *pool._replacer.check_invariants({0}),
+        ]
+        pool._table[2] = f1
+        pool._free.append(f2)
+        assert pool.check_invariants() == ["free list holds a frame twice"]
+        pool._free.pop()
+        for field, value in (("pin", 1), ("page_id", 9)):
+            setattr(f2, field, value)
+            assert pool.check_invariants() == ["free frame 2 is in use"]
+            setattr(f2, field, 0 if field == "pin" else None)
+        pool.frames[0], pool.frames[1] = f1, f0
+        assert pool.check_invariants() == ["frame count mismatch"]
+        pool.frames[0], pool.frames[1] = f0, f1
+        pool.n_frames = 2
+        assert pool.check_invariants() == ["frame count mismatch"]
+        pool.n_frames = 4
+        f1.pin = -1
+        assert pool.check_invariants() == ["frame 1 pin -1 < 0"]
+        f1.pin = 0
+        held = pool.fetch(1)
+        assert pool.check_invariants(expect_unpinned=True) == ["frame 0 (page 1) still pinned (1)"]
+        assert pool.check_invariants() == []
+        pool.unpin(held)
+        for field, value in (("writer", True), ("readers", 1)):
+            setattr(f0, field, value)
+            assert pool.check_invariants() == ["frame 0 latched while unpinned"]
+            setattr(f0, field, type(value)())
+        pool._free.pop()
+        assert pool.check_invariants() == ["frame 2 is neither free, cached nor reserved"]
+        pool._free.append(f2)
+        assert pool.check_invariants(expect_unpinned=True) == []
+    finally:
+        pool.close()
+
+
 # -- prewarm ------------------------------------------------------------------------
 
 
