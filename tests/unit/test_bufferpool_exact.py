@@ -229,6 +229,20 @@ def test_a_store_without_read_ahead_is_never_asked_for_one():
         pool.close()
 
 
+def test_a_frame_pinned_through_a_scan_is_not_spared_after():
+    pool = BufferPool(ModelPageStore(grow=True), 3)
+    try:
+        held = pool.fetch(1)
+        for pid in (2, 3, 4):  # 4 evicts 2: the held frame is passed over
+            pool.unpin(pool.fetch(pid))
+        assert sorted(pool.page_ids()) == [1, 3, 4]
+        pool.unpin(held)
+        pool.unpin(pool.fetch(5))  # page 1 is the oldest and was never hit since: it goes
+        assert sorted(pool.page_ids()) == [3, 4, 5]
+    finally:
+        pool.close()
+
+
 def test_mark_clean_forgets_only_the_pages_named():
     store = ModelPageStore(grow=True)
     pool = BufferPool(store, 8)
@@ -268,6 +282,7 @@ def test_an_eviction_is_announced_at_its_sync_point(full):
         try:
             pool.unpin(pool.new_page(7))
             pool.unpin(pool.fetch(8))
+            pool.unpin(pool.fetch(8))  # a hit reaches no sync point
         finally:
             syncpoints.uninstall()
         if full:
