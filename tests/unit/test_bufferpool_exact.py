@@ -18,7 +18,7 @@ import pytest
 from engine import syncpoints
 from engine.bufferpool import PREWARM_WINDOW, READ_AHEAD, BufferPool
 from engine.codec import PAGE_SIZE, Node, encode_node
-from engine.errors import StorageIOError
+from engine.errors import BufferPoolFullError, StorageIOError
 from models import ModelPageStore
 
 WAIT = 5.0  # a call that must not block gets this long
@@ -240,6 +240,18 @@ def test_a_frame_pinned_through_a_scan_is_not_spared_after():
         pool.unpin(pool.fetch(5))  # page 1 is the oldest and was never hit since: it goes
         assert sorted(pool.page_ids()) == [3, 4, 5]
     finally:
+        pool.close()
+
+
+def test_a_pool_of_pinned_frames_says_how_many():
+    pool = BufferPool(ModelPageStore(grow=True), 2)
+    held = [pool.fetch(1), pool.fetch(2)]
+    try:
+        with pytest.raises(BufferPoolFullError, match="^all 2 frames are pinned$"):
+            pool.fetch(3)
+    finally:
+        for frame in held:
+            pool.unpin(frame)
         pool.close()
 
 
