@@ -11,12 +11,15 @@ can say which window was read.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from engine import syncpoints
-from engine.bufferpool import PREWARM_WINDOW, READ_AHEAD, BufferPool
+from engine.bufferpool import MIN_FRAMES, PREWARM_WINDOW, READ_AHEAD, BufferPool
 from engine.codec import PAGE_SIZE, Node, encode_node
 from engine.errors import BufferPoolFullError, StorageIOError
 from models import ModelPageStore
@@ -306,7 +309,40 @@ def test_an_eviction_is_announced_at_its_sync_point(full):
         pool.close()
 
 
+_MAP = """
+import resource, sys
+from engine.bufferpool import BufferPool
+from models import ModelPageStore
+vm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+store = ModelPageStore(grow=True)
+resource.setrlimit(resource.RLIMIT_AS, (vm + int(sys.argv[1]), resource.RLIM_INFINITY))
+try:
+    print(BufferPool(store, 1 << 20).n_frames)
+except OSError:
+    print("refused")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc/self/status")
+@pytest.mark.parametrize("room", [16 << 20, 16 << 10])
+def test_a_cap_that_cannot_be_mapped_is_halved_down_to_the_minimum(room):
+    """An address space `room` bytes larger than the process: the 4 GiB cap
+    is halved until it maps (a power of two of frames), and a space too small
+    for the minimum pool refuses at once instead of halving forever."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", _MAP, str(room)], capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    if room < MIN_FRAMES * PAGE_SIZE:
+        assert out.stdout.split() == ["refused"]
+    else:
+        n = int(out.stdout)
+        assert MIN_FRAMES <= n < (1 << 20) and n & (n - 1) == 0, n
+
+
 def test_bug_asserts_name_their_function():
+    with pytest.raises(AssertionError, match="^BufferPool: need at least one frame$"):
+        BufferPool(ModelPageStore(grow=True), 0)
     pool = BufferPool(ModelPageStore(grow=True), 4)
     try:
         frame = pool.fetch(1)
