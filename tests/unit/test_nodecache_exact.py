@@ -77,6 +77,7 @@ def test_search_leaf_searches_only_an_undecoded_leaf_of_a_full_pool(pool):
 
     p.node(1)
     p.node(2)  # full
+    assert p.search_leaf(1, search, b"x") is p.peek(1) and calls == [], "a decoded leaf is not searched"
     assert isinstance(p.search_leaf(9, search, b"x"), Node), "an internal node is decoded"
     assert calls == [] and p.peek(9) is not None
     assert p.search_leaf(3, search, b"k") == ("searched", b"k") and calls == [b"k"]
@@ -84,7 +85,7 @@ def test_search_leaf_searches_only_an_undecoded_leaf_of_a_full_pool(pool):
     node = p.search_leaf(3, search, b"k")
     assert isinstance(node, Node) and calls == [b"k"], "searched once: decoded the second time"
     assert p.search_leaf(3, search, b"k") is node and calls == [b"k"], "a cached node is returned"
-    assert p.misses == 4 and p.hits == 3
+    assert p.misses == 4 and p.hits == 5
 
 
 def test_corrupt_clean_nodes_reports_only_current_decoded_bytes(pool):
