@@ -10,6 +10,7 @@ import pytest
 
 from engine.bufferpool import BufferPool
 from engine.codec import PAGE_SIZE, Node, encode_node
+from engine.errors import CorruptionError
 from models import ModelPageStore
 
 
@@ -65,6 +66,25 @@ def test_a_peeked_page_gets_a_second_chance(pool):
     assert p.peek(2) is not None
     p.node(4)  # 2 was hit through peek since the replacer looked: 3 goes
     assert sorted(p.page_ids()) == [2, 4]
+
+
+def test_a_cached_node_is_a_lock_free_hit_that_leaves_the_lru_order(pool):
+    p = pool(3)
+    for pid in (1, 2, 3):
+        p.node(pid)
+    p.node(2)  # through peek: referenced, not moved to the young end
+    for pid in (4, 5, 6):  # 4 evicts 1; 5 spares 2 once and evicts 3; 6 evicts 4
+        p.node(pid)
+    assert sorted(p.page_ids()) == [2, 5, 6]
+
+
+def test_a_page_that_does_not_decode_is_named(pool):
+    p = pool(4)
+    p.unpin(p.fetch(30))  # zeros: no node
+    with pytest.raises(CorruptionError, match="^page 30: "):
+        p.node(30)
+    with pytest.raises(CorruptionError, match="^page 30: "):
+        p.pin_node(30)
 
 
 def test_search_leaf_searches_only_an_undecoded_leaf_of_a_full_pool(pool):
