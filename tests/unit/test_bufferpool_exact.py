@@ -232,6 +232,22 @@ def test_a_store_without_read_ahead_is_never_asked_for_one():
         pool.close()
 
 
+def test_the_last_frame_made_is_searched_like_any_other():
+    store = ModelPageStore(grow=True)
+    for pid in (1, 2):
+        page = bytearray(PAGE_SIZE)
+        encode_node(Node(True, [b"k%d" % pid], [b"v"]), page)
+        store.write(pid, page)
+    pool = BufferPool(store, 2)
+    try:
+        pool.node(1)
+        # page 2 takes the pool's last frame, never used before: the pool is full
+        assert pool.search_leaf(2, lambda page, key: key, b"k2") == b"k2"
+        assert pool.peek(2) is None, "searched, not decoded"
+    finally:
+        pool.close()
+
+
 def test_a_frame_pinned_through_a_scan_is_not_spared_after():
     pool = BufferPool(ModelPageStore(grow=True), 3)
     try:
