@@ -334,7 +334,7 @@ store = ModelPageStore(grow=True)
 resource.setrlimit(resource.RLIMIT_AS, (vm + int(sys.argv[1]), resource.RLIM_INFINITY))
 try:
     print(BufferPool(store, 1 << 20).n_frames)
-except OSError:
+except (OSError, MemoryError):  # the mapping refused, or Python's own allocation after it
     print("refused")
 """
 
