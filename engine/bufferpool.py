@@ -20,20 +20,14 @@ Frame states and the function making each transition::
                                +-----fetch--------+
     (discard: CACHED/PINNED-by-caller -> FREE without write-back)
 
-Decoded nodes: `frame.obj` caches the decoded page; `frame.obj_dirty` means
-the object is newer than the bytes, so the bytes are re-encoded only when
-they must reach the store (eviction, flush): encoding is deferred to
-write-back. Only this module touches a `Frame`'s fields; the rest of the
-engine works with page ids and nodes:
-
-- readers and the writer: `peek` (a cached node, no pin), `node` (pinned
-  only for the call, decoded once), `search_leaf` (a get's first look at an
-  undecoded leaf of a full pool), all valid while the caller's database
-  latch excludes other writers of the node;
-- the in-place writer: `node_changed` after editing a node it read so;
-- a transaction: `pin_node`, `add_node`, `unpin_nodes`, `restore_node`;
-- page bytes (overflow pages): the guards `read` and `write`;
-- checkpoints and checks: `dirty_pages`, `mark_clean`, `corrupt_clean_nodes`.
+Decoded nodes: `frame.obj` caches the decoded page and `frame.obj_dirty`
+says it is newer than the bytes (encoded at write-back, `Frame.sync_bytes`).
+Only this module and engine/nodecache.py (`NodeCache`, the decoded-node half
+of `BufferPool`: `peek`, `node`, `search_leaf`, `node_changed`, `pin_node`,
+`add_node`, `unpin_nodes`, `restore_node`) touch a `Frame`'s fields; the rest
+of the engine works with page ids and nodes, or with page bytes (overflow
+pages) through the guards `read` and `write`, and checkpoints and checks use
+`dirty_pages`, `mark_clean` and `corrupt_clean_nodes`.
 
 Read-ahead: while at least `2 * READ_AHEAD` frames are free, a miss also
 reads the aligned window of `READ_AHEAD` pages around it with one call and
@@ -63,15 +57,16 @@ two threads missing on one page never create two frames.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
 from engine import syncpoints
-from engine.codec import LEAF, PAGE_SIZE, Node, decode_node, encode_node, page_type, verify
+from engine.codec import PAGE_SIZE, encode_node
 from engine.disk import aligned_buffer, reserved_buffer
 from engine.errors import BufferPoolFullError
 from engine.latch import wait
+from engine.nodecache import NodeCache
 from engine.poolsize import (
     DEFAULT_POOL_MAX,
     DEFAULT_POOL_MIN,
@@ -128,7 +123,7 @@ class Frame:
             self.obj_dirty = False
 
 
-class BufferPool:
+class BufferPool(NodeCache):
     def __init__(self, store: PageStore, n_frames: int) -> None:
         assert n_frames >= 1, "BufferPool: need at least one frame"
         self.store = store
@@ -171,127 +166,9 @@ class BufferPool:
 
     # -- pin / unpin --------------------------------------------------------
 
-    def peek(self, page_id: int):
-        """The cached decoded node of `page_id`, or None, without pinning or
-        locking. Only for callers that exclude every writer of that node (the
-        database's shared latch): the node object then cannot change, and a
-        concurrent eviction is detected by re-reading `frame.page_id` after
-        `frame.obj` (eviction clears `page_id` before `obj`)."""
-        frame = self._table.get(page_id)
-        if frame is not None:
-            obj = frame.obj
-            if obj is not None and frame.page_id == page_id:
-                frame.ref = True
-                self.hits += 1
-                return obj
-        return None
-
     def full(self) -> bool:
         """Every frame holds a page: the next miss evicts."""
         return not self._free and len(self.frames) == self.n_frames
-
-    # -- decoded nodes --------------------------------------------------------
-
-    def node(self, page_id: int) -> Node:
-        """The decoded node of `page_id`: the cached one, or the page read on
-        a miss and decoded once (cached on its frame). Pinned only during the
-        call, so no guard is needed: the caller's database latch excludes every
-        other writer of the node (readers share it, the writer holds it
-        alone), so the node object cannot change while the caller uses it, and
-        an eviction meanwhile only drops the frame, never the node."""
-        node = self.peek(page_id)
-        if node is not None:
-            return node
-        frame = self.fetch(page_id)
-        try:
-            return self._decoded(frame)
-        finally:
-            self.unpin(frame)
-
-    def _decoded(self, frame: Frame) -> Node:
-        """The pinned frame's node, decoded and cached on first use."""
-        node = frame.obj
-        if node is None:
-            node = frame.obj = decode_node(frame.buf, frame.page_id)
-        return node
-
-    def search_leaf(self, page_id: int, search: Callable[..., object], *args: object) -> object:
-        """For a get: the decoded node of `page_id`; or, when the pool is full
-        and the page is an undecoded leaf no get has searched yet,
-        `search(page bytes, *args)` without decoding, the frame then going to the
-        old end of the replacer. A leaf read once and evicted (a pool smaller
-        than the tree) never pays for a full decode, and one read again
-        decodes for the hits to come. The caller tells a node from a search
-        result by its type."""
-        frame = self.fetch(page_id)
-        cold = False
-        try:
-            node = frame.obj
-            if node is not None:
-                return node
-            if not frame.searched and page_type(frame.buf) == LEAF and self.full():
-                frame.searched = cold = True
-                return search(frame.buf, *args)
-            return self._decoded(frame)
-        finally:
-            if cold:
-                self._unpin_cold(frame)
-            else:
-                self.unpin(frame)
-
-    def node_changed(self, page_id: int) -> None:
-        """The writer changed the cached node of `page_id` in place (a node it
-        read through `peek` or `node` under the write latch, during which
-        nothing else uses the pool, so the node is still cached): the page
-        is dirty and its bytes stale."""
-        with self._mutex:
-            frame = self._table[page_id]
-            assert frame.obj is not None, "node_changed: the node is not cached"
-            frame.dirty = True
-            frame.obj_dirty = True
-
-    def pin_node(self, page_id: int) -> Node:
-        """`node`, kept pinned until `unpin_nodes` (a transaction's pages)."""
-        frame = self.fetch(page_id)
-        try:
-            return self._decoded(frame)
-        except BaseException:
-            self.unpin(frame)
-            raise
-
-    def add_node(self, page_id: int, node: Node, pinned: bool) -> None:
-        """A freshly allocated page holding `node` (dirty, its bytes encoded
-        only at write-back), kept pinned until `unpin_nodes` if `pinned`."""
-        frame = self.new_page(page_id)
-        frame.obj = node
-        frame.obj_dirty = True
-        if not pinned:
-            self.unpin(frame, dirty=True)
-
-    def unpin_nodes(self, page_ids: Iterable[int], changed: bool) -> None:
-        """Unpin pages of `pin_node`/`add_node` under one acquisition of the
-        mutex; `changed`: their nodes were changed (dirty, bytes stale)."""
-        with self._mutex:
-            table = self._table
-            for page_id in page_ids:
-                frame = table[page_id]
-                assert frame.pin > 0, "unpin_nodes: frame is not pinned"
-                frame.pin -= 1
-                if changed:
-                    frame.dirty = frame.obj_dirty = True
-
-    def restore_node(self, page_id: int, node: Node, pinned: bool) -> None:
-        """A rollback: `node` (a copy taken before the first change) becomes
-        the page's node again. A page the caller holds pinned (`pinned`) got
-        no write-back since, so its bytes still match the copy: it is only
-        unpinned. Any other page was released and may have been changed on
-        the way to the store: it is fetched (read back if evicted, which may
-        raise) and marked changed."""
-        frame = self._table[page_id] if pinned else self.fetch(page_id)
-        frame.obj = node
-        if not pinned:
-            frame.obj_dirty = True
-        self.unpin(frame, dirty=not pinned)
 
     def fetch(self, page_id: int) -> Frame:
         """Pin the frame holding `page_id`, reading it on a miss."""
@@ -642,13 +519,6 @@ class BufferPool:
             table = self._table
             for page_id in page_ids:
                 table[page_id].dirty = False
-
-    def corrupt_clean_nodes(self) -> list[int]:
-        """Ids of cached decoded pages whose bytes are current (clean, node
-        not newer) yet fail their checksum: a page damaged in memory."""
-        with self._mutex:
-            return [pid for pid, f in self._table.items()
-                    if f.obj is not None and not f.obj_dirty and not f.dirty and not verify(f.buf)]
 
     def pinned(self) -> list[int]:
         """Page ids whose frames are pinned now."""

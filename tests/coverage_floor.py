@@ -29,6 +29,7 @@ FLOORS: dict[str, float] = {
     "engine/disk.py": CORE,
     "engine/locks.py": CORE,
     "engine/bufferpool.py": CORE,
+    "engine/nodecache.py": CORE,
     "engine/replacer.py": CORE,
     "engine/latch.py": CORE,
     "engine/wal.py": CORE,

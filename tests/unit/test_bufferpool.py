@@ -667,7 +667,8 @@ def test_stale_read_is_not_installed_over_a_newer_write_back(store):
         pool.flush()
         assert store.read(7) == image(7, 1)
         assert now == image(7, 1), "the write was lost: a stale copy is in the pool"
-        assert got["a"] == image(7, 0), "the reader's read came before the write"
+        # once the load ends, either waiter may take the page's latch first
+        assert got["a"] in (image(7, 0), image(7, 1)), "the reader saw a page torn or stale"
     finally:
         pool.close()
 
