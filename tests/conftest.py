@@ -51,3 +51,22 @@ def open_db(db_path, tmp_path):
             report = db.check()
             db.close()
             assert report.ok, report.problems
+
+
+@pytest.fixture
+def pools():
+    """`pools(store, n_frames)` makes a `BufferPool`; every pool it made is
+    checked (nothing pinned, invariants hold) and closed when the test ends."""
+    from engine.bufferpool import BufferPool
+
+    made = []
+
+    def make(store, n_frames: int):
+        pool = BufferPool(store, n_frames)
+        made.append(pool)
+        return pool
+
+    yield make
+    for pool in made:
+        assert pool.check_invariants(expect_unpinned=True) == []
+        pool.close()

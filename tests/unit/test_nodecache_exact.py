@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from engine.bufferpool import BufferPool
 from engine.codec import PAGE_SIZE, Node, encode_node
 from engine.errors import CorruptionError
 from models import ModelPageStore
@@ -27,22 +26,12 @@ def internal(pid: int) -> bytes:
 
 
 @pytest.fixture
-def pool():
+def pool(pools):
     store = ModelPageStore(grow=True)
     for pid in range(1, 9):
         store.write(pid, leaf(pid))
     store.write(9, internal(9))
-    pools: list[BufferPool] = []
-
-    def make(n_frames: int) -> BufferPool:
-        p = BufferPool(store, n_frames)
-        pools.append(p)
-        return p
-
-    yield make
-    for p in pools:
-        assert p.check_invariants(expect_unpinned=True) == []
-        p.close()
+    return lambda n_frames: pools(store, n_frames)
 
 
 def test_peek_counts_a_hit_and_only_a_hit(pool):
