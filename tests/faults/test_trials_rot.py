@@ -8,9 +8,12 @@ shown to call such an outcome a loss, on a log cut where that engine cut it.
 
 from __future__ import annotations
 
+import engine
 from faults import campaign as C
 from faults import trials_rot as R
+from faults.crash import CrashDisk
 from faults.recovery import open_writable
+from faults.workload import contents
 
 SEEDS = range(40)
 
@@ -52,3 +55,22 @@ def test_the_oracle_calls_a_log_cut_at_a_damaged_durable_record_a_loss() -> None
     assert why is not None and why.startswith("opened and lost acknowledged data: tree 'a'"), why
     assert open_writable(images, "normal", [after]) is None
     assert open_writable(images, "normal", [before]) is not None
+
+
+def test_the_oracle_accepts_a_refusal_that_changed_nothing_and_reports_a_damaged_page() -> None:
+    images, last_start, before, after = R._write(5)
+    log = bytearray(images[R.LOG])
+    log[600] ^= 0x10  # an early record of the first commit: durable, vouched for later
+    refused = dict(images, **{R.LOG: bytes(log)})
+    assert open_writable(refused, "normal", [after]) is None
+    disk = CrashDisk()
+    db = engine.open(R.PATH, opener=disk.opener)
+    db.tree("a").update({b"k%04d" % i: b"v" * 40 for i in range(300)})
+    want = contents(db)
+    leaf = db.tree_levels("a")[-1][0].page_id
+    db.close()  # checkpointed: the pages are home, the log empty
+    images = disk.images(None, "keep")
+    data = bytearray(images[R.PATH])
+    data[leaf * 4096 + 200] ^= 0x10  # a leaf: the open does not read it, the read-back does
+    why = open_writable(dict(images, **{R.PATH: bytes(data)}), "normal", [want])
+    assert why is not None and why.startswith("the opened database raised CorruptionError"), why
