@@ -68,8 +68,9 @@ SUBSETS: dict[str, list[str]] = {
     "btree": ["tests/unit/test_btree.py", "tests/unit/test_db.py", SEED],
     "check": ["tests/unit/test_check.py", "tests/unit/test_check_exact.py", "tests/unit/test_db.py"],
     "db": ["tests/unit/test_db.py", "tests/unit/test_db_edges.py", "tests/unit/test_check.py", SEED],
-    "recovery": ["tests/unit/test_db.py", "tests/unit/test_db_edges.py", "tests/unit/test_db_gaps.py", SEED],
-    "snapshots": ["tests/unit/test_readers.py"],
+    "recovery": ["tests/unit/test_db.py", "tests/unit/test_db_edges.py", "tests/unit/test_db_gaps.py",
+                 "tests/unit/test_snapshots.py", SEED],
+    "snapshots": ["tests/unit/test_readers.py", "tests/unit/test_snapshots.py"],
     "writes": ["tests/unit/test_db.py", "tests/unit/test_in_place.py", "tests/unit/test_batch_path.py", SEED],
     "checkpoint": ["tests/unit/test_db.py", "tests/unit/test_readers.py", SEED],
     "tree": ["tests/unit/test_db.py", "tests/unit/test_db_edges.py", "tests/unit/test_tree_ops.py",
@@ -81,7 +82,8 @@ SUBSETS: dict[str, list[str]] = {
     "errors": ["tests/unit/test_errors.py", "tests/unit/test_db.py", "tests/unit/test_disk_errors.py"],
     "syncpoints": ["tests/unit/test_syncpoints.py", SEED],
     "bulk": ["tests/unit/test_tree_ops.py", "tests/unit/test_batch_path.py", "tests/unit/test_db.py"],
-    "maintenance": ["tests/unit/test_maintenance.py"],
+    "maintenance": ["tests/unit/test_maintenance.py",
+                    "tests/unit/test_api_gaps.py::test_compact_keeps_the_name_and_inode_and_other_descriptors"],
 }
 
 
