@@ -13,7 +13,7 @@ import threading
 import pytest
 
 import engine
-from engine.codec import PAGE_SIZE, USABLE, decode_meta, decode_node
+from engine.codec import PAGE_SIZE, USABLE, decode_meta, decode_node, encode_meta
 from engine.disk import default_opener
 from engine.errors import DatabaseClosedError, ForkedError, NotADatabaseError
 
@@ -344,3 +344,116 @@ def test_close_lets_go_of_every_file_and_the_pools_memory(tmp_path):
     db.close()
     assert _open_fds_on(*files) == []
     assert pool._mem.closed  # the frames' memory is unmapped now, not when the handle is collected
+
+
+class _Wrapped:
+    """A file of the database's opener: forwards everything, `direct` as told
+    and `close` failing when told."""
+
+    def __init__(self, inner, direct=None, close_error=None):
+        self._inner, self._direct, self._close_error = inner, direct, close_error
+
+    @property
+    def direct(self):
+        return self._inner.direct if self._direct is None else self._direct
+
+    def close(self):
+        self._inner.close()
+        if self._close_error is not None:
+            raise self._close_error
+
+    def __getattr__(self, attr):
+        return getattr(self._inner, attr)
+
+
+def test_stats_direct_io_says_what_the_data_file_does(tmp_path):
+    base = default_opener(False)
+
+    def opener(p, create):
+        return _Wrapped(base(p, create), direct=not p.endswith("-wal"))
+
+    with engine.open(tmp_path / "d.db", opener=opener) as db:
+        assert db.stats()["direct_io"] is True
+
+
+def test_a_file_that_fails_to_close_is_logged_and_the_rest_still_closed(tmp_path):
+    from loguru import logger
+
+    from engine import log
+
+    path = str(tmp_path / "f.db")
+    base = default_opener(False)
+
+    def opener(p, create):
+        return _Wrapped(base(p, create), close_error=OSError(5, "boom") if p == path else None)
+
+    records: list[str] = []
+    log.enable()
+    sink = logger.add(records.append, format="{name}: {message}")
+    try:
+        db = engine.open(path, sync="off", opener=opener)
+        db.tree("t")[b"k"] = b"v"
+        db.close()
+    finally:
+        logger.remove(sink)
+        log.disable()
+    assert [r.strip() for r in records] == ["engine.db: close: [Errno 5] boom"]
+    assert db.closed
+    with engine.open(path, timeout=0) as again:  # the lock was released after the failed close
+        assert again.tree("t")[b"k"] == b"v"
+
+
+def test_tree_defaults_to_default_and_hands_out_one_handle_per_name(tmp_path):
+    with engine.open(tmp_path / "h.db", sync="off") as db:
+        t = db.tree()
+        assert db.trees() == ["default"] and t.name == "default"
+        assert db.tree("default") is t and db.tree("x") is db.tree("x") and db.tree("x") is not t
+
+
+def test_read_only_refusals_name_the_file(tmp_path):
+    path = str(tmp_path / "ro.db")
+    engine.open(path).close()
+    with engine.open(path, read_only=True) as db:
+        with pytest.raises(engine.ReadOnlyError) as err:
+            db.drop_tree("t")
+        assert str(err.value) == f"{path}: opened read-only"
+
+
+def test_a_strict_check_names_the_first_five_problems(tmp_path):
+    path = str(tmp_path / "s.db")
+    names = [f"t{i}" for i in range(7)]
+    with engine.open(path, sync="off") as db:
+        for n in names:
+            db.tree(n)[b"k"] = b"v"
+    with open(path, "r+b") as f:  # every tree's count off by one: a problem per tree
+        meta = decode_meta(f.read(PAGE_SIZE))
+        for n in names:
+            root, count = meta.trees[n]
+            meta.trees[n] = (root, count + 1)
+        page = bytearray(PAGE_SIZE)
+        encode_meta(meta, page)
+        f.seek(0)
+        f.write(page)
+    with engine.open(path, create=False, sync="off") as db:
+        problems = db.check().problems
+        assert len(problems) >= 7
+        with pytest.raises(engine.CorruptionError) as err:
+            db.check(strict=True)
+        assert str(err.value) == "; ".join(problems[:5])
+
+
+def test_backup_and_compact_of_the_handle(tmp_path):
+    path = str(tmp_path / "b.db")
+    with engine.open(path, sync="off") as db:
+        t = db.tree("t")
+        for i in range(2000):
+            t[b"k%05d" % i] = b"v" * 50
+        for i in range(1900):
+            del t[b"k%05d" % i]
+        db.backup(tmp_path / "copy.db")
+        before = db.stats()["pages_allocated"]
+        result = db.compact()
+        assert result == {"pages_before": before, "pages_after": db.stats()["pages_allocated"]}
+        assert result["pages_after"] < before
+    with engine.open(tmp_path / "copy.db") as copy:
+        assert len(copy.tree("t")) == 100
