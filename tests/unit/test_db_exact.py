@@ -13,9 +13,10 @@ import threading
 import pytest
 
 import engine
+from engine.checkpoint import CHECKPOINT_BYTES, MIN_CHECKPOINT_BYTES
 from engine.codec import PAGE_SIZE, USABLE, decode_meta, decode_node, encode_meta
 from engine.disk import default_opener
-from engine.errors import DatabaseClosedError, ForkedError, NotADatabaseError
+from engine.errors import DatabaseClosedError, ForkedError, NotADatabaseError, OptionError
 
 _POOL = ("pool_pages", "pool_bytes", "pool_cap_bytes", "pool_hits", "pool_misses", "pool_hit_rate",
          "pool_prefetched", "evictions")
@@ -457,3 +458,63 @@ def test_backup_and_compact_of_the_handle(tmp_path):
         assert result["pages_after"] < before
     with engine.open(tmp_path / "copy.db") as copy:
         assert len(copy.tree("t")) == 100
+
+
+def test_database_with_every_option_left_out(tmp_path):
+    path = str(tmp_path / "new.db")
+    with engine.Database(path) as db:  # creates the file, writable, full sync, auto direct I/O
+        db.tree("t")[b"k"] = b"v"
+        assert (db.read_only, db.sync_mode, db.timeout) == (False, "full", 5.0)
+        assert db.checkpoint_bytes == CHECKPOINT_BYTES and db.stats()["sync"] == "full"
+    assert os.path.getsize(path) > 0
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"sync": "sometimes"}, "sync must be one of ('full', 'normal', 'off'), not 'sometimes'"),
+    ({"direct_io": "yes"}, "direct_io must be 'auto', True or False, not 'yes'"),
+    ({"timeout": -1}, "timeout must be seconds >= 0, not -1"),
+    ({"timeout": True}, "timeout must be seconds >= 0, not True"),
+    ({"timeout": "5"}, "timeout must be seconds >= 0, not '5'"),
+    ({"checkpoint_bytes": MIN_CHECKPOINT_BYTES - 1},
+     f"checkpoint_bytes must be an int >= {MIN_CHECKPOINT_BYTES}, not {MIN_CHECKPOINT_BYTES - 1}"),
+])
+def test_bad_options_are_refused_with_their_reason(tmp_path, options, message):
+    with pytest.raises(OptionError) as err:
+        engine.open(tmp_path / "o.db", **options)
+    assert str(err.value) == message
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("options", [{"direct_io": True}, {"direct_io": False}, {"timeout": 0},
+                                     {"checkpoint_bytes": MIN_CHECKPOINT_BYTES}])
+def test_the_edges_of_the_options_are_taken(tmp_path, options):
+    try:
+        db = engine.open(tmp_path / "o.db", sync="off", **options)
+    except OSError:  # direct_io=True on a file system without O_DIRECT: refused by the OS, not the options
+        assert options.get("direct_io") is True
+        return
+    db.tree("t")[b"k"] = b"v"
+    db.close()
+
+
+def test_a_closed_handle_says_so(tmp_path):
+    path = str(tmp_path / "c.db")
+    db = engine.open(path, sync="off")
+    db.close()
+    with pytest.raises(DatabaseClosedError) as err:
+        db.tree("t")
+    assert str(err.value) == f"{path}: database is closed" and type(err.value) is DatabaseClosedError
+
+
+def test_a_refused_open_of_an_openers_own_file_leaves_a_readers_file_of_that_name(tmp_path):
+    from faults.crash import CrashDisk
+
+    path = str(tmp_path / "v.db")  # not on disk: the opener's file
+    disk = CrashDisk()
+    f = disk.opener(path, True)
+    f.write(0, b"not a database" * 400)
+    f.close()
+    (tmp_path / "v.db-readers").write_bytes(b"")  # a real file that is not the open's to remove
+    with pytest.raises(NotADatabaseError):
+        engine.open(path, opener=disk.opener)
+    assert os.path.exists(path + "-readers")
