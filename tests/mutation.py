@@ -73,7 +73,7 @@ SUBSETS: dict[str, list[str]] = {
                  "tests/unit/test_snapshots.py", "tests/unit/test_recovery.py", SEED],
     "snapshots": ["tests/unit/test_readers.py", "tests/unit/test_snapshots.py"],
     "writes": ["tests/unit/test_db.py", "tests/unit/test_in_place.py", "tests/unit/test_batch_path.py", SEED],
-    "checkpoint": ["tests/unit/test_db.py", "tests/unit/test_readers.py", SEED],
+    "checkpoint": ["tests/unit/test_checkpoint.py", "tests/unit/test_db.py", "tests/unit/test_readers.py", SEED],
     "tree": ["tests/unit/test_db.py", "tests/unit/test_db_edges.py", "tests/unit/test_tree_ops.py",
              "tests/unit/test_api_gaps.py"],
     "batch": ["tests/unit/test_batch_lifecycle.py", "tests/unit/test_batch_path.py", "tests/unit/test_db.py"],

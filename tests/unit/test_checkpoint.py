@@ -202,3 +202,41 @@ def test_a_checkpoint_by_hand_waits_for_the_readers_snapshot(tmp_path):
     assert done.is_set() and w.checkpoints == 1 and w.checkpoints_deferred == 0
     r.close()
     w.close()
+
+
+def test_an_automatic_checkpoint_of_an_openers_own_files_clears_the_retry_point():
+    from faults.crash import CrashDisk
+
+    disk = CrashDisk()  # no real path: no readers lock, nothing can defer a checkpoint
+    with engine.open("/virtual/c.db", opener=disk.opener, sync="off",
+                     checkpoint_bytes=MIN_CHECKPOINT_BYTES) as db:
+        t = db.tree("t")
+        i = 0
+        while db.checkpoints == 0 and i < 1000:
+            t[b"k%06d" % i] = b"v" * 200
+            i += 1
+        assert (db.checkpoints, db.checkpoints_deferred, db._ckpt_retry_at) == (1, 0, 0)
+
+
+def test_a_backup_waits_for_the_readers_snapshot_to_checkpoint(tmp_path):
+    import threading
+
+    path, dest = str(tmp_path / "b.db"), str(tmp_path / "copy.db")
+    w = engine.open(path, sync="off")
+    w.tree("t")[b"a"] = b"1"
+    r = engine.open(path, read_only=True)
+    it = iter(r.tree("t"))
+    next(it)
+    w.tree("t")[b"b"] = b"2"  # in the log only
+    thread = threading.Thread(target=w.backup, args=(dest,))
+    thread.start()
+    try:
+        thread.join(0.3)
+        assert thread.is_alive(), "the backup's checkpoint did not wait for the snapshot"
+    finally:
+        list(it)
+        thread.join(30)
+    with engine.open(dest) as copy:
+        assert dict(copy.tree("t").items()) == {b"a": b"1", b"b": b"2"}
+    r.close()
+    w.close()
