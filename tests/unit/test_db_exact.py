@@ -467,6 +467,8 @@ def test_database_with_every_option_left_out(tmp_path):
         assert (db.read_only, db.sync_mode, db.timeout) == (False, "full", 5.0)
         assert db.checkpoint_bytes == CHECKPOINT_BYTES and db.stats()["sync"] == "full"
     assert os.path.getsize(path) > 0
+    with engine.open(path) as db:
+        assert db.timeout == 5.0
 
 
 @pytest.mark.parametrize("options, message", [
