@@ -70,7 +70,7 @@ SUBSETS: dict[str, list[str]] = {
     "db": ["tests/unit/test_db.py", "tests/unit/test_db_edges.py", "tests/unit/test_db_gaps.py",
            "tests/unit/test_db_exact.py", "tests/unit/test_check.py", SEED],
     "recovery": ["tests/unit/test_db.py", "tests/unit/test_db_edges.py", "tests/unit/test_db_gaps.py",
-                 "tests/unit/test_snapshots.py", "tests/unit/test_recovery.py", SEED],
+                 "tests/unit/test_snapshots.py", "tests/unit/test_recovery_exact.py", SEED],
     "snapshots": ["tests/unit/test_readers.py", "tests/unit/test_snapshots.py"],
     "writes": ["tests/unit/test_db.py", "tests/unit/test_in_place.py", "tests/unit/test_batch_path.py", SEED],
     "checkpoint": ["tests/unit/test_checkpoint.py", "tests/unit/test_db.py", "tests/unit/test_readers.py", SEED],
