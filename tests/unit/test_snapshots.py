@@ -6,6 +6,7 @@ lock back, and a log that appears after the reader opened is read."""
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -148,3 +149,155 @@ def test_a_failed_rebuild_is_tried_again_at_the_next_snapshot(tmp_path):
         assert rt.get(b"b") == b"2" and rt.get(b"a") == b"1"
         assert r.check().ok
         r.close()
+
+
+def test_a_readers_tree_list_and_stats_take_a_snapshot(tmp_path):
+    path = str(tmp_path / "s.db")
+    with engine.open(path, sync="off") as w:
+        w.tree("t")[b"a"] = b"1"
+        r = engine.open(path, read_only=True)
+        assert r.trees() == ["t"]
+        w.tree("u")[b"b"] = b"2"
+        assert r.trees() == ["t", "u"], "trees() brought the handle up to the log"
+        w.tree("u")[b"c"] = b"3"
+        assert r.stats()["keys"] == 3
+        r.close()
+
+
+def test_a_two_operation_commit_is_replayed_whole(tmp_path):
+    path = str(tmp_path / "s.db")
+    with engine.open(path, sync="off") as w:
+        t = w.tree("t")
+        t[b"a"], t[b"b"] = b"1", b"2"
+        r = engine.open(path, read_only=True)
+        rt = r.tree("t")
+        assert rt.get(b"a") == b"1"
+        with w.batch() as b:  # two puts that fit their leaf: one commit of two operations
+            b.put("t", b"a", b"x")
+            b.put("t", b"b", b"y")
+        assert (rt.get(b"a"), rt.get(b"b")) == (b"x", b"y")
+        r.close()
+
+
+def test_a_reader_with_a_small_pool_follows_many_commits(tmp_path):
+    path = str(tmp_path / "s.db")
+    with engine.open(path, sync="off") as w:
+        t = w.tree("t")
+        t[b"start"] = b"0"
+        r = engine.open(path, read_only=True, pool_pages=16)
+        rt = r.tree("t")
+        assert rt.get(b"start") == b"0"
+        want = {b"start": b"0"}
+        for i in range(600):  # a commit each, over far more leaves than the reader's 16 frames
+            key, value = b"key%04d" % ((i * 7919) % 600), b"%04d" % i * 40
+            t[key] = value
+            want[key] = value
+            if i % 50 == 0:  # two operations: replayed on the general path, not in place
+                with w.batch() as b:
+                    b.put("t", key, value)
+                    b.put("t", b"start", b"%d" % i)
+                want[b"start"] = b"%d" % i
+        t[b"start"] = b"1"  # an in-place replay after the evictions
+        want[b"start"] = b"1"
+        assert dict(rt.items()) == want
+        assert r.check().ok
+        r.close()
+
+
+def test_rebuilds_are_counted_and_a_reader_keeps_the_state_it_showed(tmp_path):
+    path = str(tmp_path / "s.db")
+    w = engine.open(path, sync="off")
+    t = w.tree("t")
+    t[b"a"] = b"1"
+    r = engine.open(path, read_only=True)
+    rt = r.tree("t")
+    assert rt.get(b"a") == b"1"
+    for n in range(1, 4):  # each checkpoint leaves the reader's last commit as the log's base
+        t[b"k%d" % n] = b"v"
+        assert rt.get(b"k%d" % n) == b"v"  # followed in the log
+        w.checkpoint()
+        assert rt.get(b"a") == b"1"  # rebuilt: the same state, read from the data file
+        assert r.rebuilds == n
+    w.close()
+    r.close()
+
+
+def test_a_reader_whose_log_is_deleted_rebuilds_from_the_data_file(tmp_path):
+    path = str(tmp_path / "s.db")
+    w = engine.open(path, sync="off")
+    w.tree("t")[b"a"] = b"1"
+    r = engine.open(path, read_only=True)
+    rt = r.tree("t")
+    assert rt.get(b"a") == b"1"
+    w.close()  # checkpointed: the log is empty
+    os.unlink(path + "-wal")
+    assert rt.get(b"a") == b"1" and r.rebuilds == 1
+    r.close()
+
+
+def test_a_reader_refuses_a_state_older_than_one_it_showed(tmp_path):
+    path = str(tmp_path / "s.db")
+    old = str(tmp_path / "old.db")
+    w = engine.open(path, sync="off")
+    t = w.tree("t")
+    t[b"a"] = b"1"
+    w.backup(old)
+    engine.open(old).close()  # the old copy gets a log of its own, based on its state
+    for i in range(5):
+        t[b"k%d" % i] = b"v"
+    r = engine.open(path, read_only=True)
+    rt = r.tree("t")
+    assert len(rt) == 6
+    w.close()  # the log reset in place: the reader's next snapshot rebuilds
+    os.replace(old, path)  # and finds the files put back to an older state
+    os.replace(old + "-wal", path + "-wal")
+    with pytest.raises(engine.StorageIOError) as err:
+        rt.get(b"a")
+    assert err.value.errno == 5
+    assert str(err.value) == f"[Errno 5] {path}: the log reads older than a state already shown; reopen"
+    r.close()
+
+
+def _copy_files(src, dst):
+    for tail in ("", "-wal"):
+        shutil.copyfile(src + tail, dst + tail)
+
+
+def _put_back(copy, path):
+    for tail in ("", "-wal"):
+        os.replace(copy + tail, path + tail)
+
+
+def test_a_rebuild_reading_the_very_state_shown_is_taken(tmp_path):
+    path, copy = str(tmp_path / "s.db"), str(tmp_path / "copy.db")
+    w = engine.open(path, sync="off")
+    t = w.tree("t")
+    t[b"a"], t[b"b"] = b"1", b"2"
+    _copy_files(path, copy)  # the files as a crash would leave them: the log ends at the last commit
+    r = engine.open(path, read_only=True)
+    rt = r.tree("t")
+    assert rt.get(b"b") == b"2"
+    w.close()  # the log reset in place: the next snapshot rebuilds
+    _put_back(copy, path)  # the same state again: its last commit is the one the reader showed
+    assert (rt.get(b"a"), rt.get(b"b")) == (b"1", b"2") and r.rebuilds == 1
+    with engine.open(path, sync="off") as again:  # recovers and checkpoints: another rebuild
+        again.tree("t")[b"c"] = b"3"
+    assert rt.get(b"c") == b"3" and r.rebuilds == 2
+    r.close()
+
+
+def test_a_rebuild_reading_one_commit_less_than_shown_is_refused(tmp_path):
+    path, copy = str(tmp_path / "s.db"), str(tmp_path / "copy.db")
+    w = engine.open(path, sync="off")
+    t = w.tree("t")
+    t[b"a"] = b"1"
+    _copy_files(path, copy)
+    t[b"b"] = b"2"
+    r = engine.open(path, read_only=True)
+    rt = r.tree("t")
+    assert rt.get(b"b") == b"2"
+    w.close()
+    _put_back(copy, path)  # one commit older than what the reader showed
+    with pytest.raises(engine.StorageIOError, match="reads older than a state already shown"):
+        rt.get(b"a")
+    r.close()
