@@ -169,12 +169,18 @@ def test_a_window_past_the_end_of_the_file_keeps_what_it_read():
         pool.close()
 
 
-def test_a_leaf_searched_once_is_the_next_victim():
+def _leaves(*pids: int) -> ModelPageStore:
+    """A store holding one single-key leaf (b"k<pid>") at each page id."""
     store = ModelPageStore(grow=True)
-    for pid in (1, 2, 3, 4):
+    for pid in pids:
         page = bytearray(PAGE_SIZE)
         encode_node(Node(True, [b"k%d" % pid], [b"v"]), page)
         store.write(pid, page)
+    return store
+
+
+def test_a_leaf_searched_once_is_the_next_victim():
+    store = _leaves(1, 2, 3, 4)
     pool = BufferPool(store, 2)
     try:
         pool.node(1)
@@ -233,11 +239,7 @@ def test_a_store_without_read_ahead_is_never_asked_for_one():
 
 
 def test_the_last_frame_made_is_searched_like_any_other():
-    store = ModelPageStore(grow=True)
-    for pid in (1, 2):
-        page = bytearray(PAGE_SIZE)
-        encode_node(Node(True, [b"k%d" % pid], [b"v"]), page)
-        store.write(pid, page)
+    store = _leaves(1, 2)
     pool = BufferPool(store, 2)
     try:
         pool.node(1)
