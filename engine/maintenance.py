@@ -150,7 +150,7 @@ def _copy_pages(src, out, page_count: int, free: set[int]) -> None:
 def _unused_pages(pager) -> set[int]:
     """The free pages that hold nothing: every free page but the free list's
     trunks, which hold the list (the checkpoint just wrote them)."""
-    return pager.free_pages() - {pid for pid, _ in pager.freelist_images()[1]}
+    return pager.free_pages() - set(pager.freelist_trunks())
 
 
 def _read_exactly(src, offset: int, view: memoryview) -> None:

@@ -166,14 +166,20 @@ class Pager:
         self._free_heap = sorted(seen)
         self._free_set = seen
 
+    def freelist_trunks(self) -> list[int]:
+        """The free pages that hold the free list (the next checkpoint's trunks):
+        the smallest ids, one per FREELIST_CAPACITY + 1 free pages."""
+        return _trunks_of(sorted(self._free_set))
+
     def freelist_images(self) -> tuple[int, list[tuple[int, bytes]]]:
         """Trunk pages describing the current free list: (head, [(page id, image)]).
         Trunks are chosen among the free pages themselves."""
         free = sorted(self._free_set)
         if not free:
             return 0, []
-        n_trunks = -(-len(free) // (FREELIST_CAPACITY + 1))
-        trunks, rest = free[:n_trunks], free[n_trunks:]
+        trunks = _trunks_of(free)
+        n_trunks = len(trunks)
+        rest = free[n_trunks:]
         images = []
         for i, tpid in enumerate(trunks):
             ids = rest[i * FREELIST_CAPACITY : (i + 1) * FREELIST_CAPACITY]
@@ -198,3 +204,8 @@ class Pager:
         except StorageIOError as exc:
             out.append(f"pager: cannot stat file: {exc}")
         return out
+
+
+def _trunks_of(free: list[int]) -> list[int]:
+    """The trunks among sorted free page ids: the smallest, one per FREELIST_CAPACITY + 1."""
+    return free[: -(-len(free) // (FREELIST_CAPACITY + 1))]

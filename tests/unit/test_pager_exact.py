@@ -104,6 +104,7 @@ def test_free_list_trunk_count(file, free, trunks):
     head, images = pager.freelist_images()
     assert len(images) == trunks
     assert head == 1 and [pid for pid, _ in images] == list(range(1, trunks + 1))
+    assert pager.freelist_trunks() == list(range(1, trunks + 1))  # what a backup checks as data
 
 
 @pytest.mark.parametrize("bad", [0, 4])
