@@ -49,8 +49,9 @@ class Batch:
             raise BatchStateError(f"batch used outside its with-block ({self._state})")
 
     def put(self, tree: str, key: BytesLike, value: BytesLike) -> None:
-        self._recording()
-        # the checks of `as_tree_name`, `as_key` and `as_value` run only when the inlined common case fails
+        # `_recording`, `as_tree_name`, `as_key` and `as_value` run only when the inlined common case fails
+        if self._state is not _OPEN or self._db._closed:
+            self._recording()
         if tree not in NAMES_SEEN:
             tree = as_tree_name(tree)
             if len(NAMES_SEEN) < 1024:

@@ -157,8 +157,9 @@ def apply_leaf_edit(entry: TreeEntry, leaf: Node, plan: tuple[int, bool, int, bo
     leaf.size = size
 
 
-def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int, Node]:
-    """The path of (page, node, child index) from the root and the pinned leaf.
+def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int]:
+    """The path of (page, node, child index) from the root, and the leaf's
+    page id (the caller takes the leaf through `txn.node` or `txn.modify`).
     Cached internal nodes are read without a pin (the writer is alone on the
     tree); whoever changes one takes it again through `txn.modify`."""
     path = []
@@ -173,18 +174,23 @@ def _descend(txn: Txn, root: int, key: bytes) -> tuple[list, int, Node]:
         path.append((pid, node, i))
         pid = node.children[i]
         node = pins.get(pid) or peek(pid) or txn.node(pid)
-    return path, pid, txn.node(pid)
+    return path, pid
 
 
 def put(txn: Txn, name: str, key: bytes, value: bytes) -> bool:
     """Insert or overwrite; True when the key is new. A value too large for
     a leaf cell goes to an overflow chain; a tree without pages gets its root."""
     entry = txn.entry(name)
-    val = value if inline_fits(len(key), len(value)) else txn.write_overflow(value)
     root = entry.root or create_root(txn, name)
-    path, pid, leaf = _descend(txn, root, key)
-    plan = plan_leaf_edit(leaf, key, val, not path)
-    txn.modify(pid)
+    path, pid = _descend(txn, root, key)
+    leaf = txn.modify(pid)
+    plan = plan_leaf_edit(leaf, key, value, not path)
+    val: bytes | Overflow = value
+    if not plan[3] and not inline_fits(len(key), len(value)):
+        # the chain's pages may evict the path's unpinned nodes: `_fix` takes
+        # each again by page id, and the leaf is pinned
+        val = txn.write_overflow(value)
+        plan = plan_leaf_edit(leaf, key, val, not path)
     found = plan[1]
     if found:
         old = leaf.vals[plan[0]]
@@ -200,7 +206,8 @@ def delete(txn: Txn, name: str, key: bytes) -> bool:
     entry = txn.entry(name)
     if not entry.root:
         return False
-    path, pid, leaf = _descend(txn, entry.root, key)
+    path, pid = _descend(txn, entry.root, key)
+    leaf = txn.node(pid)
     plan = plan_leaf_edit(leaf, key, None, not path)
     if not plan[1]:
         return False

@@ -203,7 +203,9 @@ class DirectFile:
         n = len(data)
         try:
             if not self.direct:
-                self._write_all(offset, memoryview(data))
+                done = os.pwritev(self.fd, [data], offset)  # noqa: TID251 - the I/O owner
+                if done < n:  # a short write (a full disk, a signal): write the rest
+                    self._write_all(offset + done, memoryview(data)[done:])
                 return
             if self._aligned(offset, n) and isinstance(data, memoryview) and _is_aligned_memory(data):
                 try:

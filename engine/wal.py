@@ -116,6 +116,7 @@ __all__ = ["Wal", "LoggedStore", "follow", "read_base"]
 
 _IMAGES_PER_WRITE = 256  # checkpoint images per log write: ~1 MiB
 _PREALLOCATE = 64 * 1024  # zeros written ahead of the tail under sync="full"
+_ZERO_SECTOR = memoryview(bytes(SECTOR))
 _READ_ALL_TRIES = 3  # a writer cuts the log once per open: a second read is stable
 _FOLLOW_READ = 16 * 1024  # bytes a follower reads per call; most refreshes need one
 
@@ -294,9 +295,11 @@ class Wal:
         padded = -(-n // SECTOR) * SECTOR
         if start + padded > self._zeroed and self.sync_mode == "full":
             self._preallocate(start + padded)
-        staging = self._stage(padded)
+        staging = self._staging
+        if len(staging) < padded:
+            staging = self._stage(padded)
         staging[:n] = tail
-        staging[n:padded] = bytes(padded - n)
+        staging[n:padded] = _ZERO_SECTOR[: padded - n]  # less than a sector: no allocation per commit
         try:
             self.file.write(start, memoryview(staging)[:padded])
         except BaseException as exc:

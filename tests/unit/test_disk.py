@@ -426,3 +426,28 @@ def test_corrupt_page0_open_creates_no_log(tmp_path, valid_image):
         engine.open(path, create=False, sync="off")
     assert path.read_bytes() == bytes(data)
     assert not Path(str(path) + "-wal").exists()
+
+
+def test_a_short_buffered_write_is_finished_or_reported(tmp_path):
+    # A file-size limit makes the kernel write only the part below it (a
+    # short write); the rest is then tried and refused with EFBIG. Run in a
+    # child: the limit and the ignored SIGXFSZ must not reach the suite.
+    path = tmp_path / "f"
+    script = textwrap.dedent(f"""
+        import errno, resource, signal
+        from engine.disk import DirectFile
+        from engine.errors import StorageIOError
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        f = DirectFile.open({str(path)!r}, True, False)
+        f.write(0, b"a" * 1000)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1500, 1500))
+        try:
+            f.write(1000, memoryview(b"b" * 1000))
+        except StorageIOError as exc:
+            print("refused", exc.errno == errno.EFBIG)
+        f.close()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(engine.__file__).parent.parent)})
+    assert done.stdout.split() == ["refused", "True"], done.stderr
+    assert path.read_bytes() == b"a" * 1000 + b"b" * 500  # the short part landed, the rest was tried
