@@ -217,7 +217,11 @@ class BufferPool(NodeCache):
             frame.loading = False
             self._latch_cond.notify_all()
         if self._read_ahead is not None and self._spare() >= 2 * READ_AHEAD:
-            self._read_around(page_id)
+            try:
+                self._read_around(page_id)
+            except BaseException:  # the caller never gets the frame: its pin goes too
+                self.unpin(frame)
+                raise
         return frame
 
     def _join_load(self, page_id: int) -> Frame | None:

@@ -478,6 +478,25 @@ def test_a_read_ahead_that_raises_gives_its_frames_back():
         pool.close()
 
 
+def test_a_read_ahead_that_raises_after_a_miss_leaves_the_missed_page_unpinned():
+    # The miss itself was read; the guess around it failed: the caller gets
+    # the error, and the frame it never received holds no pin.
+    store = WindowStore(100)
+    store.fail = ValueError("read_ahead broke")
+    pool = BufferPool(store, 200)
+    try:
+        with pytest.raises(ValueError, match="read_ahead broke"):
+            pool.fetch(5)
+        assert pins(pool) == 0
+        assert pool.check_invariants(expect_unpinned=True) == []
+        store.fail = None
+        frame = pool.fetch(5)  # still cached, or read again: either way whole
+        assert bytes(frame.buf) == image(5)
+        pool.unpin(frame)
+    finally:
+        pool.close()
+
+
 # -- read_uncached ----------------------------------------------------------------------
 
 
