@@ -54,10 +54,12 @@ def test_a_batch_counts_its_operations_and_is_empty_after_its_block(open_db):
 def test_a_closed_database_refuses_a_batch_open_on_it(open_db):
     db = open_db()
     b = db.batch()
-    with pytest.raises(engine.DatabaseClosedError):
-        with b:
-            db.close()
-            b.put("t", b"k", b"v")
+    with b:
+        db.close()
+        for call in (lambda: b.put("t", b"k", b"v"), lambda: b.delete("t", b"k")):
+            with pytest.raises(engine.DatabaseClosedError):
+                call()  # at once, not only when the block ends
+        assert len(b) == 0
 
 
 def test_arguments_of_every_bytes_type_and_bad_ones(open_db):
