@@ -101,7 +101,7 @@ SUBSETS: dict[str, list[str]] = {
     "syncpoints": ["tests/unit/test_syncpoints.py", SEED],
     "bulk": ["tests/unit/test_bulk_exact.py", "tests/unit/test_tree_ops.py", "tests/unit/test_batch_path.py",
              "tests/unit/test_db.py", "tests/unit/test_maintenance.py"],
-    "maintenance": ["tests/unit/test_maintenance.py",
+    "maintenance": ["tests/unit/test_maintenance.py", "tests/unit/test_maintenance_exact.py",
                     "tests/unit/test_api_gaps.py::test_compact_keeps_the_name_and_inode_and_other_descriptors"],
 }
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 import engine
+from engine import arguments
 from engine.arguments import as_bound, as_key, as_tree_name, as_value, prefix_end
-from engine.codec import MAX_KEY_SIZE
+from engine.codec import MAX_KEY_SIZE, MAX_VALUE_SIZE
 
 
 def test_keys_of_the_largest_size_pass_the_slow_path(open_db):
@@ -31,6 +32,16 @@ def test_value_errors_say_what_was_refused():
         as_value("x")
     with pytest.raises(TypeError, match=r"^keys are bytes, not int$"):
         as_key(5)
+
+
+def test_a_value_of_exactly_max_value_size_passes_the_size_check():
+    """The bound itself, by the size check `as_value` applies before and
+    after its copy: a value of MAX_VALUE_SIZE bytes through the public
+    path would copy 2 GiB (one byte more is refused uncopied, in
+    test_db_edges.py)."""
+    assert arguments._at_most_max(MAX_VALUE_SIZE) is None
+    with pytest.raises(engine.ValueTooLargeError, match=rf"^value of {MAX_VALUE_SIZE + 1} bytes; at most {MAX_VALUE_SIZE}$"):
+        arguments._at_most_max(MAX_VALUE_SIZE + 1)
 
 
 def test_bounds_and_their_error():
