@@ -1,10 +1,14 @@
 """`engine.recovery` pinned: a damaged log header beside records older or
 newer than the last checkpoint (each side of rule `_check_log_header`), the
 magic's flipped-bit threshold, files that look almost like a creation cut
-short, and a read-only open without a log reading through its pool."""
+short, a read-only open without a log reading through its pool; then each
+path of recovery as the files and the opener's calls show it (rule 8's
+syncs, a lost base, lost growth, deferred checkpoints, flaky reads, the
+readers and file locks)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import threading
@@ -543,8 +547,9 @@ def test_a_readers_file_that_cannot_be_made_fails_a_writer_and_not_a_reader(tmp_
         db.tree("t")[b"k"] = b"v"
     os.unlink(path + "-readers")
     os.symlink(str(tmp_path / "missing" / "readers"), path + "-readers")  # neither opened nor created
-    with pytest.raises(engine.StorageIOError):
+    with pytest.raises(engine.StorageIOError) as err:
         engine.open(path, sync="off")
+    assert err.value.errno == errno.ENOENT and path + "-readers" in str(err.value)
     with engine.open(path, read_only=True) as db:  # works without it, as in a read-only directory
         assert db.tree("t")[b"k"] == b"v"
 
