@@ -21,6 +21,7 @@ from engine.codec import (
     MAX_LEAF_CELL,
     USABLE,
     Node,
+    Overflow,
     seal,
 )
 from engine.errors import CorruptionError
@@ -345,6 +346,19 @@ def test_a_right_leaf_under_its_minimum_merges_into_its_left_sibling() -> None:
     t.delete(b"e")
     assert t.root == 1 and t.keys() == [[[b"a", b"b", b"c", b"d"]]]
     assert t.pool.node(1).size == USABLE and t.freed == [2, 3]
+
+
+def test_a_value_moved_to_an_overflow_chain_can_leave_its_leaf_under_the_minimum() -> None:
+    # d's 1354-byte cell becomes a 14-byte overflow reference: leaf 2 falls to
+    # 24 bytes, so the put is planned again with the reference and merges
+    t = Tree({
+        3: internal([b"d"], [1, 2]),
+        1: leaf(b"a", b"b", b"c", sizes=(1354, 1346, 10), nxt=2),
+        2: leaf(b"d", b"e", sizes=(1354, 10), prev=1),
+    }, 3, 5)
+    assert t.put(b"d", b"x" * 5000) is False
+    assert t.root == 1 and t.keys() == [[[b"a", b"b", b"c", b"d", b"e"]]]
+    assert type(t.pool.node(1).vals[3]) is Overflow and t.freed == [2, 3]
 
 
 K2 = [b"n" * 1024, b"o" * 1024, b"p" * 1024]  # 3 internal cells of 1032 bytes
