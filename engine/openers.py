@@ -44,16 +44,16 @@ def complete(opener: Callable[[str, bool], BlockFile]) -> Callable[[str, bool], 
     return open_complete
 
 
-def _typed(call: Callable, what: str, path: str) -> Callable:
+def _typed(call: Callable, what: str, file: _Completed) -> Callable:
     """`call`, raising `StorageIOError` for any `OSError` (the engine's
-    cleanup paths expect its own type)."""
+    cleanup paths expect its own type), named by the file's path now."""
     def run(*args):
         try:
             return call(*args)
         except StorageIOError:
             raise
         except OSError as exc:
-            raise StorageIOError(exc.errno or errno.EIO, f"{what} {path}: {exc.strerror or exc}") from exc
+            raise StorageIOError(exc.errno or errno.EIO, f"{what} {file.path}: {exc.strerror or exc}") from exc
     return run
 
 
@@ -64,39 +64,32 @@ class _Completed:
         self.inner = inner
         self.path = path
         self.direct = bool(getattr(inner, "direct", False))
-        self.read_into = _typed(inner.read_into, "read", path)
-        self.write = _typed(inner.write, "write", path)
-        self.sync = _typed(inner.sync, "fsync", path)
-        self.size = _typed(inner.size, "stat", path)
-        self.extend = _typed(inner.extend, "extend", path)
-        self.close = _typed(inner.close, "close", path)
+        self.read_into = _typed(inner.read_into, "read", self)
+        self.write = _typed(inner.write, "write", self)
+        self.sync = _typed(inner.sync, "fsync", self)
+        self.size = _typed(inner.size, "stat", self)
+        self.extend = _typed(inner.extend, "extend", self)
+        self.close = _typed(inner.close, "close", self)
 
     def truncate(self, new_size: int) -> None:
         if hasattr(self.inner, "truncate"):
-            self.inner.truncate(new_size)
+            _typed(self.inner.truncate, "truncate", self)(new_size)
             return
-        size = self.inner.size()
+        size = self.size()
         if new_size >= size:
-            self.inner.extend(new_size)
+            self.extend(new_size)
             return
         at = new_size
         while at < size:
             n = min(len(_ZEROS), size - at)
-            self.inner.write(at, memoryview(_ZEROS)[:n])
+            self.write(at, memoryview(_ZEROS)[:n])
             at += n
 
     def rename(self, new_path: str) -> None:
-        if hasattr(self.inner, "rename"):
-            self.inner.rename(new_path)
-        else:
-            try:
-                os.replace(self.path, new_path)
-            except OSError as exc:
-                raise StorageIOError(exc.errno or 5, f"rename {self.path}: {exc.strerror}") from exc
+        own = getattr(self.inner, "rename", None)
+        _typed(own or (lambda new: os.replace(self.path, new)), "rename", self)(new_path)
         self.path = new_path
 
     def sync_dir(self) -> None:
-        if hasattr(self.inner, "sync_dir"):
-            self.inner.sync_dir()
-        else:
-            fsync_dir(self.path)
+        own = getattr(self.inner, "sync_dir", None)
+        _typed(own or (lambda: fsync_dir(self.path)), "fsync", self)()

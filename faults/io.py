@@ -579,15 +579,26 @@ class FaultyFile:
 class MinimalFile:
     """Another file's six calls of the minimal BlockFile (read_into, write,
     sync, size, extend, close) and nothing else: what a user's `opener=` may
-    return. The engine must run through it, supplying the rest itself."""
+    return. The engine must run through it, supplying the rest itself. Like
+    a user's file, it knows nothing of the engine's error types: a failure
+    is a plain `OSError` with its errno, which the engine must type."""
 
     def __init__(self, inner) -> None:
-        self.read_into = inner.read_into
-        self.write = inner.write
-        self.sync = inner.sync
-        self.size = inner.size
-        self.extend = inner.extend
-        self.close = inner.close
+        self.read_into = _plain(inner.read_into)
+        self.write = _plain(inner.write)
+        self.sync = _plain(inner.sync)
+        self.size = _plain(inner.size)
+        self.extend = _plain(inner.extend)
+        self.close = _plain(inner.close)
+
+
+def _plain(call: Callable) -> Callable:
+    def run(*args):
+        try:
+            return call(*args)
+        except StorageIOError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc)) from None
+    return run
 
 
 def minimal(opener):

@@ -116,6 +116,8 @@ FIXED = [
     "sweep:1:220",  # a failed log truncate left stale spilled-page offsets
     "crash:197543946608972",  # a garbled header from a reset cut short refused to open
     "faults:140459179332645",  # a put whose failed append landed came back after a crash
+    "faults:130101724974785",  # a user's file raised a plain OSError while the log's tail was cut: untyped
+    "faults:26532650317799",  # the last armed open tore the creation to zeros: refused, never tried again
 ]
 
 

@@ -184,3 +184,52 @@ def test_a_minimal_file_failing_with_a_plain_os_error_fails_typed(tmp_path):
         pass
     with engine.open(path, opener=Flaky) as again:
         assert again.tree("t")[b"a"] == b"1" and again.check(strict=True).ok
+
+
+class _Failing:
+    """A minimal file (optionally with its own truncate, rename and sync_dir)
+    whose every call raises the OSError given."""
+
+    def __init__(self, error: OSError, own: bool) -> None:
+        def fail(*_args):
+            raise error
+
+        for name in ("read_into", "write", "sync", "size", "extend", "close"):
+            setattr(self, name, fail)
+        if own:
+            self.truncate = self.rename = self.sync_dir = fail
+
+
+@pytest.mark.parametrize("own", [False, True], ids=["added", "own"])
+def test_every_call_of_a_completed_file_raises_its_os_errors_typed(own):
+    """Each call, the ones the engine adds included (a truncate's zeros go
+    out through the file's own write), raises `StorageIOError` with the
+    errno and the call named, or EIO for an error without one."""
+    calls = {"read_into": ("read", (0, memoryview(bytearray(1)))), "write": ("write", (0, b"x")),
+             "sync": ("fsync", ()), "size": ("stat", ()), "extend": ("extend", (1,)), "close": ("close", ()),
+             "truncate": ("truncate" if own else "stat", (0,)), "rename": ("rename", ("/nowhere/b",)),
+             "sync_dir": ("fsync", ())}
+    for error, code, text in ((OSError(28, "No space left on device"), 28, "No space left on device"),
+                              (OSError("no errno"), 5, "no errno")):
+        f = complete(lambda p, c, e=error: _Failing(e, own))("/nowhere/a", True)
+        for name, (what, args) in calls.items():
+            where, code_here, text_here = "/nowhere/a", code, text
+            if not own and name in ("rename", "sync_dir"):  # the path itself: there is none
+                where, code_here, text_here = ("/nowhere" if name == "sync_dir" else where), 2, \
+                    "No such file or directory"
+                what = "open dir" if name == "sync_dir" else what
+            with pytest.raises(StorageIOError) as raised:
+                getattr(f, name)(*args)
+            assert raised.value.errno == code_here, name
+            assert str(raised.value).endswith(f"{what} {where}: {text_here}"), (name, str(raised.value))
+
+
+def test_a_completed_file_keeps_the_direct_flag_it_has():
+    class DirectButMinimal(MinimalFile):
+        direct = True
+
+    from faults.crash import CrashDisk
+
+    f = complete(lambda p, c: DirectButMinimal(CrashDisk().opener(p, c)))("/d/a", True)
+    assert type(f) is not DirectButMinimal and f.direct is True  # wrapped for truncate, rename, sync_dir
+    f.close()
