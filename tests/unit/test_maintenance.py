@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import threading
 
 import pytest
@@ -352,11 +354,14 @@ def test_compact_failing_on_io(tmp_path, kind, nth, file, page, after_commit):
     db.checkpoint()
     want = _contents(db)
     pages = db.stats()["pages_allocated"]
-    plan.fail(kind, nth, file=file, page=page)
+    plan.fail(kind, nth, file=file, page=page, errno=errno.ENOSPC)
     with pytest.raises(engine.StorageIOError) as raised:
         db.compact()
     assert plan.injected
     assert isinstance(raised.value, engine.NeedsRecoveryError) == (after_commit or kind == "sync")
+    if kind == "write" and after_commit:  # writing home: its errno, and the step named
+        assert raised.value.errno == errno.ENOSPC
+        assert re.fullmatch(r"compact: writing home failed \(.+\); reopen to recover", raised.value.strerror)
     if kind == "write" and not after_commit:
         assert _contents(db) == want  # nothing changed, and it still works
         db.check(strict=True)

@@ -226,27 +226,6 @@ def test_compact_syncs_the_emptied_log_before_later_commits_reuse_it():
     db.close()
 
 
-def test_compact_failing_home_names_the_errno(tmp_path):
-    plan = FaultPlan(seed=2)
-    path = str(tmp_path / "db")
-    db = engine.open(path, opener=plan.opener(), pool_pages=16)
-    db.tree("t").update({b"k%05d" % i: b"v" * 100 for i in range(3000)})
-    with db.batch() as b:
-        for i in range(0, 3000, 2):
-            b.delete("t", b"k%05d" % i)
-    db.checkpoint()
-    want = _contents(db)
-    plan.fail("write", 1, file="db", page=1, errno=errno.ENOSPC)  # page 1: not the first checkpoint's
-    with pytest.raises(engine.NeedsRecoveryError) as raised:
-        db.compact()
-    assert plan.injected
-    assert raised.value.errno == errno.ENOSPC
-    assert re.fullmatch(r"compact: writing home failed \(.+\); reopen to recover", raised.value.strerror)
-    db.close()
-    with engine.open(path) as again:
-        assert _contents(again) == want
-
-
 def test_compact_gives_back_the_preallocated_tail_when_it_frees_no_page(open_db, db_path):
     """A rebuild exactly as long as the file's pages still rewrites the
     file and cuts it to them: the tail the pager allocated ahead goes back."""
