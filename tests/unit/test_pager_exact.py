@@ -143,3 +143,76 @@ def test_check_invariants_reports_a_heap_with_a_duplicate(file):
     pager.free(2)
     pager._free_heap.append(2)
     assert pager.check_invariants() == ["pager: free heap and free set disagree"]
+
+
+def test_read_refusals_name_the_page_and_the_reason(file):
+    buf = memoryview(bytearray(PAGE_SIZE))
+    pager = Pager(file, 5)  # page 4 is past the file's end: a short read
+    pager.free(2)
+    with pytest.raises(CorruptionError, match=r"^page 2 is free, yet something links to it$"):
+        pager.read(2, buf)
+    with pytest.raises(CorruptionError, match=r"^page 4: short read \(0 bytes\), file truncated\?$"):
+        pager.read(4, buf)
+    file.inner.write(3 * PAGE_SIZE + 100, b"\xff")  # a flipped byte
+    with pytest.raises(CorruptionError, match=r"^page 3: checksum mismatch$"):
+        pager.read(3, buf)
+
+
+def test_read_ahead_leaves_out_free_pages_at_their_own_ids(file):
+    pager = Pager(file, 4)
+    pager.free(2)
+    buf = memoryview(bytearray(3 * PAGE_SIZE))
+    assert pager.read_ahead(1, 3, buf) == [1, 3]
+
+
+def test_a_file_grows_by_exactly_one_extent(file):
+    pager = Pager(file, 4)  # the file holds its 4 pages and no more
+    assert pager.allocate() == 4
+    assert file.size() == (4 + 64) * PAGE_SIZE  # the page asked for and 63 ahead: 64 in all
+    assert [pager.allocate() for _ in range(63)] == list(range(5, 68))
+    assert file.size() == 68 * PAGE_SIZE
+
+
+def test_free_refuses_what_it_cannot_free_by_name(file):
+    pager = Pager(file, 4)
+    for bad in (0, 4):
+        with pytest.raises(AssertionError, match=r"^free: page id out of range$"):
+            pager.free(bad)
+    pager.free(2)
+    with pytest.raises(AssertionError, match=r"^free: page already free$"):
+        pager.free(2)
+
+
+def test_reset_leaves_every_page_in_use(file):
+    pager = Pager(file, 4)
+    pager.free(2)
+    pager.free(3)
+    pager.reset(3)  # a compaction rewrote the file as pages 0-2, all in use
+    assert pager.page_count == 3 and pager.free_pages() == set() and pager.free_count == 0
+    assert pager.freelist_images() == (0, [])
+    assert pager.allocate() == 3 and pager.check_invariants() == []
+
+
+def test_a_trunk_at_the_end_of_the_file_and_a_bad_trunk_page_are_named(file):
+    page = bytearray(PAGE_SIZE)
+    encode_freelist([2], 4, page)  # the next trunk is the page just past the file
+    file.inner.write(1 * PAGE_SIZE, bytes(page))
+    with pytest.raises(CorruptionError, match=r"^free list: bad trunk page 4$"):
+        Pager(file, 4).load_freelist(1, 3)
+    page = bytearray(PAGE_SIZE)
+    encode_freelist([2], 0, page)
+    page[6:8] = (FREELIST_CAPACITY + 1).to_bytes(2, "little")  # a count no trunk holds, checksum valid
+    seal(page)
+    file.inner.write(1 * PAGE_SIZE, bytes(page))
+    with pytest.raises(CorruptionError, match=rf"^page 1: free-list count {FREELIST_CAPACITY + 1} too large$"):
+        Pager(file, 4).load_freelist(1, 3)
+
+
+def test_a_file_that_cannot_be_stated_is_reported():
+    from engine.errors import StorageIOError
+
+    class NoStat:
+        def size(self):
+            raise StorageIOError(5, "stat broke")
+
+    assert Pager(NoStat(), 1).check_invariants() == ["pager: cannot stat file: [Errno 5] stat broke"]
