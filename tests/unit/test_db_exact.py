@@ -521,3 +521,23 @@ def test_a_refused_open_of_an_openers_own_file_leaves_a_readers_file_of_that_nam
     with pytest.raises(NotADatabaseError):
         engine.open(path, opener=disk.opener)
     assert os.path.exists(path + "-readers")
+
+
+def test_a_failed_log_sync_poisons_the_handle_with_its_text_and_no_checkpoint_error_starts_set(tmp_path):
+    from faults.io import FaultPlan
+
+    path = str(tmp_path / "poison.db")
+    plan = FaultPlan(seed=1)
+    db = engine.open(path, opener=plan.opener())
+    assert db.last_checkpoint_error is None
+    db.tree("t")[b"a"] = b"1"
+    plan.fail("sync", 1, file="-wal")
+    with pytest.raises(engine.NeedsRecoveryError):
+        db.tree("t")[b"b"] = b"2"
+    for call in (lambda: db.tree("t").get(b"a"), lambda: db.tree("t").put(b"c", b"3"), db.stats):
+        with pytest.raises(engine.NeedsRecoveryError) as raised:
+            call()
+        assert str(raised.value).endswith(f"{path}: a sync failed; close and reopen the database to recover")
+    db.close()
+    with engine.open(path) as again:
+        assert again.tree("t")[b"a"] == b"1"
