@@ -131,9 +131,6 @@ class Txn:
         """The nodes this transaction holds pinned (a live view, by page id)."""
         return self._pinned
 
-    def touched(self) -> bool:
-        return bool(self._snap or self._new or self._to_free or self._meta)
-
     def release(self) -> None:
         """Unpin this transaction's pages (between the operations of a batch),
         keeping the first copies for a rollback."""
