@@ -122,10 +122,11 @@ class Session:
         The fifth try runs with faults off; a sixth follows when the fifth
         refused a file whose creation never returned (removed meanwhile)."""
         last: BaseException | None = None
-        opened = False
+        opened = removed = False
         for attempt in range(6):
-            if attempt == 5 and not (isinstance(last, NotADatabaseError | CorruptionError) and not self.acked):
+            if attempt == 5 and not removed:
                 break
+            removed = False
             self._arm(attempt < 4 and self.armed())
             try:
                 self.db = engine.open(self.path, opener=self._opener(), pool_pages=POOL_PAGES, sync=self.sync,
@@ -139,6 +140,7 @@ class Session:
                     self._fail("divergences", f"{where}: {exc!r} after the database was created")
                 if not self.acked and isinstance(exc, (NotADatabaseError, CorruptionError)):
                     self._remove()  # its creation never returned: a half-made file may be refused
+                    removed = True
             except Exception as exc:  # noqa: BLE001 - any other exception is the finding
                 self._fail("unexpected_errors", f"{where}: open raised {exc!r}")
         if not opened:
