@@ -230,9 +230,12 @@ def test_chunk_reaching_its_bound_is_done() -> None:
 
 # -- broken leaf links ---------------------------------------------------------------------
 
-def two_leaves(left: list[bytes], right: list[bytes], sep: bytes) -> Tree:
-    """Root 3 over leaf 1 (`left`) and leaf 2 (`right`), linked both ways."""
-    return Tree({3: internal([sep], [1, 2]), 1: leaf(*left, nxt=2), 2: leaf(*right, prev=1)}, 3)
+def two_leaves(left: list[bytes], right: list[bytes], sep: bytes,
+               sizes: tuple[tuple[int, ...], tuple[int, ...]] = ((), ()), count: int = 0) -> Tree:
+    """Root 3 over leaf 1 (`left`) and leaf 2 (`right`), linked both ways
+    (each cell of the size given, as `leaf` makes them)."""
+    return Tree({3: internal([sep], [1, 2]), 1: leaf(*left, sizes=sizes[0], nxt=2),
+                 2: leaf(*right, sizes=sizes[1], prev=1)}, 3, count)
 
 
 BROKEN = "^leaf link to page {} breaks the key order$"
@@ -337,12 +340,13 @@ def test_leaves_one_byte_over_a_page_are_redistributed() -> None:
     assert (left.next, right.prev) == (2, 1) and t.freed == []
 
 
+def leaf_near_its_minimum() -> Tree:
+    """Leaf 1 (a, b, c: 2710 bytes) beside leaf 2 (d, e: 1364 bytes, 9 above its minimum)."""
+    return two_leaves([b"a", b"b", b"c"], [b"d", b"e"], b"d", sizes=((1354, 1346, 10), (1354, 10)), count=5)
+
+
 def test_a_right_leaf_under_its_minimum_merges_into_its_left_sibling() -> None:
-    t = Tree({
-        3: internal([b"d"], [1, 2]),
-        1: leaf(b"a", b"b", b"c", sizes=(1354, 1346, 10), nxt=2),
-        2: leaf(b"d", b"e", sizes=(1354, 10), prev=1),
-    }, 3, 5)
+    t = leaf_near_its_minimum()
     t.delete(b"e")
     assert t.root == 1 and t.keys() == [[[b"a", b"b", b"c", b"d"]]]
     assert t.pool.node(1).size == USABLE and t.freed == [2, 3]
@@ -351,11 +355,7 @@ def test_a_right_leaf_under_its_minimum_merges_into_its_left_sibling() -> None:
 def test_a_value_moved_to_an_overflow_chain_can_leave_its_leaf_under_the_minimum() -> None:
     # d's 1354-byte cell becomes a 14-byte overflow reference: leaf 2 falls to
     # 24 bytes, so the put is planned again with the reference and merges
-    t = Tree({
-        3: internal([b"d"], [1, 2]),
-        1: leaf(b"a", b"b", b"c", sizes=(1354, 1346, 10), nxt=2),
-        2: leaf(b"d", b"e", sizes=(1354, 10), prev=1),
-    }, 3, 5)
+    t = leaf_near_its_minimum()
     assert t.put(b"d", b"x" * 5000) is False
     assert t.root == 1 and t.keys() == [[[b"a", b"b", b"c", b"d", b"e"]]]
     assert type(t.pool.node(1).vals[3]) is Overflow and t.freed == [2, 3]
